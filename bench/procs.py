@@ -1,0 +1,214 @@
+"""Child process handling for the benchmarks: start, pin, wait ready, account
+CPU, and always clean up (normal exit, exception, Ctrl-C, SIGTERM)."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    """A benchmark step failed; the message says what and carries any log."""
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr so stdout stays clean for --json."""
+    print(message, file=sys.stderr, flush=True)
+
+
+class Children:
+    """Every process the bench starts.
+
+    Each child gets its own session, so a group signal reaches its descendants
+    (a server may fork workers) and nothing else, and a terminal Ctrl-C reaches
+    only the bench, which then stops the children itself.
+    """
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen[bytes]] = []
+        atexit.register(self.stop_all)
+
+    def spawn(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(list(argv), start_new_session=True, **kwargs)  # type: ignore[call-overload]
+        self._procs.append(proc)
+        return proc
+
+    def forget(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc in self._procs:
+            self._procs.remove(proc)
+
+    def stop(self, proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+        """SIGTERM the group, SIGKILL what is left after `grace`, then reap.
+
+        The leader is waited for without reaping (WNOWAIT) so that its pid, which
+        is also the group id, cannot be reused before the final group SIGKILL.
+        """
+        self.forget(proc)
+        if proc.returncode is not None:
+            return
+        _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not _has_exited(proc.pid):
+            time.sleep(0.05)
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self._procs)):
+            self.stop(proc)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _has_exited(pid: int) -> bool:
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def exit_on_signals() -> None:
+    """Turn SIGTERM/SIGHUP into SystemExit so finally blocks and atexit run."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
+@dataclass(frozen=True)
+class Cpus:
+    """Where the server and the load generator run; None means unpinned."""
+
+    server: int | None
+    loadgen: int | None
+
+
+def choose_cpus() -> Cpus:
+    """Server on the first allowed core, load generator on the second, so they
+    never compete for a core and the server's share is exactly one core."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) >= 2 and shutil.which("taskset"):
+        return Cpus(allowed[0], allowed[1])
+    log("warning: fewer than 2 cores (or no taskset): processes are not pinned")
+    return Cpus(None, None)
+
+
+def pinned(argv: Sequence[str], cpu: int | None) -> list[str]:
+    """taskset execs the command, so the pid stays the command's own, and the
+    affinity holds for every thread and child it creates from the start."""
+    return ["taskset", "-c", str(cpu), *argv] if cpu is not None else list(argv)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User+system CPU of the live processes in a process group (all threads)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # the name may hold spaces
+        if int(fields[2]) == pgid:  # fields[0] is field 3 (state) of proc(5)
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A server under load, its output captured in a file (a pipe could fill
+    up under load and stall it)."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    ports: dict[str, int]
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_ready(self, marker: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if marker in self.log_text():
+                return
+            if self.proc.poll() is not None:
+                raise BenchError(
+                    f"{self.name} exited with code {self.proc.returncode} before "
+                    f"'{marker}'; its output:\n{self.log_text()}"
+                )
+            time.sleep(0.05)
+        raise BenchError(f"{self.name}: no '{marker}' within {timeout:.0f}s; its output:\n{self.log_text()}")
+
+
+def start_server(
+    children: Children,
+    name: str,
+    argv: Sequence[str],
+    ports: dict[str, int],
+    log_path: Path,
+    cpu: int | None,
+    ready_marker: str,
+    ready_timeout: float,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Server:
+    with open(log_path, "wb") as out:
+        proc = children.spawn(
+            pinned(argv, cpu),
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd, env=env,
+        )  # fmt: skip
+    server = Server(name, proc, log_path, ports)
+    try:
+        server.wait_ready(ready_marker, ready_timeout)
+    except BaseException:
+        children.stop(proc)
+        raise
+    return server
+
+
+def ensure_tool(binary: str, debian_package: str) -> None:
+    """Install a load generator from Debian when missing and we are root."""
+    if shutil.which(binary):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise BenchError(f"'{binary}' is missing: install it with: apt-get install -y {debian_package}")
+    log(f"installing {debian_package} for {binary} ...")
+    install = ["apt-get", "install", "-y", "-q", debian_package]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        # A fresh machine may have no package lists yet.
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+        result = subprocess.run(install, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BenchError(f"apt-get install {debian_package} failed:\n{result.stderr}")
+    if not shutil.which(binary):
+        raise BenchError(f"{debian_package} installed but '{binary}' is still not on PATH")

@@ -1,0 +1,3 @@
+from otlp_router.cli import main
+
+raise SystemExit(main())

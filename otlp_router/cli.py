@@ -1,0 +1,124 @@
+"""`otlp-router` command line: run, check, explain."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from otlp_router import __version__, config as config_module
+from otlp_router.receivers.listen import StartupError
+from otlp_router.settings import ConfigError
+
+
+def _load(path: str) -> config_module.RouterConfig | None:
+    try:
+        return config_module.load(path)
+    except ConfigError as e:
+        print(f"otlp-router: invalid config: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from otlp_router import server
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    try:
+        server.run(config)
+    except StartupError as e:
+        print(f"otlp-router: cannot start: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    print(f"{args.config}: configuration is valid")
+
+    async def check_all() -> int:
+        failed = 0
+        for name, d in config.destinations.items():
+            try:
+                result = await d.destination.check()
+            except Exception as e:  # a check must report, not crash
+                ok, detail = False, f"unexpected error: {e!r}"
+            else:
+                ok, detail = result.ok, result.detail
+            failed += not ok
+            print(f"  destination {name} ({d.destination.type_name}): {'ok' if ok else 'FAILED'}: {detail}")
+        return failed
+
+    return 1 if asyncio.run(check_all()) else 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import orjson
+
+    from otlp_router.explain import explain
+    from otlp_router.model.otlp_json import JsonDecodeError
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    try:
+        report = explain(config, Path(args.file))
+    except OSError as e:
+        print(f"otlp-router: cannot read {args.file}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except JsonDecodeError as e:
+        print(f"otlp-router: {args.file} is not OTLP JSON: {e}", file=sys.stderr)
+        return 2
+    for entry in report:
+        if args.json:
+            print(orjson.dumps(entry).decode())
+            continue
+        if "rejected" in entry:
+            print(f"rejected {entry['rejected']} span(s): {entry['reason']}")
+            continue
+        routes = ", ".join(entry["routes"]) or "(no route: unrouted)"
+        print(f"span {entry['span']!r} trace={entry['trace_id']} span={entry['span_id']}")
+        print(f"  routes: {routes}")
+        for dest, view in entry["destinations"].items():
+            print(f"  -> {dest}: name={view['name']!r}")
+            for key, value in view["attributes"].items():
+                print(f"       {key} = {value!r}")
+            if view["events"]:
+                print(f"       events: {', '.join(view['events'])}")
+        if not entry["destinations"]:
+            print("  -> (reaches no destination)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="otlp-router", description="OTLP receiver and router for LLM traces.")
+    parser.add_argument("--version", action="version", version=f"otlp-router {__version__}")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="receive and route until stopped (SIGTERM/SIGINT drain first)")
+    run.add_argument("-c", "--config", default="router.yaml")
+    run.set_defaults(func=cmd_run)
+
+    check = commands.add_parser("check", help="validate the config and test-connect every destination")
+    check.add_argument("-c", "--config", default="router.yaml")
+    check.set_defaults(func=cmd_check)
+
+    explain = commands.add_parser("explain", help="show which routes and destinations each span of an OTLP "
+                                                  "JSON file reaches, and how it looks there")
+    explain.add_argument("-c", "--config", default="router.yaml")
+    explain.add_argument("--json", action="store_true", help="one JSON object per span")
+    explain.add_argument("file")
+    explain.set_defaults(func=cmd_explain)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    return args.func(args)

@@ -1,0 +1,98 @@
+"""router.yaml: read, substitute `${env:NAME}`, validate every section, or say
+exactly what is wrong (file, key path, what was expected)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from otlp_router import destinations
+from otlp_router.destinations.base import Destination
+from otlp_router.destinations.delivery import BatchSettings, RetrySettings
+from otlp_router.receivers.grpc import GrpcSettings
+from otlp_router.receivers.http import HttpSettings
+from otlp_router.routing.shaping import Shaping
+from otlp_router.routing.table import RoutingTable
+from otlp_router.settings import ConfigError, Section, substitute_env
+
+__all__ = ["ConfigError", "DestinationConfig", "RouterConfig", "load", "parse"]
+
+
+@dataclass
+class DestinationConfig:
+    destination: Destination
+    retry: RetrySettings
+    batch: BatchSettings
+    shaping: Shaping
+
+
+@dataclass
+class RouterConfig:
+    file: str
+    http: HttpSettings | None
+    grpc: GrpcSettings | None
+    spool_dir: Path
+    spool_max_bytes: int
+    routing: RoutingTable
+    destinations: dict[str, DestinationConfig] = field(default_factory=dict)
+    shutdown_timeout: float = 10.0
+    openrouter_mapping: bool = True
+
+
+def load(path: str | Path) -> RouterConfig:
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(file, "", f"cannot read the config file: {e.strerror or e}") from None
+    return parse(text, file)
+
+
+def parse(text: str, file: str = "router.yaml") -> RouterConfig:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(file, "", f"not valid YAML: {e}") from None
+    top = Section(substitute_env(raw, file), file)
+
+    http = grpc = None
+    receivers = top.section("receivers")
+    if receivers.has("otlp"):
+        otlp = receivers.section("otlp")
+        if not (otlp.has("http") or otlp.has("grpc")):
+            otlp.fail("expected at least one of http, grpc")
+        http = HttpSettings.read(otlp.section("http")) if otlp.has("http") else None
+        grpc = GrpcSettings.read(otlp.section("grpc")) if otlp.has("grpc") else None
+        otlp.done()
+    else:
+        http, grpc = HttpSettings(), GrpcSettings()
+    receivers.done()
+
+    spool = top.section("spool")
+    spool_dir = Path(spool.str("dir", "./data/spool"))
+    spool_max_bytes = spool.size("max_bytes", 256 * 1024 * 1024, minimum=1024)
+    spool.done()
+
+    built: dict[str, DestinationConfig] = {}
+    for name, section in top.sections("destinations"):
+        retry = RetrySettings.read(section.section("retry"))
+        batch = BatchSettings.read(section.section("batch"))
+        shaping = Shaping.read(section)
+        built[name] = DestinationConfig(destinations.build(name, section), retry, batch, shaping)
+    if not built:
+        top.fail("expected at least one destination", "destinations")
+
+    routes = top.list("routes", [])
+    if not routes:
+        top.fail("expected at least one route", "routes")
+    routing = RoutingTable.read(file, routes, set(built))
+
+    mapping = top.section("mapping")
+    openrouter = mapping.bool("openrouter", True)
+    mapping.done()
+
+    shutdown_timeout = top.duration("shutdown_timeout", 10.0)
+    top.done()
+    return RouterConfig(file, http, grpc, spool_dir, spool_max_bytes, routing, built, shutdown_timeout, openrouter)

@@ -1,0 +1,18 @@
+"""Where routed batches go. `build` turns a `destinations:` entry into a destination."""
+
+from __future__ import annotations
+
+from otlp_router.destinations.base import CheckResult, Destination, ExportError
+from otlp_router.destinations.discard import DiscardDestination
+from otlp_router.destinations.file import FileDestination
+from otlp_router.settings import Section
+
+TYPES: dict[str, type[Destination]] = {cls.type_name: cls for cls in (FileDestination, DiscardDestination)}
+
+
+def build(name: str, settings: Section) -> Destination:
+    type_name = settings.str("type", choices=tuple(TYPES))
+    return TYPES[type_name](name, settings)
+
+
+__all__ = ["CheckResult", "Destination", "ExportError", "TYPES", "build"]

@@ -1,0 +1,54 @@
+"""What a destination is: something that takes batches and says whether it failed
+for good or for now. Queueing, retries and acknowledgement live once, in
+`delivery.py`, around every destination."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from otlp_router.model.batch import Batch
+from otlp_router.settings import Section
+
+
+class ExportError(Exception):
+    """An export failed. `permanent` failures are never retried (the data is
+    rejected as such); others are retried, after `retry_after` if the
+    destination said when."""
+
+    def __init__(self, message: str, permanent: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    detail: str
+
+
+class Destination(ABC):
+    """A configured destination. Subclasses read their settings in __init__
+    (refusing unknown keys) and implement `export`."""
+
+    type_name: ClassVar[str]
+    signals: ClassVar[frozenset[str]] = frozenset({"traces"})
+
+    def __init__(self, name: str, settings: Section) -> None:
+        self.name = name
+
+    async def start(self) -> None:
+        """Open connections or files; called before the first export."""
+
+    @abstractmethod
+    async def export(self, batches: list[Batch]) -> None:
+        """Deliver these batches, or raise `ExportError`."""
+
+    async def check(self) -> CheckResult:
+        """Test that the destination can be reached and written (`otlp-router check`)."""
+        return CheckResult(True, "nothing to check")
+
+    async def stop(self) -> None:
+        """Flush and close; nothing is exported after this."""

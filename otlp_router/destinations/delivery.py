@@ -1,0 +1,148 @@
+"""The loop between a destination's spool and the destination: read, export,
+retry what may succeed later, acknowledge, and account for everything."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from otlp_router import telemetry
+from otlp_router.destinations.base import Destination, ExportError
+from otlp_router.settings import Section
+from otlp_router.spool.base import Entry, Spool
+
+log = logging.getLogger("otlp_router.delivery")
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    initial_interval: float = 1.0
+    max_interval: float = 30.0
+    max_elapsed: float = 300.0   # 0: retry forever
+
+    @classmethod
+    def read(cls, section: Section) -> "RetrySettings":
+        s = cls(section.duration("initial_interval", cls.initial_interval, minimum=0.001),
+                section.duration("max_interval", cls.max_interval, minimum=0.001),
+                section.duration("max_elapsed", cls.max_elapsed))
+        section.done()
+        return s
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter over the upper half, so a crowd of
+        routers does not retry in lockstep."""
+        ceiling = min(self.max_interval, self.initial_interval * (2 ** attempt))
+        return ceiling * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_items: int = 8192
+    max_bytes: int = 8 * 1024 * 1024
+
+    @classmethod
+    def read(cls, section: Section) -> "BatchSettings":
+        s = cls(section.int("max_spans", cls.max_items, minimum=1),
+                section.size("max_bytes", cls.max_bytes, minimum=1))
+        section.done()
+        return s
+
+
+class Delivery:
+    """Runs one destination from its spool until the spool is closed and drained."""
+
+    def __init__(self, destination: Destination, spool: Spool, retry: RetrySettings, batch: BatchSettings) -> None:
+        self.destination = destination
+        self.spool = spool
+        self.retry = retry
+        self.batch = batch
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.destination.name
+
+    async def start(self) -> None:
+        await self.destination.start()
+        self._task = asyncio.create_task(self._run(), name=f"delivery:{self.name}")
+
+    async def stop(self, timeout: float) -> None:
+        """Close the spool, deliver what is in it within `timeout`, then stop the destination."""
+        self.spool.close()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except asyncio.TimeoutError:
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
+        left = self.spool.pending_items
+        if left:
+            log.warning("destination %s: %d item(s) not delivered by the shutdown timeout", self.name, left)
+            # The durable spool keeps them for the next start; the memory spool cannot.
+            if not getattr(self.spool, "durable", False):
+                telemetry.exporter_dropped.labels(self.name, "traces", "shutdown").inc(left)
+        await self.destination.stop()
+
+    async def _run(self) -> None:
+        while True:
+            entries = await self.spool.read(self.batch.max_items, self.batch.max_bytes)
+            if not entries:
+                return
+            await self._deliver(entries)
+            self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        telemetry.spool_bytes.labels(self.name).set(self.spool.pending_bytes)
+        telemetry.spool_items.labels(self.name).set(self.spool.pending_items)
+
+    async def _deliver(self, entries: list[Entry]) -> None:
+        batches = [e.batch for e in entries]
+        items = sum(b.items for b in batches)
+        signal = batches[0].signal.name
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                await self.destination.export(batches)
+            except ExportError as e:
+                error = e
+            except asyncio.CancelledError:
+                self.spool.requeue(entries)
+                raise
+            except Exception as e:  # a bug in a destination must not stop delivery
+                log.exception("destination %s: unexpected error while exporting", self.name)
+                error = ExportError(f"unexpected error: {e!r}")
+            else:
+                telemetry.exporter_sent.labels(self.name, signal).inc(items)
+                self.spool.ack(entries)
+                self.last_error = None
+                return
+            self.last_error = str(error)
+            reason = "permanent" if error.permanent else "retryable"
+            telemetry.exporter_failed.labels(self.name, signal, reason).inc(items)
+            if error.permanent:
+                self._give_up(entries, items, signal, "rejected", str(error))
+                return
+            delay = error.retry_after if error.retry_after is not None else self.retry.backoff(attempt)
+            delay = max(delay, 0.0)
+            elapsed = time.monotonic() - started
+            if self.retry.max_elapsed and elapsed + delay > self.retry.max_elapsed:
+                self._give_up(entries, items, signal, "retries_exhausted",
+                              f"{error} (gave up after {attempt + 1} attempt(s) over {elapsed:.1f}s)")
+                return
+            log.warning("destination %s: export of %d %s failed, retry %d in %.2fs: %s",
+                        self.name, items, signal, attempt + 1, delay, error)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _give_up(self, entries: list[Entry], items: int, signal: str, reason: str, message: str) -> None:
+        log.error("destination %s: dropped %d %s (%s): %s", self.name, items, signal, reason, message)
+        telemetry.exporter_dropped.labels(self.name, signal, reason).inc(items)
+        self.spool.ack(entries)

@@ -1,0 +1,204 @@
+"""OTLP/HTTP receiver: POST /v1/{signal} with protobuf or JSON bodies (Starlette on uvicorn).
+
+The export endpoint is a plain ASGI callable rather than a Starlette request
+handler: it reads headers straight from the scope and answers with two sends,
+which keeps the per-request cost close to a bare parse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import socket
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import orjson
+import uvicorn
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from otlp_router import telemetry
+from otlp_router.model import otlp_json
+from otlp_router.model.signals import Signal
+from otlp_router.pipeline import Pipeline, SpoolFull
+from otlp_router.receivers import payload
+from otlp_router.receivers.listen import bind_tcp
+from otlp_router.settings import Section, parse_endpoint
+
+log = logging.getLogger("otlp_router.receivers.http")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_CONTENT_TYPE = {payload.PROTOBUF: b"application/x-protobuf", payload.JSON: b"application/json"}
+_GRPC_CODE = {400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED, 405: code_pb2.UNIMPLEMENTED,
+              413: code_pb2.RESOURCE_EXHAUSTED, 415: code_pb2.INVALID_ARGUMENT,
+              429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 4318
+    max_request_body_size: int = 16 * 1024 * 1024
+
+    @classmethod
+    def read(cls, section: Section) -> "HttpSettings":
+        host, port = parse_endpoint(section, "endpoint", f"{cls.host}:{cls.port}")
+        s = cls(host, port, section.size("max_request_body_size", cls.max_request_body_size, minimum=1))
+        section.done()
+        return s
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.retry_after = status, message, retry_after
+
+
+def _status_body(kind: str, status: int, message: str, retry_after: float | None) -> bytes:
+    code = _GRPC_CODE.get(status, code_pb2.UNKNOWN)
+    if kind == payload.JSON:
+        doc: dict[str, Any] = {"code": code, "message": message}
+        if retry_after is not None:
+            doc["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                               "retryDelay": f"{retry_after:g}s"}]
+        return orjson.dumps(doc)
+    st = status_pb2.Status(code=code, message=message)
+    if retry_after is not None:
+        info = error_details_pb2.RetryInfo()
+        info.retry_delay.FromNanoseconds(int(retry_after * 1e9))
+        st.details.add().Pack(info)
+    return st.SerializeToString()
+
+
+class ExportEndpoint:
+    """POST handler for one signal's export path."""
+
+    def __init__(self, signal: Signal, pipeline: Pipeline, max_body: int, receiver: "HttpReceiver") -> None:
+        self.signal = signal
+        self.pipeline = pipeline
+        self.max_body = max_body
+        self.receiver = receiver
+        labels = ("otlp", "http", signal.name)
+        self._accepted = telemetry.receiver_accepted.labels(*labels)
+        self._rejected = telemetry.receiver_refused.labels(*labels, "invalid")
+        self._labels = labels
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = payload.JSON
+        try:
+            if scope["method"] != "POST":
+                raise _Refusal(405, f"method {scope['method']} not allowed: use POST")
+            content_type = encoding = b""
+            length = -1
+            for name, value in scope["headers"]:
+                if name == b"content-type":
+                    content_type = value
+                elif name == b"content-encoding":
+                    encoding = value
+                elif name == b"content-length":
+                    length = int(value) if value.isdigit() else -1
+            try:
+                kind = payload.content_kind(content_type.decode("latin-1"))
+                if length > self.max_body:
+                    raise payload.TooLarge(f"request body of {length} bytes is larger than the "
+                                           f"{self.max_body} byte limit")
+                body = await self._read_body(receive)
+                data = payload.decompress(body, encoding.decode("latin-1"), self.max_body)
+                batch, rejection = payload.decode(self.signal, kind, data)
+            except payload.PayloadError as e:
+                raise _Refusal(e.status, e.message) from None
+            if self.receiver.draining:
+                raise _Refusal(503, "the router is shutting down; retry", 1.0)
+            try:
+                await self.pipeline.accept(batch)
+            except SpoolFull as e:
+                telemetry.receiver_refused.labels(*self._labels, "backpressure").inc(batch.items)
+                raise _Refusal(429, str(e), e.retry_after) from None
+        except _Refusal as r:
+            telemetry.receiver_refused_requests.labels(*self._labels, str(r.status)).inc()
+            await self._respond(send, kind, r.status, _status_body(kind, r.status, r.message, r.retry_after),
+                                r.retry_after)
+            return
+        except _ClientGone:
+            return
+        self._accepted.inc(batch.items)
+        if rejection.count:
+            self._rejected.inc(rejection.count)
+        response = self.signal.response(rejection)
+        body = response.SerializeToString() if kind == payload.PROTOBUF else otlp_json.encode(response)
+        await self._respond(send, kind, 200, body)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise payload.TooLarge(f"request body is larger than the {self.max_body} byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @staticmethod
+    async def _respond(send: Send, kind: str, status: int, body: bytes, retry_after: float | None = None) -> None:
+        headers = [(b"content-type", _CONTENT_TYPE[kind]), (b"content-length", str(len(body)).encode())]
+        if retry_after is not None:
+            headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
+        if status == 405:
+            headers.append((b"allow", b"POST"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class HttpReceiver:
+    """Serves the export paths of `signals` on one socket until stopped."""
+
+    def __init__(self, settings: HttpSettings, pipeline: Pipeline, signals: list[Signal]) -> None:
+        self.settings = settings
+        self.draining = False
+        routes = [Route(s.http_path, ExportEndpoint(s, pipeline, settings.max_request_body_size, self))
+                  for s in signals]
+        self.app = Starlette(routes=routes)
+        self._socket: socket.socket | None = None
+        self._server: uvicorn.Server | None = None
+        self._main: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._socket is not None
+        host, port = self._socket.getsockname()[:2]
+        return host, port
+
+    async def start(self) -> None:
+        self._socket = bind_tcp("OTLP/HTTP receiver", self.settings.host, self.settings.port)
+        config = uvicorn.Config(self.app, http="httptools", lifespan="off", access_log=False, log_config=None,
+                                server_header=False, date_header=False, timeout_keep_alive=30)
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[self._socket])
+        self._server = server
+        self._main = asyncio.create_task(server.main_loop(), name="http-receiver")
+
+    async def stop(self) -> None:
+        """Stop accepting connections, finish the requests in flight."""
+        if self._server is None:
+            return
+        self._server.should_exit = True
+        if self._main is not None:
+            await self._main
+        await self._server.shutdown(sockets=[self._socket] if self._socket else None)
+        self._server = None

@@ -1,0 +1,205 @@
+"""Match rules, compiled once from router.yaml into plain functions.
+
+A condition names one thing to look at and one operator:
+
+    {attribute: trace.metadata.document_type, equals: contract}   # span attribute
+    {resource: service.name, in: [checkout, search]}              # resource attribute
+    {scope_attribute: K, exists: true}  {scope: name, prefix: openinference}
+    {span: name, regex: "^chat "}  {span: kind, equals: client}  {span: status, equals: error}
+    {api_key: prod-app}                                            # name of the receiver key used
+
+and conditions compose with `all: [...]`, `any: [...]`, `not: {...}`.
+Operators: equals, not_equals, in, prefix, regex, exists, gt, ge, lt, le.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+from google.protobuf.message import Message
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from otlp_router.model.attributes import value_of
+from otlp_router.model.signals import Signal
+from otlp_router.settings import Section
+
+OPERATORS = ("equals", "not_equals", "in", "prefix", "regex", "exists", "gt", "ge", "lt", "le")
+_SUBJECTS = ("attribute", "resource", "scope_attribute", "scope", "span", "api_key")
+_SPAN_FIELDS = ("name", "kind", "status")
+_SCOPE_FIELDS = ("name", "version")
+_KINDS = {name.removeprefix("SPAN_KIND_").lower(): value for name, value in Span.SpanKind.items()}
+_STATUS = {name.removeprefix("STATUS_CODE_").lower(): value for name, value in Status.StatusCode.items()}
+
+
+@dataclass
+class ItemContext:
+    """What a rule may look at for one item: attribute dicts hold only the keys some rule uses."""
+
+    resource: dict[str, Any] = field(default_factory=dict)
+    scope_name: str = ""
+    scope_version: str = ""
+    scope_attributes: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    kind: int = 0
+    status: int = 0
+    api_key: str | None = None
+
+
+Predicate = Callable[[ItemContext], bool]
+
+
+@dataclass
+class Needs:
+    """Which keys the rules read, so contexts are built from those alone."""
+
+    resource: set[str] = field(default_factory=set)
+    scope_attributes: set[str] = field(default_factory=set)
+    attributes: set[str] = field(default_factory=set)
+
+
+def _pick(attributes: Iterable[Any], keys: set[str]) -> dict[str, Any]:
+    """Only the attributes some rule reads, as Python values."""
+    out = {}
+    for kv in attributes:
+        key = kv.key
+        if key in keys:
+            out[key] = value_of(kv.value)
+    return out
+
+
+def walk(message: Message, signal: Signal, needs: Needs, api_key: str | None) -> Iterator[tuple[Any, ItemContext]]:
+    """Every item of a request with the context rules see. The context object is
+    reused from item to item: read it before the next step."""
+    ctx = ItemContext(api_key=api_key)
+    for rs in getattr(message, signal.resource_field):
+        ctx.resource = _pick(rs.resource.attributes, needs.resource) if needs.resource else {}
+        for ss in getattr(rs, signal.scope_field):
+            scope = ss.scope
+            ctx.scope_name, ctx.scope_version = scope.name, scope.version
+            ctx.scope_attributes = _pick(scope.attributes, needs.scope_attributes) if needs.scope_attributes else {}
+            for item in getattr(ss, signal.items_field):
+                if needs.attributes:
+                    ctx.attributes = _pick(item.attributes, needs.attributes)
+                ctx.name, ctx.kind, ctx.status = item.name, item.kind, item.status.code
+                yield item, ctx
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value
+
+
+def _operator(section: Section, op: str, subject: str, what: str) -> Callable[[Any], bool]:
+    expected = section.raw(op)
+    if what == "kind" and op in ("equals", "not_equals", "in"):
+        expected = _enum(section, op, expected, _KINDS)
+    elif what == "status" and op in ("equals", "not_equals", "in"):
+        expected = _enum(section, op, expected, _STATUS)
+    if op == "equals":
+        return lambda v: v is not None and v == expected
+    if op == "not_equals":
+        return lambda v: v != expected
+    if op == "in":
+        if not isinstance(expected, list):
+            section.fail(f"expected a list of values, got {expected!r}", op)
+        choices = list(expected)
+        return lambda v: v is not None and v in choices
+    if op == "prefix":
+        if not isinstance(expected, str):
+            section.fail(f"expected a string, got {expected!r}", op)
+        return lambda v: isinstance(v, str) and v.startswith(expected)
+    if op == "regex":
+        if not isinstance(expected, str):
+            section.fail(f"expected a regular expression string, got {expected!r}", op)
+        try:
+            pattern = re.compile(expected)
+        except re.error as e:
+            section.fail(f"invalid regular expression {expected!r}: {e}", op)
+        return lambda v: isinstance(v, str) and pattern.search(v) is not None
+    if op == "exists":
+        if not isinstance(expected, bool):
+            section.fail(f"expected true or false, got {expected!r}", op)
+        return (lambda v: v is not None) if expected else (lambda v: v is None)
+    limit = _number(expected)
+    if limit is None:
+        section.fail(f"expected a number, got {expected!r}", op)
+    compare = {"gt": float.__gt__, "ge": float.__ge__, "lt": float.__lt__, "le": float.__le__}[op]
+
+    def numeric(v: Any) -> bool:
+        n = _number(v)
+        return n is not None and compare(float(n), float(limit))
+    return numeric
+
+
+def _enum(section: Section, op: str, expected: Any, names: dict[str, int]) -> Any:
+    def one(value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in names:
+            return names[value.lower()]
+        section.fail(f"expected one of {', '.join(names)}, got {value!r}", op)
+    return [one(v) for v in expected] if isinstance(expected, list) else one(expected)
+
+
+def _condition(section: Section, needs: Needs) -> Predicate:
+    subjects = [s for s in _SUBJECTS if section.has(s)]
+    if len(subjects) != 1:
+        section.fail(f"expected exactly one of {', '.join(_SUBJECTS)} (or all / any / not)")
+    subject = subjects[0]
+    what = section.str(subject)
+    ops = [op for op in OPERATORS if section.has(op)]
+    if subject == "api_key" and not ops:
+        ops = ["equals"]
+        section.data = {**section.data, "equals": what}
+    if len(ops) != 1:
+        unknown = [k for k in section.data if k not in _SUBJECTS and k not in OPERATORS]
+        if unknown:
+            section.fail(f"unknown operator (expected one of {', '.join(OPERATORS)})", str(unknown[0]))
+        section.fail(f"expected exactly one operator of {', '.join(OPERATORS)}")
+    if subject == "span" and what not in _SPAN_FIELDS:
+        section.fail(f"expected one of {', '.join(_SPAN_FIELDS)}, got {what!r}", subject)
+    if subject == "scope" and what not in _SCOPE_FIELDS:
+        section.fail(f"expected one of {', '.join(_SCOPE_FIELDS)}, got {what!r}", subject)
+    test = _operator(section, ops[0], subject, what)
+    section.done()
+
+    if subject == "attribute":
+        needs.attributes.add(what)
+        return lambda ctx: test(ctx.attributes.get(what))
+    if subject == "resource":
+        needs.resource.add(what)
+        return lambda ctx: test(ctx.resource.get(what))
+    if subject == "scope_attribute":
+        needs.scope_attributes.add(what)
+        return lambda ctx: test(ctx.scope_attributes.get(what))
+    if subject == "api_key":
+        return lambda ctx: test(ctx.api_key)
+    attr = {"scope": {"name": "scope_name", "version": "scope_version"}, "span": {}}[subject].get(what, what)
+    return lambda ctx: test(getattr(ctx, attr))
+
+
+def compile_rule(section: Section, needs: Needs) -> Predicate:
+    """A `match:` mapping → predicate; every mistake names its key path."""
+    composites = [k for k in ("all", "any", "not") if section.has(k)]
+    if not composites:
+        return _condition(section, needs)
+    if len(composites) > 1 or len(section.data) > 1:
+        section.fail("expected one of all, any, not (put several conditions inside all / any)")
+    key = composites[0]
+    if key == "not":
+        inner = compile_rule(section.section("not", required=True), needs)
+        section.done()
+        return lambda ctx: not inner(ctx)
+    items = section.list(key)
+    if not items:
+        section.fail("expected at least one condition", key)
+    parts = [compile_rule(Section(item, section.file, section.key_path(f"{key}[{i}]")), needs)
+             for i, item in enumerate(items)]
+    section.done()
+    if key == "all":
+        return lambda ctx: all(p(ctx) for p in parts)
+    return lambda ctx: any(p(ctx) for p in parts)

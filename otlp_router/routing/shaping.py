@@ -1,0 +1,73 @@
+"""What a destination (or a route) does to the items it takes, before they are
+spooled: sampling, attribute actions, privacy, redaction, in that order.
+
+Each destination gets its own copy of a request it shares with others, so the
+transforms of one destination never leak into another."""
+
+from __future__ import annotations
+
+from otlp_router.model.batch import Batch
+from otlp_router.routing.actions import AttributeActions
+from otlp_router.routing.privacy import may_hold_content, strip_content
+from otlp_router.routing.redaction import Redaction
+from otlp_router.routing.sampling import Sampling
+from otlp_router.settings import Section
+
+DESTINATION_KEYS = ("privacy", "redaction", "attributes", "sampling")
+ROUTE_KEYS = ("privacy", "attributes")
+
+
+class Shaping:
+    def __init__(self, privacy: bool = False, redaction: Redaction | None = None,
+                 actions: AttributeActions | None = None, sampling: Sampling | None = None) -> None:
+        self.privacy = privacy
+        self.redaction = redaction
+        self.actions = actions
+        self.sampling = sampling
+
+    @classmethod
+    def read(cls, section: Section, keys: tuple[str, ...] = DESTINATION_KEYS) -> "Shaping":
+        privacy = section.bool("privacy", False) if "privacy" in keys else False
+        redaction = Redaction(section.section("redaction")) \
+            if "redaction" in keys and section.has("redaction") else None
+        actions = AttributeActions(section.list("attributes"), section.file, section.key_path("attributes")) \
+            if "attributes" in keys and section.has("attributes") else None
+        sampling = Sampling(section.section("sampling")) if "sampling" in keys and section.has("sampling") else None
+        return cls(privacy, redaction, actions, sampling)
+
+    def __bool__(self) -> bool:
+        return bool(self.privacy or self.redaction or self.actions or self.sampling)
+
+    def apply(self, batch: Batch) -> int:
+        """Shape the batch's message in place; returns the items sampled out."""
+        signal, message = batch.signal, batch.message
+        removed = 0
+        if self.sampling is not None:
+            removed = self.sampling.apply(message, signal)
+            if removed:
+                batch.items -= removed
+                batch.modified()
+        if self.actions is not None:
+            self.actions.apply(message, signal, batch.api_key_name)
+            batch.modified()
+        wire = batch.wire_if_known
+        if self.privacy and (wire is None or may_hold_content(wire)):
+            if strip_content(message, signal):
+                batch.modified()
+        if self.redaction is not None:
+            self.redaction.apply(message, signal)
+            batch.modified()
+        return removed
+
+
+def shape(batch: Batch, shapings: list[Shaping], shared: bool) -> tuple[Batch, int]:
+    """Apply route and destination shaping; a batch other destinations also
+    receive is copied first."""
+    if shared:
+        copy = type(batch.message)()
+        copy.CopyFrom(batch.message)
+        batch = Batch(batch.signal, copy, batch.items, batch.wire_if_known, batch.api_key_name)
+    removed = 0
+    for shaping in shapings:
+        removed += shaping.apply(batch)
+    return batch, removed

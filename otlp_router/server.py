@@ -1,0 +1,91 @@
+"""The router's lifecycle: start destinations, then receivers; on SIGTERM/SIGINT
+stop receiving, finish the requests in flight, drain the spools, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from otlp_router.config import RouterConfig
+from otlp_router.destinations.delivery import Delivery
+from otlp_router.model.signals import SIGNALS
+from otlp_router.pipeline import Pipeline
+from otlp_router.receivers.grpc import GrpcReceiver
+from otlp_router.receivers.http import HttpReceiver
+from otlp_router.routing.openrouter import OpenRouterMapping
+from otlp_router.spool import MemorySpool
+
+log = logging.getLogger("otlp_router")
+
+
+class Router:
+    def __init__(self, config: RouterConfig) -> None:
+        self.config = config
+        self.deliveries = {
+            name: Delivery(d.destination, MemorySpool(name, config.spool_max_bytes), d.retry, d.batch)
+            for name, d in config.destinations.items()
+        }
+        self.pipeline = Pipeline(config.routing, self.deliveries,
+                                 {name: d.shaping for name, d in config.destinations.items()},
+                                 OpenRouterMapping() if config.openrouter_mapping else None)
+        signals = list(SIGNALS.values())
+        self.http = HttpReceiver(config.http, self.pipeline, signals) if config.http else None
+        self.grpc = GrpcReceiver(config.grpc, self.pipeline, signals) if config.grpc else None
+
+    async def start(self) -> None:
+        for delivery in self.deliveries.values():
+            await delivery.start()
+        try:
+            if self.http:
+                await self.http.start()
+            if self.grpc:
+                await self.grpc.start()
+        except Exception:
+            await self.stop()
+            raise
+        parts = []
+        if self.http:
+            parts.append("http=%s:%d" % self.http.address)
+        if self.grpc:
+            parts.append("grpc=%s:%d" % self.grpc.address)
+        # One stable line that scripts and tests wait for.
+        print(f"otlp-router ready {' '.join(parts)}", file=sys.stderr, flush=True)
+
+    async def stop(self) -> None:
+        timeout = self.config.shutdown_timeout
+        for receiver in (self.http, self.grpc):
+            if receiver is not None:
+                receiver.draining = True
+        if self.grpc:
+            await self.grpc.stop(grace=timeout / 2)
+        if self.http:
+            await self.http.stop()
+        await asyncio.gather(*(d.stop(timeout) for d in self.deliveries.values()))
+
+
+async def serve(config: RouterConfig) -> None:
+    """Run until SIGTERM or SIGINT."""
+    router = Router(config)
+    await router.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down: draining receivers and destinations")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await router.stop()
+
+
+def run(config: RouterConfig) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional (not on Windows); asyncio's loop works too
+        asyncio.run(serve(config))
+    else:
+        uvloop.run(serve(config))

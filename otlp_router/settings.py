@@ -1,0 +1,221 @@
+"""Strict reading of router.yaml sections.
+
+Every component reads its own settings through a `Section`, which knows the
+file and the key path, so any mistake is reported as
+``router.yaml: destinations.local.dir: expected a string, got 3``.
+A section refuses keys nobody asked for once `done()` is called.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Iterator, NoReturn, TypeVar
+
+T = TypeVar("T")
+
+_MISSING: Any = object()
+_ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024, "m": 1000**2, "mb": 1000**2,
+               "mib": 1024**2, "mi": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "gi": 1024**3,
+               "t": 1000**4, "tb": 1000**4, "tib": 1024**4, "ti": 1024**4}
+
+
+class ConfigError(Exception):
+    """A config value is wrong; the message names the file, the key path and what was expected."""
+
+    def __init__(self, file: str, path: str, problem: str) -> None:
+        self.file, self.path, self.problem = file, path, problem
+        super().__init__(f"{file}: {path or '(top level)'}: {problem}")
+
+
+def substitute_env(value: Any, file: str, path: str = "") -> Any:
+    """Replace ``${env:NAME}`` (or ``${env:NAME:-default}``) in every string of a parsed YAML tree."""
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(file, path, f"environment variable {name} is not set (referenced as ${{env:{name}}})")
+        return _ENV_REF.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: substitute_env(v, file, _join(path, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_env(v, file, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+class Section:
+    """One mapping of the config file, read key by key."""
+
+    def __init__(self, data: Any, file: str, path: str = "") -> None:
+        self.file, self.path = file, path
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.fail(f"expected a mapping, got {_type_name(data)}")
+        self.data: dict[str, Any] = data
+        self._read: set[str] = set()
+
+    def fail(self, problem: str, key: str | None = None) -> NoReturn:
+        raise ConfigError(self.file, _join(self.path, key) if key else self.path, problem)
+
+    def key_path(self, key: str) -> str:
+        return _join(self.path, key)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        self._read.add(key)
+        if key not in self.data or self.data[key] is None:
+            if default is _MISSING:
+                self.fail("is required", key)
+            return default
+        return self.data[key]
+
+    def str(self, key: str, default: Any = _MISSING, choices: tuple[str, ...] | None = None) -> Any:
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            self.fail(f"expected a string, got {_type_name(value)}", key)
+        if choices is not None and value not in choices:
+            self.fail(f"expected one of {', '.join(choices)}, got {value!r}", key)
+        return value
+
+    def bool(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.raw(key, default)
+        if not isinstance(value, bool):
+            self.fail(f"expected true or false, got {_type_name(value)}", key)
+        return value
+
+    def int(self, key: str, default: Any = _MISSING, minimum: int | None = None, maximum: int | None = None) -> Any:
+        value = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(f"expected an integer, got {_type_name(value)}", key)
+        self._check_range(key, value, minimum, maximum)
+        return value
+
+    def number(self, key: str, default: Any = _MISSING, minimum: float | None = None, maximum: float | None = None) -> Any:
+        value = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(f"expected a number, got {_type_name(value)}", key)
+        self._check_range(key, value, minimum, maximum)
+        return float(value)
+
+    def duration(self, key: str, default: Any = _MISSING, minimum: float = 0.0) -> Any:
+        """Seconds, from a number (seconds) or a string such as ``500ms``, ``5s``, ``1m``."""
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        seconds = parse_duration(value)
+        if seconds is None:
+            self.fail(f"expected a duration (seconds, or a string like 500ms, 5s, 1m, 2h), got {value!r}", key)
+        self._check_range(key, seconds, minimum, None)
+        return seconds
+
+    def size(self, key: str, default: Any = _MISSING, minimum: int = 0) -> Any:
+        """Bytes, from an integer or a string such as ``16MiB``, ``512KB``."""
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        size = parse_size(value)
+        if size is None:
+            self.fail(f"expected a size in bytes (an integer, or a string like 512KiB, 16MiB), got {value!r}", key)
+        self._check_range(key, size, minimum, None)
+        return size
+
+    def list(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.raw(key, default)
+        if not isinstance(value, list):
+            self.fail(f"expected a list, got {_type_name(value)}", key)
+        return value
+
+    def str_map(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.raw(key, default)
+        if not isinstance(value, dict):
+            self.fail(f"expected a mapping of names to strings, got {_type_name(value)}", key)
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+                self.fail(f"expected a string, got {_type_name(v)}", f"{key}.{k}")
+            out[str(k)] = str(v)
+        return out
+
+    def section(self, key: str, required: bool = False) -> "Section":
+        value = self.raw(key, _MISSING if required else {})
+        return Section(value, self.file, self.key_path(key))
+
+    def sections(self, key: str) -> Iterator[tuple[str, "Section"]]:
+        """The entries of a mapping of named sections (``destinations: {name: {...}}``)."""
+        for name, value in self.section(key).data.items():
+            yield str(name), Section(value, self.file, self.key_path(f"{key}.{name}"))
+
+    def mark_read(self, *keys: str) -> None:
+        self._read.update(keys)
+
+    def done(self) -> None:
+        unknown = [k for k in self.data if k not in self._read]
+        if unknown:
+            known = ", ".join(sorted(self._read)) or "none"
+            self.fail(f"unknown key (expected one of: {known})", str(unknown[0]))
+
+    def _check_range(self, key: str, value: float, minimum: float | None, maximum: float | None) -> None:
+        if minimum is not None and value < minimum:
+            self.fail(f"must be at least {minimum}, got {value}", key)
+        if maximum is not None and value > maximum:
+            self.fail(f"must be at most {maximum}, got {value}", key)
+
+
+def parse_duration(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value >= 0 else None
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    return None
+
+
+def parse_size(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if m:
+            unit = (m.group(2) or "").lower()
+            if unit in _SIZE_UNITS:
+                return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    return None
+
+
+def parse_endpoint(section: Section, key: str, default: str) -> tuple[str, int]:
+    """``host:port`` → (host, port); port 0 asks the OS for a free one (tests)."""
+    value = section.str(key, default)
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        section.fail(f"expected host:port, got {value!r}", key)
+    return host.strip("[]") or "0.0.0.0", int(port)

@@ -1,0 +1,10 @@
+"""Where accepted batches wait for their destination: one spool per destination.
+
+Receivers append and answer the client once `append` returns; a delivery loop
+reads, exports and acknowledges. Only acknowledged entries are forgotten.
+"""
+
+from otlp_router.spool.base import Entry, Spool, SpoolFull
+from otlp_router.spool.memory import MemorySpool
+
+__all__ = ["Entry", "MemorySpool", "Spool", "SpoolFull"]

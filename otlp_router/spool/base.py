@@ -1,0 +1,71 @@
+"""The spool interface every implementation (memory, disk) provides."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from otlp_router.model.batch import Batch
+
+
+class SpoolFull(Exception):
+    """The destination cannot take more now; the client should retry later."""
+
+    def __init__(self, destination: str, reason: str, retry_after: float) -> None:
+        super().__init__(f"destination {destination}: {reason}")
+        self.destination = destination
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class Entry:
+    batch: Batch
+    size: int
+    seq: int
+
+
+class Spool(ABC):
+    """Per-destination queue of batches, bounded in bytes."""
+
+    def __init__(self, destination: str, max_bytes: int, retry_after: float) -> None:
+        self.destination = destination
+        self.max_bytes = max_bytes
+        self.retry_after = retry_after
+
+    def check_room(self, size: int) -> None:
+        """Raise `SpoolFull` unless an entry of `size` bytes fits now.
+
+        Checked for every destination of a request before appending to any, so
+        a refused request leaves no partial copies behind."""
+        if self.pending_bytes and self.pending_bytes + size > self.max_bytes:
+            raise SpoolFull(self.destination, f"spool is full ({self.pending_bytes} of {self.max_bytes} bytes)",
+                            self.retry_after)
+
+    @abstractmethod
+    async def append(self, batch: Batch) -> None:
+        """Store a batch; when this returns the batch is as safe as the spool makes it."""
+
+    @abstractmethod
+    async def read(self, max_items: int, max_bytes: int) -> list[Entry]:
+        """Wait for entries not yet handed out; [] once the spool is closed and drained."""
+
+    @abstractmethod
+    def ack(self, entries: list[Entry]) -> None:
+        """The destination has them: forget these entries."""
+
+    @abstractmethod
+    def requeue(self, entries: list[Entry]) -> None:
+        """Handed out but not delivered (shutdown): hand them out again first."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """No more appends; readers get what is left, then []."""
+
+    @property
+    @abstractmethod
+    def pending_bytes(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def pending_items(self) -> int: ...

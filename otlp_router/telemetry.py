@@ -1,0 +1,44 @@
+"""The router's own metrics, named in the Collector's spirit so dashboards carry over.
+
+Counters are per request or per batch with the item count as the increment,
+never per span, so they cost nothing measurable on the data path.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_RECEIVER = ("receiver", "transport", "signal")
+
+receiver_accepted = Counter(
+    "otlp_router_receiver_accepted_items", "Items (spans, ...) accepted and acknowledged to the client.",
+    _RECEIVER, registry=REGISTRY)
+receiver_refused = Counter(
+    "otlp_router_receiver_refused_items", "Items refused, by reason (partial_success, backpressure, ...).",
+    _RECEIVER + ("reason",), registry=REGISTRY)
+receiver_refused_requests = Counter(
+    "otlp_router_receiver_refused_requests", "Requests answered with an error, by status.",
+    _RECEIVER + ("status",), registry=REGISTRY)
+routed = Counter(
+    "otlp_router_routed_items", "Items sent on by a route.", ("route", "signal"), registry=REGISTRY)
+unrouted = Counter(
+    "otlp_router_unrouted_items", "Items no route matched (and no default route took).", ("signal",),
+    registry=REGISTRY)
+exporter_sent = Counter(
+    "otlp_router_exporter_sent_items", "Items a destination confirmed.", ("destination", "signal"),
+    registry=REGISTRY)
+exporter_failed = Counter(
+    "otlp_router_exporter_send_failed_items", "Items of failed export attempts, by reason.",
+    ("destination", "signal", "reason"), registry=REGISTRY)
+exporter_dropped = Counter(
+    "otlp_router_exporter_dropped_items", "Items given up on (permanent rejection, retries exhausted).",
+    ("destination", "signal", "reason"), registry=REGISTRY)
+spool_bytes = Gauge(
+    "otlp_router_spool_bytes", "Bytes waiting in a destination's spool.", ("destination",), registry=REGISTRY)
+spool_items = Gauge(
+    "otlp_router_spool_items", "Items waiting in a destination's spool.", ("destination",), registry=REGISTRY)
+sampled_out = Counter(
+    "otlp_router_sampled_out_items", "Items a destination's sampling left out.", ("destination", "signal"),
+    registry=REGISTRY)

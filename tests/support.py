@@ -1,0 +1,147 @@
+"""Shared test helpers: a router started as a real process, and OTLP payloads."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+ROOT = Path(__file__).resolve().parent.parent
+_READY = re.compile(r"otlp-router ready(?: http=(?P<http>\S+))?(?: grpc=(?P<grpc>\S+))?")
+
+
+class RouterProcess:
+    """`python -m otlp_router run` on port 0 endpoints; ports are read from its ready line."""
+
+    def __init__(self, config: dict[str, Any] | str, workdir: Path, timeout: float = 20.0) -> None:
+        self.workdir = workdir
+        self.config_path = workdir / "router.yaml"
+        self.config_path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+        self.stderr_lines: list[str] = []
+        self._ready = threading.Event()
+        self.http_port = self.grpc_port = 0
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "otlp_router", "run", "-c", str(self.config_path)],
+            cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"router did not start (exit {self.proc.returncode}):\n{self.stderr}")
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line)
+            m = _READY.search(line)
+            if m:
+                if m.group("http"):
+                    self.http_port = int(m.group("http").rsplit(":", 1)[1])
+                if m.group("grpc"):
+                    self.grpc_port = int(m.group("grpc").rsplit(":", 1)[1])
+                self._ready.set()
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.stderr_lines)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str], method: str = "POST"
+             ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, wait for the drain, return the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise RuntimeError(f"router did not stop within {timeout}s:\n{self.stderr}")
+        self._close()
+        return self.proc.returncode
+
+    def _close(self) -> None:
+        self._reader.join(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._close()
+
+
+def base_config(tmp: Path, destinations: dict[str, Any] | None = None,
+                routes: list[dict[str, Any]] | None = None, **top: Any) -> dict[str, Any]:
+    """A router config on port 0 endpoints writing OTLP JSON files under `tmp/out`."""
+    destinations = destinations or {"out": {"type": "file", "dir": str(tmp / "out"), "format": "otlp_json"}}
+    return {
+        "receivers": {"otlp": {"http": {"endpoint": "127.0.0.1:0"}, "grpc": {"endpoint": "127.0.0.1:0"}}},
+        "spool": {"dir": str(tmp / "spool")},
+        "routes": routes or [{"name": "all", "destinations": list(destinations)}],
+        "destinations": destinations,
+        **top,
+    }
+
+
+def make_request(spans: int = 3, attributes: int = 3, seed: int = 1) -> ExportTraceServiceRequest:
+    """A request with one resource and scope and `spans` spans of one trace, the first the parent."""
+    trace_id = bytes([seed] * 16)
+    span_list = []
+    for i in range(spans):
+        span_list.append({
+            "trace_id": trace_id,
+            "span_id": bytes([seed, 0, 0, 0, 0, 0]) + (i + 1).to_bytes(2, "big"),
+            "parent_span_id": b"" if i == 0 else bytes([seed, 0, 0, 0, 0, 0, 0, 1]),
+            "name": f"span-{i}",
+            "kind": 3,
+            "start_time_unix_nano": 1_700_000_000_000_000_000 + i,
+            "end_time_unix_nano": 1_700_000_000_500_000_000 + i,
+            "attributes": [{"key": f"attr.{j}", "value": {"string_value": f"value-{i}-{j}"}}
+                           for j in range(attributes)],
+            "events": [{"name": "ev", "time_unix_nano": 1_700_000_000_100_000_000,
+                        "attributes": [{"key": "n", "value": {"int_value": i}}]}],
+            "status": {"code": 1},
+        })
+    return ExportTraceServiceRequest(resource_spans=[{
+        "resource": {"attributes": [{"key": "service.name", "value": {"string_value": "test-svc"}}]},
+        "scope_spans": [{"scope": {"name": "test-scope", "version": "1.0"}, "spans": span_list}],
+    }])
+
+
+def read_otlp_json_lines(directory: Path, signal: str = "traces") -> list[bytes]:
+    """Every line of every OTLP JSON file a file destination wrote under `directory`."""
+    lines = []
+    for path in sorted((directory / signal).rglob("*.jsonl")):
+        lines.extend(line for line in path.read_bytes().splitlines() if line)
+    return lines
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
