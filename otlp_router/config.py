@@ -78,7 +78,8 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
     built: dict[str, DestinationConfig] = {}
     for name, section in top.sections("destinations"):
         retry = RetrySettings.read(section.section("retry"))
-        batch = BatchSettings.read(section.section("batch"))
+        max_in_flight = section.int("max_in_flight", None, minimum=1)
+        batch = BatchSettings.read(section.section("batch"), max_in_flight)
         shaping = Shaping.read(section)
         built[name] = DestinationConfig(destinations.build(name, section), retry, batch, shaping)
     if not built:

@@ -92,8 +92,8 @@ class Section:
 
     def str(self, key: str, default: Any = _MISSING, choices: tuple[str, ...] | None = None) -> Any:
         value = self.raw(key, default)
-        if value is default and default is not _MISSING:
-            return value
+        if self._absent(key, default):
+            return default
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str):
@@ -104,12 +104,16 @@ class Section:
 
     def bool(self, key: str, default: Any = _MISSING) -> Any:
         value = self.raw(key, default)
+        if self._absent(key, default):
+            return default
         if not isinstance(value, bool):
             self.fail(f"expected true or false, got {_type_name(value)}", key)
         return value
 
     def int(self, key: str, default: Any = _MISSING, minimum: int | None = None, maximum: int | None = None) -> Any:
         value = self.raw(key, default)
+        if self._absent(key, default):
+            return default
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(f"expected an integer, got {_type_name(value)}", key)
         self._check_range(key, value, minimum, maximum)
@@ -117,6 +121,8 @@ class Section:
 
     def number(self, key: str, default: Any = _MISSING, minimum: float | None = None, maximum: float | None = None) -> Any:
         value = self.raw(key, default)
+        if self._absent(key, default):
+            return default
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(f"expected a number, got {_type_name(value)}", key)
         self._check_range(key, value, minimum, maximum)
@@ -125,8 +131,8 @@ class Section:
     def duration(self, key: str, default: Any = _MISSING, minimum: float = 0.0) -> Any:
         """Seconds, from a number (seconds) or a string such as ``500ms``, ``5s``, ``1m``."""
         value = self.raw(key, default)
-        if value is default and default is not _MISSING:
-            return value
+        if self._absent(key, default):
+            return default
         seconds = parse_duration(value)
         if seconds is None:
             self.fail(f"expected a duration (seconds, or a string like 500ms, 5s, 1m, 2h), got {value!r}", key)
@@ -136,8 +142,8 @@ class Section:
     def size(self, key: str, default: Any = _MISSING, minimum: int = 0) -> Any:
         """Bytes, from an integer or a string such as ``16MiB``, ``512KB``."""
         value = self.raw(key, default)
-        if value is default and default is not _MISSING:
-            return value
+        if self._absent(key, default):
+            return default
         size = parse_size(value)
         if size is None:
             self.fail(f"expected a size in bytes (an integer, or a string like 512KiB, 16MiB), got {value!r}", key)
@@ -146,12 +152,16 @@ class Section:
 
     def list(self, key: str, default: Any = _MISSING) -> Any:
         value = self.raw(key, default)
+        if self._absent(key, default):
+            return default
         if not isinstance(value, list):
             self.fail(f"expected a list, got {_type_name(value)}", key)
         return value
 
     def str_map(self, key: str, default: Any = _MISSING) -> Any:
         value = self.raw(key, default)
+        if self._absent(key, default):
+            return default
         if not isinstance(value, dict):
             self.fail(f"expected a mapping of names to strings, got {_type_name(value)}", key)
         out = {}
@@ -169,6 +179,9 @@ class Section:
         """The entries of a mapping of named sections (``destinations: {name: {...}}``)."""
         for name, value in self.section(key).data.items():
             yield str(name), Section(value, self.file, self.key_path(f"{key}.{name}"))
+
+    def _absent(self, key: str, default: Any) -> bool:
+        return default is not _MISSING and self.data.get(key) is None
 
     def mark_read(self, *keys: str) -> None:
         self._read.update(keys)

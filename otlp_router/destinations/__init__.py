@@ -5,9 +5,11 @@ from __future__ import annotations
 from otlp_router.destinations.base import CheckResult, Destination, ExportError
 from otlp_router.destinations.discard import DiscardDestination
 from otlp_router.destinations.file import FileDestination
+from otlp_router.destinations.otlp_grpc import OtlpGrpcDestination
+from otlp_router.destinations.otlp_http import OtlpHttpDestination
 from otlp_router.settings import Section
 
-TYPES: dict[str, type[Destination]] = {cls.type_name: cls for cls in (FileDestination, DiscardDestination)}
+TYPES: dict[str, type[Destination]] = {cls.type_name: cls for cls in (FileDestination, DiscardDestination, OtlpHttpDestination, OtlpGrpcDestination)}
 
 
 def build(name: str, settings: Section) -> Destination:

@@ -35,6 +35,10 @@ class Destination(ABC):
 
     type_name: ClassVar[str]
     signals: ClassVar[frozenset[str]] = frozenset({"traces"})
+    # How long delivery waits to fill a batch before exporting what it has.
+    default_flush_interval: ClassVar[float] = 0.0
+    # Concurrent exports; 1 keeps order (files), more hide a remote's latency.
+    default_max_in_flight: ClassVar[int] = 1
 
     def __init__(self, name: str, settings: Section) -> None:
         self.name = name

@@ -40,13 +40,20 @@ class RetrySettings:
 
 @dataclass(frozen=True)
 class BatchSettings:
+    """Export when `max_items` or `max_bytes` are reached or `flush_interval`
+    has passed since the first item, whichever comes first."""
+
     max_items: int = 8192
     max_bytes: int = 8 * 1024 * 1024
+    flush_interval: float | None = None   # None: the destination's default
+    max_in_flight: int | None = None      # concurrent exports; None: the destination's default
 
     @classmethod
-    def read(cls, section: Section) -> "BatchSettings":
+    def read(cls, section: Section, max_in_flight: int | None = None) -> "BatchSettings":
         s = cls(section.int("max_spans", cls.max_items, minimum=1),
-                section.size("max_bytes", cls.max_bytes, minimum=1))
+                section.size("max_bytes", cls.max_bytes, minimum=1),
+                section.duration("flush_interval", None),
+                max_in_flight)
         section.done()
         return s
 
@@ -59,8 +66,11 @@ class Delivery:
         self.spool = spool
         self.retry = retry
         self.batch = batch
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.last_error: str | None = None
+        self.flush_interval = batch.flush_interval if batch.flush_interval is not None \
+            else destination.default_flush_interval
+        self.max_in_flight = batch.max_in_flight or destination.default_max_in_flight
 
     @property
     def name(self) -> str:
@@ -68,20 +78,17 @@ class Delivery:
 
     async def start(self) -> None:
         await self.destination.start()
-        self._task = asyncio.create_task(self._run(), name=f"delivery:{self.name}")
+        self._tasks = [asyncio.create_task(self._run(), name=f"delivery:{self.name}:{i}")
+                       for i in range(self.max_in_flight)]
 
     async def stop(self, timeout: float) -> None:
         """Close the spool, deliver what is in it within `timeout`, then stop the destination."""
         self.spool.close()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
-            except asyncio.TimeoutError:
-                self._task.cancel()
-                try:
-                    await self._task
-                except asyncio.CancelledError:
-                    pass
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         left = self.spool.pending_items
         if left:
             log.warning("destination %s: %d item(s) not delivered by the shutdown timeout", self.name, left)
@@ -92,11 +99,36 @@ class Delivery:
 
     async def _run(self) -> None:
         while True:
-            entries = await self.spool.read(self.batch.max_items, self.batch.max_bytes)
+            entries = await self._next()
             if not entries:
                 return
             await self._deliver(entries)
             self._update_gauges()
+
+    async def _next(self) -> list[Entry]:
+        """Entries for one export: what is there, topped up for `flush_interval`."""
+        entries = await self.spool.read(self.batch.max_items, self.batch.max_bytes)
+        if not entries or self.flush_interval <= 0:
+            return entries
+        items = sum(e.batch.items for e in entries)
+        size = sum(e.size for e in entries)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.flush_interval
+        while items < self.batch.max_items and size < self.batch.max_bytes:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                more = await asyncio.wait_for(
+                    self.spool.read(self.batch.max_items - items, self.batch.max_bytes - size), remaining)
+            except asyncio.TimeoutError:
+                break
+            if not more:
+                break
+            entries.extend(more)
+            items += sum(e.batch.items for e in more)
+            size += sum(e.size for e in more)
+        return entries
 
     def _update_gauges(self) -> None:
         telemetry.spool_bytes.labels(self.name).set(self.spool.pending_bytes)

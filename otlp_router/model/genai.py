@@ -47,7 +47,7 @@ class GenAIView:
     trace_name: str | None
     tags: list[str]
     metadata: dict[str, Any]  # custom metadata: trace.metadata.* (and the Langfuse / Traceloop equivalents) without prefix
-    is_genai: bool            # a model call: model, usage or cost known, or type GENERATION / EMBEDDING
+    is_genai: bool            # a model call (type GENERATION or EMBEDDING), not an agent / tool / chain around one
 
 
 def view(span: Span, resource_attributes: dict[str, Any] | None = None) -> GenAIView:
@@ -361,13 +361,17 @@ def view_from_attributes(attributes: dict[str, Any], events: Sequence[Span.Event
              or _pick(candidates, "openinference_kind")
              or _pick(candidates, "langfuse_type")
              or _pick(candidates, "traceloop_kind")
-             or ("GENERATION" if model else "SPAN"))
+             or None)
 
     input_tokens = _pick(candidates, "input_tokens")
     output_tokens = _pick(candidates, "output_tokens")
     total_tokens = _pick(candidates, "total_tokens")
     if total_tokens is None and input_tokens is not None and output_tokens is not None:
         total_tokens = input_tokens + output_tokens
+    if type_ is None:
+        # Nothing names the kind of span: a model or token usage makes it a model call.
+        used = model or input_tokens is not None or output_tokens is not None or total_tokens is not None
+        type_ = "GENERATION" if used else "SPAN"
 
     input_cost = _pick(candidates, "input_cost")
     output_cost = _pick(candidates, "output_cost")
@@ -398,8 +402,7 @@ def view_from_attributes(attributes: dict[str, Any], events: Sequence[Span.Event
         trace_name=_pick(candidates, "trace_name"),
         tags=_tags(candidates),
         metadata=_metadata(candidates, metadata_layers),
-        is_genai=bool(model or type_ in _MODEL_CALL_TYPES or input_tokens is not None
-                      or output_tokens is not None or total_tokens is not None or cost is not None),
+        is_genai=type_ in _MODEL_CALL_TYPES,
     )
 
 

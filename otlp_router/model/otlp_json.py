@@ -539,12 +539,13 @@ def _gen_fast_field(f: _Field, src: _Source, ind: int, consts: dict[str, Any], o
 
 
 def _gen_fast_key_values(f: _Field, src: _Source, ind: int) -> None:
-    """Loop body for one element `e` of an attributes list: KeyValue and string AnyValue inlined,
-    since this is most of the work in every OTLP request."""
+    """Loop body for one element `e` of an attributes list: KeyValue and the string and
+    non-negative int AnyValues inlined, since this is most of the work in every OTLP request."""
     kv = _plan(f.message)
     anyvalue = _plan(kv.by_key["value"].message)
-    key_tag, value_tag, string_tag = (_lit(p.by_key[n].tag) for p, n in
-                                      ((kv, "key"), (kv, "value"), (anyvalue, "string_value")))
+    key_tag, value_tag, string_tag, int_tag = (
+        _lit(p.by_key[n].tag)
+        for p, n in ((kv, "key"), (kv, "value"), (anyvalue, "string_value"), (anyvalue, "int_value")))
     src.add(ind, "k = e['key']")
     src.add(ind, "x = e['value']")
     src.add(ind, "if len(e) != 2: raise Fallback")
@@ -554,7 +555,12 @@ def _gen_fast_key_values(f: _Field, src: _Source, ind: int) -> None:
     src.add(ind + 1, "if not y.isascii(): y = L1(y)")
     src.add(ind + 1, f'x = f"{string_tag}{{V[len(y)]}}{{y}}"')
     src.add(ind, "else:")
-    src.add(ind + 1, f"x = {_fn_name('d_', anyvalue.descriptor)}(x)")
+    src.add(ind + 1, f"y = x.get({anyvalue.by_key['int_value'].json_name!r})")
+    src.add(ind + 1, "if y is not None and len(x) == 1 and y.__class__ is str and y.isdigit() "
+                     f"and y.isascii() and (y := int(y)) <= {_MAX_I64}:")
+    src.add(ind + 2, f'x = f"{int_tag}{{VS[y] if y < 16384 else VARINT(y)}}"')
+    src.add(ind + 1, "else:")
+    src.add(ind + 2, f"x = {_fn_name('d_', anyvalue.descriptor)}(x)")
     src.add(ind, f'x = f"{key_tag}{{V[len(k)]}}{{k}}{value_tag}{{V[len(x)]}}{{x}}"')
     src.add(ind, f's += f"{_lit(f.tag)}{{V[len(x)]}}{{x}}"')
 
@@ -802,19 +808,21 @@ def _gen_read_message_run(f: _Field, tag: int, src: _Source, ind: int) -> None:
 
 
 def _gen_read_key_value(f: _Field, src: _Source, ind: int) -> None:
-    """Reads the KeyValue at b[i:e] into list `a`: the usual shape -- key, then value holding a
-    short string -- is matched inline, anything else goes to the generated readers."""
+    """Reads the KeyValue at b[i:e] into list `a`: the usual shapes -- key, then value holding a
+    short string or an int -- are matched inline, anything else goes to the generated readers."""
     kv = _plan(f.message)
     anyvalue = _plan(kv.by_key["value"].message)
-    key_tag, value_tag, string_tag = (ord(p.by_key[n].tag) for p, n in
-                                      ((kv, "key"), (kv, "value"), (anyvalue, "string_value")))
-    key, value, string = (p.by_key[n].json_name for p, n in
-                          ((kv, "key"), (kv, "value"), (anyvalue, "string_value")))
+    names = ((kv, "key"), (kv, "value"), (anyvalue, "string_value"), (anyvalue, "int_value"))
+    key_tag, value_tag, string_tag, int_tag = (ord(p.by_key[n].tag) for p, n in names)
+    key, value, string, int_ = (p.by_key[n].json_name for p, n in names)
     # b[i + 1] is the key length, b[j + 1] the value length, b[j + 3] the string length
     src.add(ind, f"if n > 3 and b[i] == {key_tag} and (j := i + 2 + b[i + 1]) + 2 <= e "
                  f"and b[i + 1] < 128 and b[j] == {value_tag} and b[j + 1] < 128 and j + 2 + b[j + 1] == e:")
     src.add(ind + 1, f"if b[j + 1] > 1 and b[j + 2] == {string_tag} and j + 4 + b[j + 3] == e:")
     src.add(ind + 2, f"a.append({{{key!r}: b[i + 2:j].decode(), {value!r}: {{{string!r}: b[j + 4:e].decode()}}}})")
+    src.add(ind + 1, f"elif b[j + 1] > 1 and b[j + 2] == {int_tag} and (x := RV(b, j + 3))[1] == e:")
+    src.add(ind + 2, f"a.append({{{key!r}: b[i + 2:j].decode(), "
+                     f"{value!r}: {{{int_!r}: {_varint_to_json('int64', 'x[0]')}}}}})")
     src.add(ind + 1, "else:")
     src.add(ind + 2, f"a.append({{{key!r}: b[i + 2:j].decode(), "
                      f"{value!r}: {_fn_name('r_', anyvalue.descriptor)}(b, j + 2, e)}})")

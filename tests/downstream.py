@@ -1,0 +1,144 @@
+"""Real OTLP servers written in the tests: they record what arrives and answer
+as scripted, for forwarding and failure-injection tests."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
+                                                                       ExportTraceServiceResponse)
+
+from otlp_router.model import otlp_json
+
+
+@dataclass
+class Arrival:
+    at: float
+    headers: dict[str, str]
+    request: ExportTraceServiceRequest | None
+    raw: bytes = b""
+
+
+@dataclass
+class Reply:
+    """One scripted answer: HTTP status (or gRPC code), extra headers / retry delay, body, delay before answering."""
+
+    status: Any = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    delay: float = 0.0
+    retry_info: float | None = None
+    message: str = ""
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.arrivals: list[Arrival] = []
+        self.script: list[Reply] = []
+        self.lock = threading.Lock()
+
+    def next_reply(self) -> Reply | None:
+        with self.lock:
+            return self.script.pop(0) if self.script else None
+
+    def spans(self) -> list[Any]:
+        """Spans of the requests answered with success."""
+        return [s for a in self.arrivals if a.request is not None
+                for rs in a.request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+
+    def span_ids(self) -> set[bytes]:
+        return {s.span_id for s in self.spans()}
+
+
+class HttpSink(_Sink):
+    """An OTLP/HTTP receiver on 127.0.0.1 (protobuf and JSON, gzip)."""
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                reply = sink.next_reply() or Reply()
+                if reply.delay:
+                    time.sleep(reply.delay)
+                raw = gzip.decompress(body) if headers.get("content-encoding") == "gzip" else body
+                json = "json" in headers.get("content-type", "")
+                ok = reply.status == 200
+                request = None
+                if ok:
+                    request = otlp_json.decode(ExportTraceServiceRequest, raw) if json \
+                        else ExportTraceServiceRequest.FromString(raw)
+                with sink.lock:
+                    sink.arrivals.append(Arrival(time.monotonic(), headers, request, raw))
+                out = reply.body if reply.body is not None else (
+                    otlp_json.encode(ExportTraceServiceResponse()) if json
+                    else ExportTraceServiceResponse().SerializeToString())
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json" if json else "application/x-protobuf")
+                self.send_header("Content-Length", str(len(out)))
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class GrpcSink(_Sink):
+    """An OTLP/gRPC TraceService on 127.0.0.1."""
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)])
+        handler = grpc.unary_unary_rpc_method_handler(self._export)
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("opentelemetry.proto.collector.trace.v1.TraceService",
+                                                  {"Export": handler}),))
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        self.server.start()
+
+    def _export(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
+        reply = self.next_reply() or Reply(status=grpc.StatusCode.OK)
+        if reply.delay:
+            time.sleep(reply.delay)
+        headers = {k: v for k, v in context.invocation_metadata()}
+        ok = reply.status in (200, grpc.StatusCode.OK)
+        with self.lock:
+            self.arrivals.append(Arrival(time.monotonic(), headers,
+                                         ExportTraceServiceRequest.FromString(raw) if ok else None, raw))
+        if not ok:
+            if reply.retry_info is not None:
+                info = error_details_pb2.RetryInfo()
+                info.retry_delay.FromNanoseconds(int(reply.retry_info * 1e9))
+                status = status_pb2.Status(code=reply.status.value[0], message=reply.message)
+                status.details.add().Pack(info)
+                context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
+            context.abort(reply.status, reply.message)
+        return reply.body if reply.body is not None else ExportTraceServiceResponse().SerializeToString()
+
+    def close(self) -> None:
+        self.server.stop(0)
