@@ -1,6 +1,8 @@
-"""A batch: one decoded OTLP export request as it moves down the data path."""
+"""A batch: one OTLP export request as it moves down the data path."""
 
 from __future__ import annotations
+
+import time
 
 from google.protobuf.message import Message
 
@@ -8,16 +10,22 @@ from otlp_router.model.signals import Signal
 
 
 class Batch:
-    """An export request of one signal, with its item count and, while the
-    message is unchanged, the protobuf bytes it arrived as (so forwarding or
-    spooling an untouched request costs no re-serialisation)."""
+    """An export request of one signal with its item count.
 
-    __slots__ = ("signal", "message", "items", "_wire", "api_key_name", "json_body")
+    It holds the protobuf bytes, the decoded message, or both: bytes read back
+    from a spool are only parsed when something looks inside, and a message
+    that arrived as bytes is only serialised again once it has been changed.
+    """
 
-    def __init__(self, signal: Signal, message: Message, items: int, wire: bytes | None = None,
-                 api_key_name: str | None = None, json_body: bytes | None = None) -> None:
+    __slots__ = ("signal", "_message", "items", "_wire", "api_key_name", "json_body", "received")
+
+    def __init__(self, signal: Signal, message: Message | None, items: int, wire: bytes | None = None,
+                 api_key_name: str | None = None, json_body: bytes | None = None,
+                 received: float | None = None) -> None:
+        if message is None and wire is None:
+            raise ValueError("a batch needs a message or its bytes")
         self.signal = signal
-        self.message = message
+        self._message = message
         self.items = items
         self._wire = wire
         self.api_key_name = api_key_name
@@ -25,6 +33,13 @@ class Batch:
         # only err towards looking closer (JSON escapes can hide a key); dropped
         # once routed.
         self.json_body = json_body
+        self.received = time.time() if received is None else received
+
+    @property
+    def message(self) -> Message:
+        if self._message is None:
+            self._message = self.signal.request_type.FromString(self._wire)
+        return self._message
 
     @property
     def wire(self) -> bytes:
@@ -44,7 +59,13 @@ class Batch:
 
     def modified(self) -> None:
         """Call after changing `message` in place: the arrival bytes no longer match it."""
+        self.message  # noqa: B018 - make sure the message, not just stale bytes, is kept
         self._wire = None
+
+    def derive(self, message: Message, items: int, wire: bytes | None = None) -> "Batch":
+        """A new batch of another message (`wire`: its bytes, if known) with this
+        one's origin (API key, arrival time)."""
+        return Batch(self.signal, message, items, wire, api_key_name=self.api_key_name, received=self.received)
 
     def __repr__(self) -> str:
         return f"Batch({self.signal.name}, {self.items} {self.signal.item_name})"

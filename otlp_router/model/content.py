@@ -42,7 +42,7 @@ CONTENT_KEYS: frozenset[str] = frozenset((
     # OpenInference's legacy function-call payload.
     "llm.function_call",
     # OpenLLMetry.
-#
+    "traceloop.entity.input",
     "traceloop.entity.output",
     "traceloop.prompt.template",
     "traceloop.prompt.template_variables",

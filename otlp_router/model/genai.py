@@ -231,6 +231,7 @@ _FAMILIES: tuple[tuple[str, str, int], ...] = (
     ("llm.output_messages.", "output", 4),
 )
 _FAMILY_PREFIXES = tuple(prefix for prefix, _, _ in _FAMILIES)
+_FAMILY_OF = {prefix: (field, rank) for prefix, field, rank in _FAMILIES}
 
 # Content carried by span events ranks after every attribute source.
 _EVENT_RANK = 100
@@ -335,47 +336,49 @@ def view_from_attributes(attributes: dict[str, Any], events: Sequence[Span.Event
                     families.setdefault(prefix, {})[key[len(prefix):]] = value
                     break
 
+    if events and ("input" not in candidates or "output" not in candidates):
+        _add_event_content(events, candidates)
+    if not (candidates or families or parameters):
+        return _plain_span()
+
     metadata_layers: list[tuple[int, dict[str, Any]]] = []
-    for prefix, field, rank in _FAMILIES:
-        flat = families.get(prefix)
-        if not flat:
-            continue
+    for prefix, flat in families.items():
+        field, rank = _FAMILY_OF[prefix]
         if field == "metadata":
             metadata_layers.append((rank, {k: _content(v) for k, v in flat.items()}))
         elif messages := _messages(flat):
             candidates.setdefault(field, []).append((rank, messages))
-
-    if events and ("input" not in candidates or "output" not in candidates):
-        _add_event_content(events, candidates)
     cost_details = _add_langfuse_details(candidates)
 
-    model = _pick(candidates, "model")
-    provider = _pick(candidates, "provider")
-    operation = _pick(candidates, "operation") or _pick(candidates, "llm_request_type")
+    # Only fields something was found for are read; the others stay None.
+    picked = {field: _best(bucket, _READERS[field]) for field, bucket in candidates.items() if field in _READERS}
+    get = picked.get
+
+    model = get("model")
+    provider = get("provider")
+    operation = get("operation") or get("llm_request_type")
     if operation is None and (model or provider) and name:
         # The semconv names spans "{gen_ai.operation.name} {target}".
         first = name.split(" ", 1)[0]
         if first in _OPERATION_TYPES:
             operation = first
-    type_ = (_OPERATION_TYPES.get(operation or "")
-             or _pick(candidates, "openinference_kind")
-             or _pick(candidates, "langfuse_type")
-             or _pick(candidates, "traceloop_kind")
-             or None)
 
-    input_tokens = _pick(candidates, "input_tokens")
-    output_tokens = _pick(candidates, "output_tokens")
-    total_tokens = _pick(candidates, "total_tokens")
+    input_tokens = get("input_tokens")
+    output_tokens = get("output_tokens")
+    total_tokens = get("total_tokens")
     if total_tokens is None and input_tokens is not None and output_tokens is not None:
         total_tokens = input_tokens + output_tokens
+
+    type_ = (_OPERATION_TYPES.get(operation or "")
+             or get("openinference_kind") or get("langfuse_type") or get("traceloop_kind"))
     if type_ is None:
         # Nothing names the kind of span: a model or token usage makes it a model call.
         used = model or input_tokens is not None or output_tokens is not None or total_tokens is not None
         type_ = "GENERATION" if used else "SPAN"
 
-    input_cost = _pick(candidates, "input_cost")
-    output_cost = _pick(candidates, "output_cost")
-    cost = _pick(candidates, "cost")
+    input_cost = get("input_cost")
+    output_cost = get("output_cost")
+    cost = get("cost")
     if cost is None and input_cost is not None and output_cost is not None:
         cost = input_cost + output_cost
     for key, amount in (("input", input_cost), ("output", output_cost), ("total", cost)):
@@ -390,28 +393,32 @@ def view_from_attributes(attributes: dict[str, Any], events: Sequence[Span.Event
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         total_tokens=total_tokens,
-        cached_tokens=_pick(candidates, "cached_tokens"),
-        reasoning_tokens=_pick(candidates, "reasoning_tokens"),
+        cached_tokens=get("cached_tokens"),
+        reasoning_tokens=get("reasoning_tokens"),
         cost=cost,
         cost_details=cost_details,
         model_parameters=_model_parameters(candidates, parameters),
-        input=_with_system_instructions(_pick(candidates, "input"), _pick(candidates, "system_instructions")),
-        output=_pick(candidates, "output"),
-        user_id=_pick(candidates, "user_id"),
-        session_id=_pick(candidates, "session_id"),
-        trace_name=_pick(candidates, "trace_name"),
+        input=_with_system_instructions(get("input"), get("system_instructions")),
+        output=get("output"),
+        user_id=get("user_id"),
+        session_id=get("session_id"),
+        trace_name=get("trace_name"),
         tags=_tags(candidates),
         metadata=_metadata(candidates, metadata_layers),
         is_genai=type_ in _MODEL_CALL_TYPES,
     )
 
 
-def _pick(candidates: Candidates, field: str) -> Any:
-    """The best-ranked candidate of a field that reads as a usable value."""
-    bucket = candidates.get(field)
-    if not bucket:
-        return None
-    read = _READERS[field]
+def _plain_span() -> GenAIView:
+    """The view of a span no convention describes (most spans of an application)."""
+    return GenAIView("SPAN", None, None, None, None, None, None, None, None, None, {}, {}, None, None,
+                     None, None, None, [], {}, False)
+
+
+def _best(bucket: list[tuple[int, Any]], read: Callable[[Any], Any]) -> Any:
+    """The best-ranked candidate that reads as a usable value."""
+    if len(bucket) == 1:
+        return read(bucket[0][1])
     for _, raw in sorted(bucket, key=itemgetter(0)):
         value = read(raw)
         if value is not None:

@@ -169,10 +169,11 @@ def _base64(v: Any) -> str | None:
             return None
         v = v.replace("-", "+").replace("_", "/")
     data = v.rstrip("=")
-    if len(data) % 4 == 1 or len(v) - len(data) > (-len(data)) % 4:
+    padding = -len(data) % 4
+    if padding == 3 or len(v) - len(data) not in (0, padding):  # 4n+1 chars, or partial padding
         return None
     try:
-        return binascii.a2b_base64(data + "=" * (-len(data) % 4), strict_mode=True).decode("latin-1")
+        return binascii.a2b_base64(data + "=" * padding, strict_mode=True).decode("latin-1")
     except binascii.Error:
         return None
 

@@ -66,7 +66,7 @@ def shape(batch: Batch, shapings: list[Shaping], shared: bool) -> tuple[Batch, i
     if shared:
         copy = type(batch.message)()
         copy.CopyFrom(batch.message)
-        batch = Batch(batch.signal, copy, batch.items, batch.wire_if_known, batch.api_key_name)
+        batch = batch.derive(copy, batch.items, batch.wire_if_known)  # same content until a transform runs
     removed = 0
     for shaping in shapings:
         removed += shaping.apply(batch)

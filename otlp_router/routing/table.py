@@ -165,4 +165,4 @@ def select(batch: Batch, keep: list[bool]) -> Batch:
             new_ss.schema_url = ss.schema_url
             getattr(new_ss, signal.items_field).extend(kept)
             items += len(kept)
-    return Batch(signal, out, items, api_key_name=batch.api_key_name)
+    return batch.derive(out, items)
