@@ -1,4 +1,4 @@
-"""`otlp-router` command line: run, check, explain."""
+"""`otlp-router` command line: run, check, explain, decode."""
 
 from __future__ import annotations
 
@@ -97,6 +97,30 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decode(args: argparse.Namespace) -> int:
+    from otlp_router.decode import decode_object, read_source
+    from otlp_router.destinations.stores.s3 import S3Settings, S3Store
+    from otlp_router.settings import Section
+
+    def s3_reader(bucket: str, key: str) -> bytes:
+        settings = {"bucket": bucket, "region": args.region, "endpoint": args.endpoint,
+                    "access_key_id": args.access_key_id, "secret_access_key": args.secret_access_key,
+                    "addressing_style": args.addressing_style}
+        store = S3Store(S3Settings.read(Section({k: v for k, v in settings.items() if v is not None}, "decode")))
+        return store.get(key)
+
+    failed = 0
+    for source in args.objects:
+        try:
+            for line in decode_object(source, read_source(source, s3_reader)):
+                sys.stdout.buffer.write(line + b"\n")
+        except Exception as e:  # one unreadable object must not hide the others
+            print(f"otlp-router: {source}: {e}", file=sys.stderr)
+            failed += 1
+    sys.stdout.flush()
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otlp-router", description="OTLP receiver and router for LLM traces.")
     parser.add_argument("--version", action="version", version=f"otlp-router {__version__}")
@@ -117,6 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--json", action="store_true", help="one JSON object per span")
     explain.add_argument("file")
     explain.set_defaults(func=cmd_explain)
+
+    decode = commands.add_parser("decode", help="print .cbor.zstd / .json / .jsonl exports (files or s3://bucket/key) "
+                                                "as JSON lines")
+    decode.add_argument("objects", nargs="+")
+    decode.add_argument("--endpoint", help="S3-compatible endpoint URL (R2, MinIO, GCS, B2)")
+    decode.add_argument("--region", default="us-east-1")
+    decode.add_argument("--access-key-id")
+    decode.add_argument("--secret-access-key")
+    decode.add_argument("--addressing-style", choices=("auto", "path", "virtual"))
+    decode.set_defaults(func=cmd_decode)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",

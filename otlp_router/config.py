@@ -16,8 +16,30 @@ from otlp_router.receivers.http import HttpSettings
 from otlp_router.routing.shaping import Shaping
 from otlp_router.routing.table import RoutingTable
 from otlp_router.settings import ConfigError, Section, substitute_env
+from otlp_router.spool.disk import FSYNC_POLICIES
 
 __all__ = ["ConfigError", "DestinationConfig", "RouterConfig", "load", "parse"]
+
+
+@dataclass(frozen=True)
+class SpoolSettings:
+    dir: Path = Path("./data/spool")
+    max_bytes: int = 256 * 1024 * 1024      # per destination
+    durable: bool = True
+    fsync: str = "batch"
+    segment_bytes: int = 32 * 1024 * 1024
+    dead_letter_ttl: float = 7 * 86400.0
+
+    @classmethod
+    def read(cls, section: Section) -> "SpoolSettings":
+        s = cls(Path(section.str("dir", str(cls.dir))),
+                section.size("max_bytes", cls.max_bytes, minimum=1024),
+                section.str("type", "disk", choices=("disk", "memory")) == "disk",
+                section.str("fsync", cls.fsync, choices=FSYNC_POLICIES),
+                section.size("segment_bytes", cls.segment_bytes, minimum=4096),
+                section.duration("dead_letter_ttl", cls.dead_letter_ttl))
+        section.done()
+        return s
 
 
 @dataclass
@@ -33,8 +55,7 @@ class RouterConfig:
     file: str
     http: HttpSettings | None
     grpc: GrpcSettings | None
-    spool_dir: Path
-    spool_max_bytes: int
+    spool: SpoolSettings
     routing: RoutingTable
     destinations: dict[str, DestinationConfig] = field(default_factory=dict)
     shutdown_timeout: float = 10.0
@@ -71,9 +92,7 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
     receivers.done()
 
     spool = top.section("spool")
-    spool_dir = Path(spool.str("dir", "./data/spool"))
-    spool_max_bytes = spool.size("max_bytes", 256 * 1024 * 1024, minimum=1024)
-    spool.done()
+    spool_settings = SpoolSettings.read(spool)
 
     built: dict[str, DestinationConfig] = {}
     for name, section in top.sections("destinations"):
@@ -96,4 +115,4 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
 
     shutdown_timeout = top.duration("shutdown_timeout", 10.0)
     top.done()
-    return RouterConfig(file, http, grpc, spool_dir, spool_max_bytes, routing, built, shutdown_timeout, openrouter)
+    return RouterConfig(file, http, grpc, spool_settings, routing, built, shutdown_timeout, openrouter)

@@ -15,7 +15,9 @@ from otlp_router.pipeline import Pipeline
 from otlp_router.receivers.grpc import GrpcReceiver
 from otlp_router.receivers.http import HttpReceiver
 from otlp_router.routing.openrouter import OpenRouterMapping
-from otlp_router.spool import MemorySpool
+from otlp_router.receivers.listen import StartupError
+from otlp_router.spool import DiskSpool, MemorySpool, Spool
+from otlp_router.spool.deadletter import DeadLetters
 
 log = logging.getLogger("otlp_router")
 
@@ -24,7 +26,9 @@ class Router:
     def __init__(self, config: RouterConfig) -> None:
         self.config = config
         self.deliveries = {
-            name: Delivery(d.destination, MemorySpool(name, config.spool_max_bytes), d.retry, d.batch)
+            name: Delivery(d.destination, self._spool(name), d.retry, d.batch,
+                           DeadLetters(config.spool.dir / name / "dead", config.spool.dead_letter_ttl)
+                           if config.spool.durable else None)
             for name, d in config.destinations.items()
         }
         self.pipeline = Pipeline(config.routing, self.deliveries,
@@ -34,7 +38,21 @@ class Router:
         self.http = HttpReceiver(config.http, self.pipeline, signals) if config.http else None
         self.grpc = GrpcReceiver(config.grpc, self.pipeline, signals) if config.grpc else None
 
+    def _spool(self, name: str) -> Spool:
+        s = self.config.spool
+        if s.durable:
+            return DiskSpool(name, s.dir / name, s.max_bytes, s.fsync, s.segment_bytes)
+        return MemorySpool(name, s.max_bytes)
+
     async def start(self) -> None:
+        for delivery in self.deliveries.values():
+            if isinstance(delivery.spool, DiskSpool):
+                try:
+                    delivery.spool.open()
+                except (RuntimeError, OSError, ValueError) as e:
+                    raise StartupError(f"spool of destination {delivery.name}: {e}") from None
+            if delivery.dead_letters is not None:
+                delivery.dead_letters.expire()
         for delivery in self.deliveries.values():
             await delivery.start()
         try:

@@ -42,3 +42,12 @@ spool_items = Gauge(
 sampled_out = Counter(
     "otlp_router_sampled_out_items", "Items a destination's sampling left out.", ("destination", "signal"),
     registry=REGISTRY)
+spool_corrupt = Counter(
+    "otlp_router_spool_corrupt_records", "Corrupt records found in the middle of a spool segment at start-up.",
+    ("destination",), registry=REGISTRY)
+spool_write_errors = Counter(
+    "otlp_router_spool_write_errors", "Appends refused because the spool could not be written (disk full ...).",
+    ("destination",), registry=REGISTRY)
+dead_lettered = Counter(
+    "otlp_router_dead_lettered_items", "Items a destination rejected for good, kept in its dead letter.",
+    ("destination", "signal"), registry=REGISTRY)

@@ -5,6 +5,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from tests.s3server import MotoServer
 from tests.support import RouterProcess, base_config
 
 
@@ -35,3 +36,11 @@ def shared_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterPr
     router = RouterProcess(base_config(directory), directory)
     yield router
     router.stop()
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    """One moto S3 server for the session; tests use their own buckets."""
+    server = MotoServer()
+    yield server
+    server.stop()

@@ -11,13 +11,20 @@ from typing import Any
 
 import orjson
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from otlp_router.model import otlp_json
 from otlp_router.model.attributes import value_of
-from otlp_router.model.content import (CONTENT_EVENTS, CONTENT_KEYS, CONTENT_PREFIXES, NOT_CONTENT_KEYS,
-                                       is_content_key)
+from otlp_router.model.content import (
+    CONTENT_EVENTS,
+    CONTENT_KEYS,
+    CONTENT_PREFIXES,
+    NOT_CONTENT_KEYS,
+    is_content_key,
+)
 from otlp_router.model.genai import view, view_from_attributes
 from tests.test_genai import CONVENTIONS, EXPECTED, fixture_spans, load_fixture
 
@@ -67,7 +74,7 @@ DESIGN_CONTENT_KEYS = [
     "embedding.embeddings.0.embedding.vector", "reranker.query", "reranker.input_documents.0.document.content",
     "reranker.output_documents.0.document.content", "tool.parameters", "llm.tools.0.tool.json_schema",
     "llm.request.functions.0.description", "llm.completions.0.content", "traceloop.prompt.template",
-    "gen_ai.memory.records", "gen_ai.memory.query.text",
+    "gen_ai.memory.records", "gen_ai.memory.query.text", "llm.input_messages", "llm.output_messages",
 ]
 
 DESIGN_CONTENT_EVENTS = [

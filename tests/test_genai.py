@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otlp_router.model import otlp_json
@@ -296,7 +299,8 @@ def test_json_nested_deeper_than_a_writer_accepts_stays_a_string() -> None:
 
 
 def test_structured_content_with_bytes_carries_them_as_base64() -> None:
-    v = view_from_attributes({"gen_ai.input.messages": [{"role": "user", "parts": [{"type": "blob", "content": b"\x00\xff"}]}]})
+    blob = {"role": "user", "parts": [{"type": "blob", "content": b"\x00\xff"}]}
+    v = view_from_attributes({"gen_ai.input.messages": [blob]})
     assert v.input == [{"role": "user", "parts": [{"type": "blob", "content": "AP8="}]}]
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 from otlp_router.model.batch import Batch
 from otlp_router.settings import Section
+from otlp_router.spool.base import Entry
 
 
 class ExportError(Exception):
@@ -39,6 +40,16 @@ class Destination(ABC):
     default_flush_interval: ClassVar[float] = 0.0
     # Concurrent exports; 1 keeps order (files), more hide a remote's latency.
     default_max_in_flight: ClassVar[int] = 1
+    # Destinations that gather items into objects take spool entries with
+    # `take` and acknowledge them later, through the callback given to `bind`.
+    deferred_ack: ClassVar[bool] = False
+
+    def bind(self, ack: Callable[[list[Entry]], None]) -> None:
+        """Receive the callback that acknowledges entries (deferred_ack destinations)."""
+
+    async def take(self, entries: list[Entry]) -> None:
+        """Take entries to acknowledge later (deferred_ack destinations)."""
+        raise NotImplementedError
 
     def __init__(self, name: str, settings: Section) -> None:
         self.name = name

@@ -13,6 +13,7 @@ from otlp_router import telemetry
 from otlp_router.destinations.base import Destination, ExportError
 from otlp_router.settings import Section
 from otlp_router.spool.base import Entry, Spool
+from otlp_router.spool.deadletter import DeadLetters
 
 log = logging.getLogger("otlp_router.delivery")
 
@@ -61,8 +62,10 @@ class BatchSettings:
 class Delivery:
     """Runs one destination from its spool until the spool is closed and drained."""
 
-    def __init__(self, destination: Destination, spool: Spool, retry: RetrySettings, batch: BatchSettings) -> None:
+    def __init__(self, destination: Destination, spool: Spool, retry: RetrySettings, batch: BatchSettings,
+                 dead_letters: DeadLetters | None = None) -> None:
         self.destination = destination
+        self.dead_letters = dead_letters
         self.spool = spool
         self.retry = retry
         self.batch = batch
@@ -77,6 +80,8 @@ class Delivery:
         return self.destination.name
 
     async def start(self) -> None:
+        if self.destination.deferred_ack:
+            self.destination.bind(self._acknowledge)
         await self.destination.start()
         self._tasks = [asyncio.create_task(self._run(), name=f"delivery:{self.name}:{i}")
                        for i in range(self.max_in_flight)]
@@ -89,13 +94,18 @@ class Delivery:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.destination.stop()
         left = self.spool.pending_items
         if left:
-            log.warning("destination %s: %d item(s) not delivered by the shutdown timeout", self.name, left)
-            # The durable spool keeps them for the next start; the memory spool cannot.
-            if not getattr(self.spool, "durable", False):
+            if self.spool.durable:
+                log.warning("destination %s: %d item(s) stay in the spool for the next start", self.name, left)
+            else:
+                log.error("destination %s: %d item(s) not delivered by the shutdown timeout are lost "
+                          "(memory spool)", self.name, left)
                 telemetry.exporter_dropped.labels(self.name, "traces", "shutdown").inc(left)
-        await self.destination.stop()
+        release = getattr(self.spool, "release", None)
+        if release is not None:
+            release()
 
     async def _run(self) -> None:
         while True:
@@ -130,11 +140,21 @@ class Delivery:
             size += sum(e.size for e in more)
         return entries
 
+    def _acknowledge(self, entries: list[Entry]) -> None:
+        """A deferred-ack destination has written these entries."""
+        items = sum(e.batch.items for e in entries)
+        telemetry.exporter_sent.labels(self.name, entries[0].batch.signal.name).inc(items)
+        self.spool.ack(entries)
+        self._update_gauges()
+
     def _update_gauges(self) -> None:
         telemetry.spool_bytes.labels(self.name).set(self.spool.pending_bytes)
         telemetry.spool_items.labels(self.name).set(self.spool.pending_items)
 
     async def _deliver(self, entries: list[Entry]) -> None:
+        if self.destination.deferred_ack:
+            await self.destination.take(entries)
+            return
         batches = [e.batch for e in entries]
         items = sum(b.items for b in batches)
         signal = batches[0].signal.name
@@ -160,6 +180,13 @@ class Delivery:
             reason = "permanent" if error.permanent else "retryable"
             telemetry.exporter_failed.labels(self.name, signal, reason).inc(items)
             if error.permanent:
+                if self.dead_letters is not None:
+                    path = self.dead_letters.put(batches, str(error))
+                    log.error("destination %s: rejected %d %s (%s); kept in the dead letter %s "
+                              "(otlp-router replay)", self.name, items, signal, error, path.name)
+                    telemetry.dead_lettered.labels(self.name, signal).inc(items)
+                    self.spool.ack(entries)
+                    return
                 self._give_up(entries, items, signal, "rejected", str(error))
                 return
             delay = error.retry_after if error.retry_after is not None else self.retry.backoff(attempt)

@@ -18,7 +18,7 @@ from otlp_router.model import otlp_json
 from otlp_router.model.batch import Batch
 from otlp_router.settings import Section
 
-FORMATS = ("otlp_json",)
+FORMATS = ("otlp_json", "json", "cbor_zstd")  # the last two: storage.LocalStorageDestination
 
 
 class _RotatingFile:

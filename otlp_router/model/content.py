@@ -33,9 +33,12 @@ CONTENT_KEYS: frozenset[str] = frozenset((
     # Streaming chunks as OpenLLMetry records them.
     "gen_ai.content.completion.chunk",
     "llm.content.completion.chunk",
-    # OpenInference.
+    # OpenInference; the message and tool lists also as one JSON attribute, as some SDKs send them.
     "input.value",
     "output.value",
+    "llm.input_messages",
+    "llm.output_messages",
+    "llm.tools",
     "reranker.query",
     # A tool's JSON schema is a tool definition (cf. gen_ai.tool.definitions).
     "tool.parameters",

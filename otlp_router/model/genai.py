@@ -16,9 +16,10 @@ odd values (unusable → None), and what it returns serialises as JSON.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import orjson
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -28,26 +29,31 @@ from otlp_router.model.attributes import to_dict
 
 @dataclass(slots=True)
 class GenAIView:
-    type: str                 # Langfuse observation type: GENERATION, EMBEDDING, TOOL, AGENT, CHAIN, RETRIEVER, EVALUATOR, GUARDRAIL, EVENT, SPAN
-    operation: str | None     # gen_ai.operation.name style: chat, text_completion, embeddings, execute_tool, invoke_agent, ...
+    """One span as a Langfuse-style observation. `type` is a Langfuse observation type
+    (GENERATION, EMBEDDING, TOOL, AGENT, CHAIN, RETRIEVER, EVALUATOR, GUARDRAIL, EVENT, SPAN);
+    `is_genai` marks model calls (GENERATION, EMBEDDING), not the agents, tools and chains
+    around them, so per-call records (Aperture) are not counted twice."""
+
+    type: str
+    operation: str | None            # gen_ai.operation.name style: chat, embeddings, execute_tool, ...
     model: str | None
     provider: str | None
     input_tokens: int | None
     output_tokens: int | None
-    total_tokens: int | None  # given, else input + output when both are known
+    total_tokens: int | None         # given, else input + output when both are known
     cached_tokens: int | None
     reasoning_tokens: int | None
-    cost: float | None        # USD total: given, else input + output cost when both are known
-    cost_details: dict[str, float]   # "input" / "output" / "total" (USD) as far as known, plus Langfuse's own keys
+    cost: float | None               # USD total: given, else input + output cost when both are known
+    cost_details: dict[str, float]   # USD "input" / "output" / "total" as far as known, plus Langfuse's keys
     model_parameters: dict[str, Any] # temperature, max_tokens, top_p, ...
-    input: Any                # messages list / string / dict (JSON strings parsed); None if absent
+    input: Any                       # messages list / string / dict, JSON strings parsed; None if absent
     output: Any
     user_id: str | None
     session_id: str | None
     trace_name: str | None
     tags: list[str]
-    metadata: dict[str, Any]  # custom metadata: trace.metadata.* (and the Langfuse / Traceloop equivalents) without prefix
-    is_genai: bool            # a model call (type GENERATION or EMBEDDING), not an agent / tool / chain around one
+    metadata: dict[str, Any]         # custom metadata: trace.metadata.* and equivalents, without prefix
+    is_genai: bool
 
 
 def view(span: Span, resource_attributes: dict[str, Any] | None = None) -> GenAIView:
@@ -283,11 +289,11 @@ _MODEL_CALL_TYPES = frozenset(("GENERATION", "EMBEDDING"))
 
 
 def _lower(value: Any) -> str | None:
-    return value.lower() if isinstance(value, str) else None
+    return value.lower() or None if isinstance(value, str) else None
 
 
 def _upper(value: Any) -> str | None:
-    return value.upper() if isinstance(value, str) else None
+    return value.upper() or None if isinstance(value, str) else None
 
 
 _READERS: dict[str, Callable[[Any], Any]] = {

@@ -131,16 +131,6 @@ def _varint(n: int) -> str:
             + _VARINT_SMALL[n >> 56])
 
 
-class _VarintTable(dict):
-    """``V[n]`` is the varint of n: a dict lookup for small n, `_varint` for the rest."""
-
-    def __missing__(self, n: int) -> str:
-        return _varint(n)
-
-
-_V = _VarintTable(enumerate(_VARINT_SMALL))
-
-
 def _latin1(s: str) -> str:
     """UTF-8 bytes of s, as latin-1 str (only needed when s is not ASCII)."""
     return s.encode().decode("latin-1")
@@ -334,7 +324,7 @@ class _Careful:
                 raise self.fail(here, f"expected a list, got {_show(v)}")
             if f.packed:
                 body = "".join([self.scalar(f, e, (here, i)) for i, e in enumerate(v)])
-                out.append(f.tag + _V[len(body)] + body)
+                out.append(f.tag + _varint(len(body)) + body)
             else:
                 out.extend([self.value(f, e, (here, i), nesting) for i, e in enumerate(v)])
         return "".join(out)
@@ -360,7 +350,7 @@ class _Careful:
                 raise self.fail(path, f"expected a base64 string, got {_show(v)}")
         else:
             return f.tag + self.scalar(f, v, path)
-        return f.tag + _V[len(body)] + body
+        return f.tag + _varint(len(body)) + body
 
     def scalar(self, f: _Field, v: Any, path: _Path) -> str:
         """Wire value (no tag) of a number, bool or enum."""
@@ -451,12 +441,18 @@ def _fast_base64(v: Any) -> str:
 
 
 _FAST_HELPERS: dict[str, Any] = {
-    "Fallback": _Fallback, "V": _V, "VS": _VARINT_SMALL, "VARINT": _varint, "ZZ": _zigzag,
-    "L1": _latin1, "HX": _hex_id, "B64": _fast_base64, "INT": _fast_int,
+    "Fallback": _Fallback, "VS": _VARINT_SMALL, "A2B": _a2b_hex, "VARINT": _varint, "ZZ": _zigzag,
+    "L1": _latin1, "B64": _fast_base64, "INT": _fast_int,
     "PQ": _pack_q, "PSQ": _pack_sq, "PI": _pack_i, "PSI": _pack_si, "PD": _pack_d, "PF": _pack_f,
 }
 _FIXED_PACK = {"fixed64": "PQ", "sfixed64": "PSQ", "fixed32": "PI", "sfixed32": "PSI",
                "double": "PD", "float": "PF"}
+
+
+def _size(x: str) -> str:
+    """Generated expression for the varint length prefix of string x (a list index when short:
+    the list lookup is specialised by CPython, a dict subclass with __missing__ is not)."""
+    return f"{{VS[m] if (m := len({x})) < 16384 else VARINT(m)}}"
 
 
 def _lit(s: str) -> str:
@@ -530,7 +526,7 @@ def _gen_fast_field(f: _Field, src: _Source, ind: int, consts: dict[str, Any], o
         src.add(ind, "x = ''")
         src.add(ind, "for e in v:")
         src.add(ind + 1, f"x += {_gen_fast_scalar(f, 'e', src, ind + 1, consts)}")
-        src.add(ind, f'{out} {op} f"{tag}{{V[len(x)]}}{{x}}"')
+        src.add(ind, f'{out} {op} f"{tag}{_size("x")}{{x}}"')
         return
     src.add(ind, "for e in v:")
     if f.message is not None and f.message.full_name == _KEY_VALUE:
@@ -544,9 +540,8 @@ def _gen_fast_key_values(f: _Field, src: _Source, ind: int) -> None:
     non-negative int AnyValues inlined, since this is most of the work in every OTLP request."""
     kv = _plan(f.message)
     anyvalue = _plan(kv.by_key["value"].message)
-    key_tag, value_tag, string_tag, int_tag = (
-        _lit(p.by_key[n].tag)
-        for p, n in ((kv, "key"), (kv, "value"), (anyvalue, "string_value"), (anyvalue, "int_value")))
+    names = ((kv, "key"), (kv, "value"), (anyvalue, "string_value"), (anyvalue, "int_value"))
+    key_tag, value_tag, string_tag, int_tag = (_lit(p.by_key[n].tag) for p, n in names)
     src.add(ind, "k = e['key']")
     src.add(ind, "x = e['value']")
     src.add(ind, "if len(e) != 2: raise Fallback")
@@ -554,7 +549,7 @@ def _gen_fast_key_values(f: _Field, src: _Source, ind: int) -> None:
     src.add(ind, f"y = x.get({anyvalue.by_key['string_value'].json_name!r})")
     src.add(ind, "if y is not None and len(x) == 1:")
     src.add(ind + 1, "if not y.isascii(): y = L1(y)")
-    src.add(ind + 1, f'x = f"{string_tag}{{V[len(y)]}}{{y}}"')
+    src.add(ind + 1, f'x = f"{string_tag}{_size("y")}{{y}}"')
     src.add(ind, "else:")
     src.add(ind + 1, f"y = x.get({anyvalue.by_key['int_value'].json_name!r})")
     src.add(ind + 1, "if y is not None and len(x) == 1 and y.__class__ is str and y.isdigit() "
@@ -562,8 +557,12 @@ def _gen_fast_key_values(f: _Field, src: _Source, ind: int) -> None:
     src.add(ind + 2, f'x = f"{int_tag}{{VS[y] if y < 16384 else VARINT(y)}}"')
     src.add(ind + 1, "else:")
     src.add(ind + 2, f"x = {_fn_name('d_', anyvalue.descriptor)}(x)")
-    src.add(ind, f'x = f"{key_tag}{{V[len(k)]}}{{k}}{value_tag}{{V[len(x)]}}{{x}}"')
-    src.add(ind, f's += f"{_lit(f.tag)}{{V[len(x)]}}{{x}}"')
+    # k is the key, x the AnyValue body; when both are short every length is one byte
+    src.add(ind, "if (m := len(k) + len(x)) < 120:")
+    src.add(ind + 1, f's += f"{_lit(f.tag)}{{VS[m + 4]}}{key_tag}{{VS[len(k)]}}{{k}}{value_tag}{{VS[len(x)]}}{{x}}"')
+    src.add(ind, "else:")
+    src.add(ind + 1, f'x = f"{key_tag}{_size("k")}{{k}}{value_tag}{_size("x")}{{x}}"')
+    src.add(ind + 1, f's += f"{_lit(f.tag)}{_size("x")}{{x}}"')
 
 
 def _gen_fast_single(f: _Field, v: str, src: _Source, ind: int, consts: dict[str, Any],
@@ -571,15 +570,17 @@ def _gen_fast_single(f: _Field, v: str, src: _Source, ind: int, consts: dict[str
     tag = _lit(f.tag)
     if f.kind == "message":
         src.add(ind, f"x = {_fn_name('d_', f.message)}({v})")
-        src.add(ind, f'{out} {op} f"{tag}{{V[len(x)]}}{{x}}"')
     elif f.kind == "string":
-        src.add(ind, f"if not {v}.isascii(): {v} = L1({v})")
-        src.add(ind, f'{out} {op} f"{tag}{{V[len({v})]}}{{{v}}}"')
-    elif f.kind in ("hexid", "bytes"):
-        src.add(ind, f"x = {'HX' if f.kind == 'hexid' else 'B64'}({v})")
-        src.add(ind, f'{out} {op} f"{tag}{{V[len(x)]}}{{x}}"')
+        src.add(ind, f"x = {v} if {v}.isascii() else L1({v})")
+    elif f.kind == "hexid":
+        # malformed ids raise here and are then decoded leniently by the careful decoder
+        src.add(ind, f"x = A2B({v}).decode('latin-1')")
+    elif f.kind == "bytes":
+        src.add(ind, f"x = B64({v})")
     else:
         src.add(ind, f'{out} {op} f"{tag}{{{_gen_fast_scalar(f, v, src, ind, consts)}}}"')
+        return
+    src.add(ind, f'{out} {op} f"{tag}{_size("x")}{{x}}"')
 
 
 def _gen_fast_scalar(f: _Field, v: str, src: _Source, ind: int, consts: dict[str, Any]) -> str:
@@ -816,9 +817,10 @@ def _gen_read_key_value(f: _Field, src: _Source, ind: int) -> None:
     names = ((kv, "key"), (kv, "value"), (anyvalue, "string_value"), (anyvalue, "int_value"))
     key_tag, value_tag, string_tag, int_tag = (ord(p.by_key[n].tag) for p, n in names)
     key, value, string, int_ = (p.by_key[n].json_name for p, n in names)
-    # b[i + 1] is the key length, b[j + 1] the value length, b[j + 3] the string length
+    # b[i + 1] is the key length, b[j + 1] the value length, b[j + 3] the string length; a
+    # length of 128 or more takes several bytes and can never pass the `== e` tests
     src.add(ind, f"if n > 3 and b[i] == {key_tag} and (j := i + 2 + b[i + 1]) + 2 <= e "
-                 f"and b[i + 1] < 128 and b[j] == {value_tag} and b[j + 1] < 128 and j + 2 + b[j + 1] == e:")
+                 f"and b[i + 1] < 128 and b[j] == {value_tag} and j + 2 + b[j + 1] == e:")
     src.add(ind + 1, f"if b[j + 1] > 1 and b[j + 2] == {string_tag} and j + 4 + b[j + 3] == e:")
     src.add(ind + 2, f"a.append({{{key!r}: b[i + 2:j].decode(), {value!r}: {{{string!r}: b[j + 4:e].decode()}}}})")
     src.add(ind + 1, f"elif b[j + 1] > 1 and b[j + 2] == {int_tag} and (x := RV(b, j + 3))[1] == e:")

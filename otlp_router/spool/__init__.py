@@ -5,6 +5,7 @@ reads, exports and acknowledges. Only acknowledged entries are forgotten.
 """
 
 from otlp_router.spool.base import Entry, Spool, SpoolFull
+from otlp_router.spool.disk import DiskSpool
 from otlp_router.spool.memory import MemorySpool
 
-__all__ = ["Entry", "MemorySpool", "Spool", "SpoolFull"]
+__all__ = ["DiskSpool", "Entry", "MemorySpool", "Spool", "SpoolFull"]

@@ -28,6 +28,8 @@ class Entry:
 class Spool(ABC):
     """Per-destination queue of batches, bounded in bytes."""
 
+    durable = False  # True: what is appended survives a restart
+
     def __init__(self, destination: str, max_bytes: int, retry_after: float) -> None:
         self.destination = destination
         self.max_bytes = max_bytes

@@ -10,6 +10,8 @@ from otlp_router.spool.base import Entry, Spool
 
 
 class MemorySpool(Spool):
+    durable = False
+
     def __init__(self, destination: str, max_bytes: int, retry_after: float = 1.0) -> None:
         super().__init__(destination, max_bytes, retry_after)
         self._queue: deque[Entry] = deque()

@@ -1,0 +1,1 @@
+"""Encoders from spans to stored objects: pure functions, no I/O."""

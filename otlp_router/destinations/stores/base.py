@@ -1,0 +1,36 @@
+"""The object store interface shared by the local directory and S3."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from otlp_router.destinations.base import CheckResult
+
+
+class StoreError(Exception):
+    """A put failed; storage failures are retried until they succeed, so this only
+    carries the words for the log and whether to back off harder (throttling)."""
+
+    def __init__(self, message: str, throttled: bool = False) -> None:
+        super().__init__(message)
+        self.throttled = throttled
+
+
+class Store(ABC):
+    @abstractmethod
+    async def put(self, key: str, data: bytes, if_absent: bool = False) -> bool:
+        """Write an object; with `if_absent`, False (and nothing written) when the key exists."""
+
+    @abstractmethod
+    async def check(self, prefix: str) -> CheckResult:
+        """Put and remove a small probe object under `prefix`."""
+
+    @abstractmethod
+    def location(self, key: str) -> str:
+        """Where a key lives, for people (s3://bucket/key, /path/key)."""
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass

@@ -1,0 +1,59 @@
+"""A local directory as an object store: keys are paths under `dir`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+from otlp_router.destinations.base import CheckResult
+from otlp_router.destinations.stores.base import Store, StoreError
+
+
+class LocalStore(Store):
+    def __init__(self, directory: str) -> None:
+        self.dir = Path(directory)
+
+    def location(self, key: str) -> str:
+        return str(self.dir / key)
+
+    def _put(self, key: str, data: bytes, if_absent: bool) -> bool:
+        path = self.dir / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under a temporary name, then linked into place: readers
+        # never see half an object, and a link cannot replace an existing one.
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            if if_absent:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+            else:
+                os.replace(tmp, path)
+                tmp = None  # type: ignore[assignment]
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+        return True
+
+    async def put(self, key: str, data: bytes, if_absent: bool = False) -> bool:
+        try:
+            return await asyncio.to_thread(self._put, key, data, if_absent)
+        except OSError as e:
+            raise StoreError(f"cannot write {self.location(key)}: {e.strerror or e}") from None
+
+    async def check(self, prefix: str) -> CheckResult:
+        key = f"{prefix.rstrip('/')}/.otlp-router-check-{uuid.uuid4().hex}" if prefix else \
+            f".otlp-router-check-{uuid.uuid4().hex}"
+        try:
+            await self.put(key, b"ok")
+            (self.dir / key).unlink()
+        except (StoreError, OSError) as e:
+            return CheckResult(False, str(e))
+        return CheckResult(True, f"{self.dir} is writable")

@@ -1,0 +1,241 @@
+"""Per-trace JSON, Aperture CBOR+zstd and OTLP JSON objects, on moto's S3 server
+and on a local directory, through a running router."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import orjson
+import pytest
+import zstandard
+
+from tests.support import ROOT, base_config, make_request, wait_for
+
+FIXTURES = ROOT / "tests" / "fixtures" / "genai"
+JS = {"Content-Type": "application/json"}
+PB = {"Content-Type": "application/x-protobuf"}
+TODAY = time.strftime("%Y-%m-%d", time.gmtime())
+
+
+class Target:
+    """The same destination on S3 (moto) or on local disk, read back the same way."""
+
+    def __init__(self, kind: str, tmp_path: Path, moto: Any, bucket: str) -> None:
+        self.kind, self.tmp_path, self.moto = kind, tmp_path, moto
+        self.bucket = moto.bucket(bucket) if kind == "s3" else None
+
+    def destination(self, **settings: Any) -> dict[str, Any]:
+        if self.kind == "s3":
+            return self.moto.destination(self.bucket, **settings)
+        return {"type": "file", "dir": str(self.tmp_path / "store"), **settings}
+
+    def objects(self) -> dict[str, bytes]:
+        if self.kind == "s3":
+            return self.moto.objects(self.bucket)
+        root = self.tmp_path / "store"
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and not p.name.startswith(".")}
+
+
+_counter = iter(range(10_000))
+
+
+@pytest.fixture(params=["s3", "file"])
+def target(request, tmp_path, moto) -> Target:
+    return Target(request.param, tmp_path, moto, f"bucket-{next(_counter)}")
+
+
+def _router(start_router, tmp_path: Path, destination: dict[str, Any]):
+    return start_router(base_config(tmp_path, destinations={"store": destination}))
+
+
+def _post_fixture(router, name: str) -> dict[str, Any]:
+    body = (FIXTURES / f"{name}.json").read_bytes()
+    status, _, _ = router.post("/v1/traces", body, JS)
+    assert status == 200
+    return orjson.loads(body)
+
+
+def _trace_ids(doc: dict[str, Any]) -> set[str]:
+    return {s["traceId"].lower() for rs in doc["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]}
+
+
+def test_per_trace_json_with_the_default_layout(start_router, tmp_path, target) -> None:
+    router = _router(start_router, tmp_path, target.destination(format="json", trace_idle="200ms"))
+    sent = _post_fixture(router, "openrouter")
+    trace_id = next(iter(_trace_ids(sent)))
+    objects = wait_for(lambda: target.objects(), timeout=10)
+    (key,) = objects
+    assert key.startswith(f"openrouter-traces/{TODAY}/{trace_id}-") and key.endswith(".json")
+    assert abs(int(key.rsplit("-", 1)[1].removesuffix(".json")) - time.time()) < 30
+    doc = orjson.loads(objects[key])
+    assert doc["id"] == trace_id
+    assert len(doc["observations"]) == sum(len(ss["spans"]) for rs in sent["resourceSpans"]
+                                           for ss in rs["scopeSpans"])
+    generation = next(o for o in doc["observations"] if o["type"] == "GENERATION")
+    assert generation["model"] and generation["usageDetails"]["input"] > 0
+    assert doc["userId"] and doc["sessionId"]
+
+
+def test_path_template_variables_and_prefix(start_router, tmp_path, target) -> None:
+    router = _router(start_router, tmp_path, target.destination(
+        format="json", trace_idle="200ms", prefix="team-a",
+        path_template="{prefix}/{year}/{month}/{day}/{apiKeyName}"))
+    _post_fixture(router, "openrouter")  # carries trace.metadata.openrouter.api_key_name
+    request = make_request(spans=2, seed=9)
+    assert router.post("/v1/traces", request.SerializeToString(), PB)[0] == 200
+    keys = wait_for(lambda: len(target.objects()) == 2 and sorted(target.objects()), timeout=10)
+    y, m, d = TODAY.split("-")
+    plain = [k for k in keys if k.startswith(f"team-a/{y}/{m}/{d}/default/")]
+    named = [k for k in keys if not k.startswith(f"team-a/{y}/{m}/{d}/default/")]
+    assert plain and plain[0].endswith(f"/{request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex()}-"
+                                       + plain[0].rsplit("-", 1)[1])
+    assert named and named[0].startswith(f"team-a/{y}/{m}/{d}/") and "/default/" not in named[0]
+
+
+def test_a_trace_split_over_requests_lands_in_one_object_and_a_late_span_in_another(start_router, tmp_path,
+                                                                                     target) -> None:
+    router = _router(start_router, tmp_path, target.destination(format="json", trace_idle="1s"))
+    request = make_request(spans=6, seed=3)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    for part in ([0, 1], [2, 3], [4]):
+        piece = make_request(spans=6, seed=3)
+        keep = [piece.resource_spans[0].scope_spans[0].spans[i] for i in part]
+        del piece.resource_spans[0].scope_spans[0].spans[:]
+        piece.resource_spans[0].scope_spans[0].spans.extend(keep)
+        assert router.post("/v1/traces", piece.SerializeToString(), PB)[0] == 200
+        time.sleep(0.2)
+    first = wait_for(lambda: target.objects(), timeout=10)
+    assert len(first) == 1
+    assert len(orjson.loads(next(iter(first.values())))["observations"]) == 5
+    time.sleep(1.1)  # the next object of the trace gets a later timestamp
+    late = make_request(spans=6, seed=3)
+    keep = late.resource_spans[0].scope_spans[0].spans[5]
+    del late.resource_spans[0].scope_spans[0].spans[:5]
+    assert late.resource_spans[0].scope_spans[0].spans[0] == keep
+    assert router.post("/v1/traces", late.SerializeToString(), PB)[0] == 200
+    objects = wait_for(lambda: len(target.objects()) == 2 and target.objects(), timeout=10)
+    trace_id = spans[0].trace_id.hex()
+    assert all(k.rsplit("/", 1)[1].startswith(trace_id) for k in objects)
+    assert sorted(len(orjson.loads(v)["observations"]) for v in objects.values()) == [1, 5]
+
+
+def _records(data: bytes) -> list[dict[str, Any]]:
+    """Read an Aperture export with zstandard + cbor2 alone."""
+    stream = io.BytesIO(zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read())
+    decoder = cbor2.CBORDecoder(stream)
+    out = []
+    while stream.tell() < len(stream.getbuffer()):
+        out.append(decoder.decode())
+    return out
+
+
+def test_cbor_zstd_batches_split_at_limit(start_router, tmp_path, target) -> None:
+    router = _router(start_router, tmp_path, target.destination(format="cbor_zstd", every="500ms", limit=2,
+                                                                prefix="prod"))
+    sent = 0
+    for name in ("otel_genai", "openllmetry"):
+        _post_fixture(router, name)
+    objects = wait_for(lambda: target.objects(), timeout=10)
+    time.sleep(1.0)
+    objects = target.objects()
+    assert all(k.startswith("prod/ts-aperture-export-") and k.endswith(".cbor.zstd") for k in objects)
+    records = [r for data in objects.values() for r in _records(data)]
+    sent = len(records)
+    assert sent >= 3 and all(len(_records(d)) <= 2 for d in objects.values())
+    assert len(objects) == (sent + 1) // 2 or len(objects) >= sent // 2  # limit splits, names never collide
+    ids = [r["id"] for r in records]
+    assert len(set(ids)) == len(ids)
+    for r in records:
+        assert r["ver"] == 2 and isinstance(r["id"], int) and r["timestamp"].endswith("Z")
+        assert isinstance(r["capture"]["rawRequestBody"], bytes)
+
+
+def test_privacy_leaves_no_content_in_either_format(start_router, tmp_path, target) -> None:
+    router = _router(start_router, tmp_path, target.destination(format="json", trace_idle="200ms", privacy=True))
+    for name in ("openrouter", "otel_genai", "openinference", "openllmetry", "langfuse"):
+        _post_fixture(router, name)
+    objects = wait_for(lambda: len(target.objects()) >= 5 and target.objects(), timeout=15)
+    assert objects
+    for data in objects.values():
+        assert b"SECRET-" not in data
+    docs = [orjson.loads(d) for d in objects.values()]
+    assert any(o["model"] and o["usageDetails"] for doc in docs for o in doc["observations"])
+
+
+def test_privacy_drops_the_aperture_capture(start_router, tmp_path, target) -> None:
+    router = _router(start_router, tmp_path, target.destination(format="cbor_zstd", every="300ms", privacy=True))
+    _post_fixture(router, "otel_genai")
+    objects = wait_for(lambda: target.objects(), timeout=10)
+    records = [r for d in objects.values() for r in _records(d)]
+    assert records and all("capture" not in r for r in records)
+    assert all(b"SECRET-" not in d for d in objects.values())
+    assert any(r.get("usage") for r in records)
+
+
+def test_otlp_json_objects_on_s3(start_router, tmp_path, moto) -> None:
+    bucket = moto.bucket("raw-otlp")
+    router = _router(start_router, tmp_path, moto.destination(bucket, format="otlp_json", prefix="lake",
+                                                              rotate={"max_age": "300ms"}))
+    request = make_request(spans=4, seed=5)
+    assert router.post("/v1/traces", request.SerializeToString(), PB)[0] == 200
+    objects = wait_for(lambda: moto.objects(bucket), timeout=10)
+    (key,) = objects
+    assert key.startswith(f"lake/traces/{TODAY}/traces-") and key.endswith(".jsonl.gz")
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from otlp_router.model import otlp_json
+    lines = gzip.decompress(objects[key]).splitlines()
+    assert otlp_json.decode(ExportTraceServiceRequest, lines[0]) == request
+
+
+def test_prefix_ending_in_a_slash_is_refused(tmp_path) -> None:
+    from otlp_router import config
+    from otlp_router.settings import ConfigError
+    import yaml
+    text = yaml.safe_dump(base_config(tmp_path, destinations={"s": {
+        "type": "s3", "bucket": "b", "region": "us-east-1", "format": "cbor_zstd", "prefix": "prod/"}}))
+    with pytest.raises(ConfigError) as err:
+        config.parse(text)
+    assert err.value.path == "destinations.s.prefix" and "must not end with /" in err.value.problem
+
+
+def test_uploads_wait_out_an_s3_outage(start_router, tmp_path) -> None:
+    from tests.s3server import MotoServer
+    server = MotoServer()
+    try:
+        bucket = server.bucket("outage")
+        router = _router(start_router, tmp_path, server.destination(bucket, format="json", trace_idle="200ms"))
+        server.stop()
+        sent = [make_request(spans=3, seed=s) for s in (11, 12, 13)]
+        for request in sent:
+            assert router.post("/v1/traces", request.SerializeToString(), PB)[0] == 200
+        assert wait_for(lambda: "cannot write" in router.stderr, timeout=15)
+        server.start()
+        server.bucket("outage")  # moto keeps no state across restarts
+        objects = wait_for(lambda: len(server.objects(bucket)) == 3 and server.objects(bucket), timeout=60)
+        assert objects and sorted(orjson.loads(v)["id"] for v in objects.values()) == \
+            sorted(r.resource_spans[0].scope_spans[0].spans[0].trace_id.hex() for r in sent)
+    finally:
+        server.stop()
+
+
+def test_check_puts_and_removes_a_probe_and_explains_failures(tmp_path, moto) -> None:
+    import subprocess
+    import sys
+    import yaml
+    bucket = moto.bucket("checked")
+    good = moto.destination(bucket, format="json")
+    missing = moto.destination("no-such-bucket", format="json")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(base_config(tmp_path, destinations={"good": good, "missing": missing})))
+    result = subprocess.run([sys.executable, "-m", "otlp_router", "check", "-c", str(path)], capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert "destination good (s3): ok: wrote and removed s3://checked/" in result.stdout
+    assert "destination missing (s3): FAILED" in result.stdout and "does not exist" in result.stdout
+    assert moto.objects(bucket) == {}
