@@ -1,4 +1,4 @@
-"""`otlp-router` command line: run, check, explain, decode."""
+"""`otlp-router` command line: run, check, explain, decode, replay."""
 
 from __future__ import annotations
 
@@ -121,6 +121,51 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Send dead-lettered batches to their destination again; remove each one delivered."""
+    from otlp_router.destinations.base import ExportError
+    from otlp_router.spool.deadletter import DeadLetters
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    names = args.destinations or list(config.destinations)
+    unknown = [n for n in names if n not in config.destinations]
+    if unknown:
+        print(f"otlp-router: unknown destination(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+
+    async def replay() -> int:
+        failed = 0
+        for name in names:
+            destination = config.destinations[name].destination
+            letters = DeadLetters(config.spool.dir / name / "dead", config.spool.dead_letter_ttl).list()
+            if not letters:
+                print(f"destination {name}: no dead letters")
+                continue
+            if destination.deferred_ack:
+                print(f"destination {name}: stored formats are never dead-lettered; skipping")
+                continue
+            await destination.start()
+            try:
+                for letter in letters:
+                    items = sum(b.items for b in letter.batches)
+                    try:
+                        await destination.export(letter.batches)
+                    except ExportError as e:
+                        failed += 1
+                        print(f"destination {name}: {letter.path.name}: still failing: {e}")
+                        continue
+                    letter.path.unlink()
+                    print(f"destination {name}: {letter.path.name}: delivered {items} item(s) "
+                          f"(first rejected: {letter.reason})")
+            finally:
+                await destination.stop()
+        return failed
+
+    return 1 if asyncio.run(replay()) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otlp-router", description="OTLP receiver and router for LLM traces.")
     parser.add_argument("--version", action="version", version=f"otlp-router {__version__}")
@@ -151,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("--secret-access-key")
     decode.add_argument("--addressing-style", choices=("auto", "path", "virtual"))
     decode.set_defaults(func=cmd_decode)
+
+    replay = commands.add_parser("replay", help="send dead-lettered batches (rejected for good by a destination) "
+                                                "again, e.g. after fixing the destination")
+    replay.add_argument("-c", "--config", default="router.yaml")
+    replay.add_argument("destinations", nargs="*", help="destination names (default: all)")
+    replay.set_defaults(func=cmd_replay)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
