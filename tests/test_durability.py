@@ -1,0 +1,210 @@
+"""Never lose an accepted span: outages, kill -9, full spools, dead letters. Real processes and sockets."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+import yaml
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from tests.downstream import HttpSink, Reply
+from tests.support import ROOT, RouterProcess, base_config, make_request, wait_for
+
+PB = {"Content-Type": "application/x-protobuf"}
+FAST_RETRY = {"initial_interval": "50ms", "max_interval": "500ms", "max_elapsed": "0s"}  # 0: retry forever
+
+
+def _config(tmp_path, sink_url: str, **spool) -> dict:
+    config = base_config(tmp_path, destinations={"down": {
+        "type": "otlp_http", "endpoint": sink_url, "retry": FAST_RETRY, "batch": {"flush_interval": "10ms"},
+        "timeout": "2s"}})
+    config["spool"].update(spool)
+    return config
+
+
+def _request(n: int, spans: int = 10):
+    """Request number n: span ids (n, i) so every span is distinct and countable."""
+    request = make_request(spans=spans, seed=(n % 250) + 1)
+    for i, span in enumerate(request.resource_spans[0].scope_spans[0].spans):
+        span.span_id = (n * 1000 + i + 1).to_bytes(8, "big")
+        span.trace_id = (n + 1).to_bytes(16, "big")
+        span.parent_span_id = b""
+    return request
+
+
+class Load(threading.Thread):
+    """Posts numbered requests to whichever router is current; remembers what was acknowledged."""
+
+    def __init__(self, router_ref: list[RouterProcess]) -> None:
+        super().__init__(daemon=True)
+        self.router_ref = router_ref
+        self.acked: set[bytes] = set()
+        self.stop_event = threading.Event()
+        self.n = 0
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            request = _request(self.n)
+            self.n += 1
+            try:
+                status, _, _ = self.router_ref[0].post("/v1/traces", request.SerializeToString(), PB)
+            except OSError:
+                time.sleep(0.02)
+                continue
+            if status == 200:
+                self.acked.update(s.span_id for s in request.resource_spans[0].scope_spans[0].spans)
+            else:
+                time.sleep(0.02)
+
+
+def test_a_downstream_outage_under_load_loses_nothing(start_router, tmp_path) -> None:
+    sink = HttpSink()
+    port = sink.port
+    sink.close()  # down from the start
+    router = start_router(_config(tmp_path, f"http://127.0.0.1:{port}/v1/traces"))
+    load = Load([router])
+    load.start()
+    time.sleep(2.0)
+    sink = HttpSink(port)
+    try:
+        time.sleep(1.0)
+        load.stop_event.set()
+        load.join(10)
+        assert load.acked
+        assert wait_for(lambda: load.acked <= sink.span_ids(), timeout=30)
+        assert len(sink.span_ids()) == len(load.acked)  # distinct out == acknowledged in
+    finally:
+        sink.close()
+
+
+def test_kill_9_at_random_points_loses_no_acknowledged_span(tmp_path) -> None:
+    sink = HttpSink()
+    config = _config(tmp_path, sink.url)
+    router_ref = [RouterProcess(config, tmp_path)]
+    load = Load(router_ref)
+    load.start()
+    rng = random.Random(7)
+    try:
+        for _ in range(4):
+            time.sleep(rng.uniform(0.3, 1.2))
+            router_ref[0].proc.send_signal(signal.SIGKILL)
+            router_ref[0].proc.wait(10)
+            router_ref[0].kill()
+            router_ref[0] = RouterProcess(config, tmp_path)
+        time.sleep(0.5)
+        load.stop_event.set()
+        load.join(10)
+        assert wait_for(lambda: load.acked <= sink.span_ids(), timeout=30), \
+            f"lost {len(load.acked - sink.span_ids())} of {len(load.acked)}"
+        print(f"acked={len(load.acked)} delivered={len(sink.span_ids())} "
+              f"duplicates={len(sink.spans()) - len(sink.span_ids())}")
+    finally:
+        router_ref[0].stop()
+        sink.close()
+
+
+def test_recovery_report_for_a_torn_spool_at_start_up(tmp_path) -> None:
+    sink = HttpSink()
+    sink.close()
+    config = _config(tmp_path, sink.url)
+    router = RouterProcess(config, tmp_path)
+    for n in range(3):
+        assert router.post("/v1/traces", _request(n).SerializeToString(), PB)[0] == 200
+    router.proc.send_signal(signal.SIGKILL)
+    router.proc.wait(10)
+    router.kill()
+    (segment,) = (tmp_path / "spool" / "down").glob("*.seg")
+    segment.write_bytes(segment.read_bytes()[:-7])
+    sink = HttpSink(sink.port)
+    try:
+        router = RouterProcess(config, tmp_path)
+        assert "torn or corrupt record" in router.stderr and "recovered 2 record(s)" in router.stderr
+        assert wait_for(lambda: len(sink.span_ids()) == 20)
+        router.stop()
+    finally:
+        sink.close()
+
+
+def test_a_full_spool_pushes_back_only_on_its_routes_and_the_sdk_delivers_everything(start_router, tmp_path) -> None:
+    sink = HttpSink()
+    port = sink.port
+    sink.close()
+    config = base_config(tmp_path, destinations={
+        "slow": {"type": "otlp_http", "endpoint": f"http://127.0.0.1:{port}/v1/traces", "retry": FAST_RETRY,
+                 "batch": {"flush_interval": "10ms"}},
+        "local": {"type": "file", "dir": str(tmp_path / "out"), "format": "otlp_json"}},
+        routes=[{"name": "llm", "match": {"resource": "service.name", "equals": "sdk-full"}, "destinations": ["slow"]},
+                {"name": "rest", "default": True, "destinations": ["local"]}])
+    config["spool"]["max_bytes"] = "20KiB"
+    router = start_router(config)
+    # Fill the spool of `slow` so the next request to it is refused.
+    refused = None
+    for n in range(100):
+        request = _request(n)
+        request.resource_spans[0].resource.attributes[0].value.string_value = "sdk-full"
+        status, headers, _ = router.post("/v1/traces", request.SerializeToString(), PB)
+        if status == 429:
+            refused = headers
+            break
+    assert refused is not None and int(refused["retry-after"]) >= 1
+    # Other routes keep flowing.
+    assert router.post("/v1/traces", _request(500).SerializeToString(), PB)[0] == 200
+    with grpc.insecure_channel(f"127.0.0.1:{router.grpc_port}") as channel:
+        request = _request(501)
+        request.resource_spans[0].resource.attributes[0].value.string_value = "sdk-full"
+        with pytest.raises(grpc.RpcError) as err:
+            channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")(
+                request.SerializeToString(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # The SDK's exporter retries RESOURCE_EXHAUSTED; once the downstream is back, all arrives.
+    provider = TracerProvider(resource=Resource.create({"service.name": "sdk-full"}))
+    provider.add_span_processor(BatchSpanProcessor(GrpcExporter(endpoint=f"127.0.0.1:{router.grpc_port}",
+                                                                insecure=True, timeout=30)))
+    tracer = provider.get_tracer("t")
+    ids = set()
+    for i in range(20):
+        with tracer.start_as_current_span(f"sdk-{i}") as span:
+            ids.add(span.get_span_context().span_id.to_bytes(8, "big"))
+    flusher = threading.Thread(target=provider.force_flush, args=(30_000,), daemon=True)
+    flusher.start()
+    time.sleep(1.0)
+    sink = HttpSink(port)
+    try:
+        flusher.join(40)
+        provider.shutdown()
+        assert wait_for(lambda: ids <= sink.span_ids(), timeout=30)
+    finally:
+        sink.close()
+
+
+def test_a_rejected_batch_goes_to_the_dead_letter_and_replay_delivers_it(tmp_path) -> None:
+    sink = HttpSink()
+    sink.script = [Reply(400, body=b"unknown dataset")]
+    config = _config(tmp_path, sink.url)
+    router = RouterProcess(config, tmp_path)
+    sent = _request(1)
+    try:
+        assert router.post("/v1/traces", sent.SerializeToString(), PB)[0] == 200
+        assert wait_for(lambda: "kept in the dead letter" in router.stderr)
+        router.stop()
+        assert not sink.span_ids()
+        (tmp_path / "router.yaml").write_text(yaml.safe_dump(config))
+        result = subprocess.run([sys.executable, "-m", "otlp_router", "replay", "-c", str(tmp_path / "router.yaml")],
+                                capture_output=True, text=True, timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "delivered 10 item(s) (first rejected: HTTP 400: unknown dataset)" in result.stdout
+        assert sink.span_ids() == {s.span_id for s in sent.resource_spans[0].scope_spans[0].spans}
+        assert not list((tmp_path / "spool" / "down" / "dead").glob("*.dead"))
+    finally:
+        router.kill()
+        sink.close()
