@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from otlp_router import destinations
+from otlp_router.admin import AdminSettings
 from otlp_router.destinations.base import Destination
 from otlp_router.destinations.delivery import BatchSettings, RetrySettings
 from otlp_router.receivers.grpc import GrpcSettings
@@ -60,6 +61,7 @@ class RouterConfig:
     destinations: dict[str, DestinationConfig] = field(default_factory=dict)
     shutdown_timeout: float = 10.0
     openrouter_mapping: bool = True
+    admin: AdminSettings | None = None
 
 
 def load(path: str | Path) -> RouterConfig:
@@ -113,6 +115,7 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
     openrouter = mapping.bool("openrouter", True)
     mapping.done()
 
+    admin = AdminSettings.read(top.section("admin")) if top.has("admin") else None
     shutdown_timeout = top.duration("shutdown_timeout", 10.0)
     top.done()
-    return RouterConfig(file, http, grpc, spool_settings, routing, built, shutdown_timeout, openrouter)
+    return RouterConfig(file, http, grpc, spool_settings, routing, built, shutdown_timeout, openrouter, admin)

@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 
+from otlp_router import telemetry
+from otlp_router.admin import Admin
 from otlp_router.config import RouterConfig
 from otlp_router.destinations.delivery import Delivery
 from otlp_router.model.signals import SIGNALS
@@ -37,6 +39,13 @@ class Router:
         signals = list(SIGNALS.values())
         self.http = HttpReceiver(config.http, self.pipeline, signals) if config.http else None
         self.grpc = GrpcReceiver(config.grpc, self.pipeline, signals) if config.grpc else None
+        self.admin = Admin(config.admin, self) if config.admin else None
+        self.draining = False
+
+    def update_gauges(self) -> None:
+        for name, delivery in self.deliveries.items():
+            telemetry.spool_bytes.labels(name).set(delivery.spool.pending_bytes)
+            telemetry.spool_items.labels(name).set(delivery.spool.pending_items)
 
     def _spool(self, name: str) -> Spool:
         s = self.config.spool
@@ -56,6 +65,8 @@ class Router:
         for delivery in self.deliveries.values():
             await delivery.start()
         try:
+            if self.admin:
+                await self.admin.start()
             if self.http:
                 await self.http.start()
             if self.grpc:
@@ -68,11 +79,14 @@ class Router:
             parts.append("http=%s:%d" % self.http.address)
         if self.grpc:
             parts.append("grpc=%s:%d" % self.grpc.address)
+        if self.admin:
+            parts.append("admin=%s:%d" % self.admin.server.address)
         # One stable line that scripts and tests wait for.
         print(f"otlp-router ready {' '.join(parts)}", file=sys.stderr, flush=True)
 
     async def stop(self) -> None:
         timeout = self.config.shutdown_timeout
+        self.draining = True
         for receiver in (self.http, self.grpc):
             if receiver is not None:
                 receiver.draining = True
@@ -81,6 +95,8 @@ class Router:
         if self.http:
             await self.http.stop()
         await asyncio.gather(*(d.stop(timeout) for d in self.deliveries.values()))
+        if self.admin:
+            await self.admin.stop()
 
 
 async def serve(config: RouterConfig) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from otlp_router import __version__ as VERSION
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 _RECEIVER = ("receiver", "transport", "signal")

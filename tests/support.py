@@ -17,7 +17,7 @@ import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 ROOT = Path(__file__).resolve().parent.parent
-_READY = re.compile(r"otlp-router ready(?: http=(?P<http>\S+))?(?: grpc=(?P<grpc>\S+))?")
+_READY = re.compile(r"otlp-router ready(?: http=(?P<http>\S+))?(?: grpc=(?P<grpc>\S+))?(?: admin=(?P<admin>\S+))?")
 
 
 class RouterProcess:
@@ -29,7 +29,7 @@ class RouterProcess:
         self.config_path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
         self.stderr_lines: list[str] = []
         self._ready = threading.Event()
-        self.http_port = self.grpc_port = 0
+        self.http_port = self.grpc_port = self.admin_port = 0
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "otlp_router", "run", "-c", str(self.config_path)],
             cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -52,15 +52,20 @@ class RouterProcess:
                     self.http_port = int(m.group("http").rsplit(":", 1)[1])
                 if m.group("grpc"):
                     self.grpc_port = int(m.group("grpc").rsplit(":", 1)[1])
+                if m.group("admin"):
+                    self.admin_port = int(m.group("admin").rsplit(":", 1)[1])
                 self._ready.set()
 
     @property
     def stderr(self) -> str:
         return "".join(self.stderr_lines)
 
-    def post(self, path: str, body: bytes, headers: dict[str, str], method: str = "POST"
+    def get_admin(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        return self.post(path, b"", {}, method="GET", port=self.admin_port)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str], method: str = "POST", port: int | None = None
              ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.http_port, timeout=10)
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
@@ -99,6 +104,7 @@ def base_config(tmp: Path, destinations: dict[str, Any] | None = None,
     return {
         "receivers": {"otlp": {"http": {"endpoint": "127.0.0.1:0"}, "grpc": {"endpoint": "127.0.0.1:0"}}},
         "spool": {"dir": str(tmp / "spool")},
+        "admin": {"endpoint": "127.0.0.1:0"},
         "routes": routes or [{"name": "all", "destinations": list(destinations)}],
         "destinations": destinations,
         **top,

@@ -16,6 +16,8 @@ import cbor2
 import orjson
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
@@ -218,6 +220,42 @@ def test_privacy_leaves_the_capture_out_and_nothing_else() -> None:
     for name, rec in private.items():
         assert "capture" not in rec
         assert rec == {k: v for k, v in full[name].items() if k != "capture"}
+
+
+# Keys a record reads, directly or through the GenAI view, with values of any type.
+READ_KEYS = ("gen_ai.request.model", "gen_ai.provider.name", "gen_ai.operation.name", "gen_ai.usage.input_tokens",
+             "gen_ai.usage.output_tokens", "gen_ai.usage.cost", "gen_ai.prompt", "gen_ai.completion", "user.id",
+             "session.id", "http.route", "url.path", "http.target", "http.response.status_code",
+             "http.status_code", "http.request.header.x-a", "http.response.header.authorization",
+             "gen_ai.tool.name", "gen_ai.tool.call.id", "gen_ai.tool.call.arguments", "langfuse.trace.tags")
+ANY_VALUE = st.one_of(st.text(max_size=20), st.integers(-(2**63), 2**63 - 1), st.floats(), st.booleans(),
+                      st.binary(max_size=8), st.lists(st.one_of(st.text(max_size=5), st.integers()), max_size=3),
+                      st.sampled_from(['{"choices": [{"message": {"tool_calls": [1, {"function": 2}]}}]}',
+                                       '[{"parts": [{"type": "tool_call"}]}, 3]', '{"output": [null]}',
+                                       "/v1/messages?key=x", "anthropic", "gcp.gemini", "embeddings", "200"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(READ_KEYS), ANY_VALUE, max_size=8), st.integers(0, 2**64 - 1),
+       st.integers(0, 2**64 - 1), st.booleans())
+def test_any_model_call_gives_a_readable_record(attributes: dict[str, Any], start: int, end: int,
+                                                privacy: bool) -> None:
+    span = Span(name="call", trace_id=b"\x01" * 16, span_id=b"\x02" * 8, start_time_unix_nano=start,
+                end_time_unix_nano=end)
+    for key, value in {**attributes, "gen_ai.request.model": "m"}.items():
+        set_value(span.attributes.add(key=key).value, value)
+    ref = SpanRef(span, {}, "test", "1")
+    rec = record(ref, view(span), record_id=1, privacy=privacy, api_key_name=None)
+    assert rec is not None
+    [read] = read_export(encode_records([rec]))
+    assert set(read) - {"estimated_cost", "capture"} == RECORD_KEYS
+    assert RFC3339_NANOS.match(read["timestamp"]) and type(read["duration_ms"]) is int
+    assert type(read["status_code"]) is int and isinstance(read["path"], str)
+    assert ("capture" in read) is not privacy
+    if not privacy:
+        assert set(read["capture"]) == CAPTURE_KEYS
+        assert all(isinstance(t, dict) for t in read["capture"]["toolUseData"])
+        assert "authorization" not in read["capture"]["responseHeaders"]
 
 
 # --- identity, path, status, api_type -----------------------------------------------------------

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
@@ -149,6 +151,47 @@ def test_nan_and_infinity_are_written_as_null() -> None:
         "trace.metadata.score": math.nan, "trace.metadata.limit": math.inf})))
     parsed = json.loads(encode_document(document), parse_constant=lambda c: pytest.fail(f"{c} written"))
     assert parsed["metadata"] == {"score": None, "limit": None}
+
+
+# Keys the document reads, directly or through the GenAI view, with values of any type.
+READ_KEYS = ("gen_ai.request.model", "gen_ai.operation.name", "gen_ai.usage.input_tokens", "gen_ai.usage.cost",
+             "gen_ai.prompt", "gen_ai.completion", "user.id", "session.id", "trace.name", "trace.metadata.k",
+             "langfuse.trace.tags", "langfuse.observation.level", "langfuse.observation.status_message",
+             "langfuse.observation.completion_start_time", "gen_ai.response.time_to_first_chunk",
+             "ai.response.msToFirstChunk", "langfuse.environment", "langfuse.observation.type")
+ANY_VALUE = st.one_of(st.text(max_size=20), st.integers(-(2**63), 2**63 - 1), st.floats(), st.booleans(),
+                      st.binary(max_size=8), st.lists(st.text(max_size=5), max_size=3),
+                      st.sampled_from(["2026-03-09T22:25:37Z", '"2026-03-09T22:25:37.5+02:00"', "[1, 2]", "{}",
+                                       "chat", "GENERATION", "error", "1e400", "NaN"]))
+SPANS = st.lists(st.tuples(st.integers(1, 6), st.integers(0, 6), st.integers(0, 2**64 - 1),
+                           st.integers(0, 2**64 - 1), st.sampled_from([0, 1, 2]),
+                           st.dictionaries(st.sampled_from(READ_KEYS), ANY_VALUE, max_size=6)), max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(SPANS)
+def test_any_spans_give_a_document_of_the_same_shape(spans: list[tuple[int, int, int, int, int, dict[str, Any]]]) \
+        -> None:
+    made = []
+    for span_id, parent, start, end, status, attributes in spans:
+        s = Span(name="s", trace_id=TRACE_ID, span_id=span_id.to_bytes(8, "big"),
+                 parent_span_id=parent.to_bytes(8, "big") if parent else b"",
+                 start_time_unix_nano=start, end_time_unix_nano=end, status=Status(code=status))  # type: ignore[arg-type]
+        for key, value in attributes.items():
+            set_value(s.attributes.add(key=key).value, value)
+        made.append(s)
+    document = trace_document(TRACE_ID, refs(*made))
+    parsed = json.loads(encode_document(document), parse_constant=lambda c: pytest.fail(f"{c} written"))
+    assert set(parsed) == TRACE_KEYS
+    assert isinstance(parsed["metadata"], dict) and isinstance(parsed["tags"], list)
+    for o in parsed["observations"]:
+        assert set(o) == OBSERVATION_KEYS
+        assert ISO_MICROS.match(o["startTime"])
+        for key in ("endTime", "completionStartTime"):
+            assert o[key] is None or ISO_MICROS.match(o[key])
+        for key in ("modelParameters", "usageDetails", "costDetails", "metadata"):
+            assert isinstance(o[key], dict)
+        assert o["level"] in {"DEBUG", "DEFAULT", "WARNING", "ERROR"}
 
 
 # --- observations: the values of expected.json -------------------------------------------------

@@ -113,7 +113,6 @@ class Delivery:
             if not entries:
                 return
             await self._deliver(entries)
-            self._update_gauges()
 
     async def _next(self) -> list[Entry]:
         """Entries for one export: what is there, topped up for `flush_interval`."""
@@ -145,11 +144,6 @@ class Delivery:
         items = sum(e.batch.items for e in entries)
         telemetry.exporter_sent.labels(self.name, entries[0].batch.signal.name).inc(items)
         self.spool.ack(entries)
-        self._update_gauges()
-
-    def _update_gauges(self) -> None:
-        telemetry.spool_bytes.labels(self.name).set(self.spool.pending_bytes)
-        telemetry.spool_items.labels(self.name).set(self.spool.pending_items)
 
     async def _deliver(self, entries: list[Entry]) -> None:
         if self.destination.deferred_ack:

@@ -26,10 +26,12 @@ Every other problem raises `JsonDecodeError` naming the path and the problem, e.
 ``resourceSpans[0].scopeSpans[0].spans[3].startTimeUnixNano: expected an integer (number or
 decimal string), got 'abc'``: invalid JSON or UTF-8, a value of the wrong JSON type, a string
 that is not a decimal integer, a number out of range for its field, two members of one oneof,
-one field given under both its names, or nesting deeper than protobuf accepts (upb refuses
-messages nested more than 100 levels below the root; with AnyValue arrays inside a span
-attribute that is reached at about 48 AnyValue levels, before any AnyValue-specific limit
-would be, so it is the one limit checked).
+one field given under both its names, or nesting deeper than protobuf accepts.  upb refuses
+messages nested more than `MAX_NESTING` (100) levels below the root, which inside a span
+attribute is 48 levels of AnyValue arrays, or 32 of kvlists; an AnyValue-specific limit
+(of 64, say) could never be reached first, so this is the one nesting limit.  Hostile depth
+cannot exhaust the stack: orjson refuses JSON nested more than 1024 levels, the generated code
+recurses once per AnyValue level, and the careful decoder stops at `MAX_NESTING`.
 
 How it is fast
 --------------
@@ -52,10 +54,12 @@ protobuf wire format in C, so both directions go through wire bytes:
 from __future__ import annotations
 
 import binascii
+import math
 import re
 import struct
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -263,7 +267,6 @@ _DECIMAL = re.compile(r"-?[0-9]+")
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _INF = float("inf")
 _NON_FINITE_IN = {"NaN": float("nan"), "Infinity": _INF, "-Infinity": -_INF}
-_HUGE_INT = 1 << 1024  # ints from here on do not fit a double
 
 # A path is built only when an error is reported: (parent path, key or index) pairs.
 _Path = tuple[Any, Any] | None
@@ -408,7 +411,7 @@ class _Careful:
                                           f"got {_show(v)}")
                 x = float(v)
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            x = float(v) if -_HUGE_INT < v < _HUGE_INT else _INF
+            x = float(v)  # orjson gives finite floats and ints of at most 64 bits
         else:
             raise self.fail(path, f'expected a number, "NaN", "Infinity" or "-Infinity", got {_show(v)}')
         if x in (_INF, -_INF) and v not in ("Infinity", "-Infinity"):
@@ -422,13 +425,20 @@ class _Careful:
 _CAREFUL = _Careful()
 
 
+def _careful_wire(descriptor: Descriptor, data: dict) -> bytes:
+    try:
+        return _CAREFUL.message(_plan(descriptor), data, None, 0).encode("latin-1")
+    except RecursionError:  # only if the caller already used most of the Python stack
+        raise JsonDecodeError("nested too deep for the Python stack") from None
+
+
 # --------------------------------------------------------------------------------------
 # Generated decoders: JSON dict -> wire bytes for the shapes real senders use.
 # --------------------------------------------------------------------------------------
 
 def _fast_int(v: Any) -> int:
     """Negative decimal string as int (the generated code handles the common cases inline)."""
-    if v.__class__ is str and v[:1] == "-" and v[1:].isdigit() and v.isascii():
+    if v.__class__ is str and v[:1] == "-" and v[1:].encode().isdigit():
         return int(v)
     raise _Fallback
 
@@ -450,8 +460,8 @@ _FIXED_PACK = {"fixed64": "PQ", "sfixed64": "PSQ", "fixed32": "PI", "sfixed32": 
 
 
 def _size(x: str) -> str:
-    """Generated expression for the varint length prefix of string x (a list index when short:
-    the list lookup is specialised by CPython, a dict subclass with __missing__ is not)."""
+    """Generated f-string part for the varint length prefix of string x: a list index below
+    16384, which CPython specialises (faster than a dict with __missing__)."""
     return f"{{VS[m] if (m := len({x})) < 16384 else VARINT(m)}}"
 
 
@@ -523,10 +533,10 @@ def _gen_fast_field(f: _Field, src: _Source, ind: int, consts: dict[str, Any], o
         return
     src.add(ind, "if v.__class__ is not list: raise Fallback")
     if f.packed:
-        src.add(ind, "x = ''")
+        src.add(ind, "p = ''")
         src.add(ind, "for e in v:")
-        src.add(ind + 1, f"x += {_gen_fast_scalar(f, 'e', src, ind + 1, consts)}")
-        src.add(ind, f'{out} {op} f"{tag}{_size("x")}{{x}}"')
+        src.add(ind + 1, f"p += {_gen_fast_scalar(f, 'e', src, ind + 1, consts)}")
+        src.add(ind, f'{out} {op} f"{tag}{_size("p")}{{p}}"')
         return
     src.add(ind, "for e in v:")
     if f.message is not None and f.message.full_name == _KEY_VALUE:
@@ -552,8 +562,8 @@ def _gen_fast_key_values(f: _Field, src: _Source, ind: int) -> None:
     src.add(ind + 1, f'x = f"{string_tag}{_size("y")}{{y}}"')
     src.add(ind, "else:")
     src.add(ind + 1, f"y = x.get({anyvalue.by_key['int_value'].json_name!r})")
-    src.add(ind + 1, "if y is not None and len(x) == 1 and y.__class__ is str and y.isdigit() "
-                     f"and y.isascii() and (y := int(y)) <= {_MAX_I64}:")
+    src.add(ind + 1, "if y is not None and len(x) == 1 and y.__class__ is str and y.encode().isdigit() "
+                     f"and (y := int(y)) <= {_MAX_I64}:")
     src.add(ind + 2, f'x = f"{int_tag}{{VS[y] if y < 16384 else VARINT(y)}}"')
     src.add(ind + 1, "else:")
     src.add(ind + 2, f"x = {_fn_name('d_', anyvalue.descriptor)}(x)")
@@ -601,8 +611,9 @@ def _gen_fast_scalar(f: _Field, v: str, src: _Source, ind: int, consts: dict[str
     if kind in ("double", "float"):
         src.add(ind, f"if {v}.__class__ is not float and {v}.__class__ is not int: raise Fallback")
         return f"{_FIXED_PACK[kind]}({v}).decode('latin-1')"  # OverflowError when out of range
+    # bytes.isdigit accepts ASCII digits only, and is faster than str.isdigit and str.isascii
     src.add(ind, f"if {v}.__class__ is not int: {v} = int({v}) if {v}.__class__ is str and "
-                 f"{v}.isdigit() and {v}.isascii() else INT({v})")
+                 f"{v}.encode().isdigit() else INT({v})")
     if kind in _FIXED_PACK:
         return f"{_FIXED_PACK[kind]}({v}).decode('latin-1')"  # struct.error when out of range
     _, low, high = _INT_KINDS[kind]
@@ -667,7 +678,7 @@ def _skip(b: bytes, i: int, tag: int) -> int:
 
 
 def _non_finite(x: float) -> str:
-    return "NaN" if x != x else "Infinity" if x > 0 else "-Infinity"
+    return "NaN" if math.isnan(x) else "Infinity" if x > 0 else "-Infinity"
 
 
 def _b64encode(b: bytes) -> str:
@@ -773,7 +784,7 @@ def _gen_read_field(f: _Field, tag: int, packed: bool, src: _Source, ind: int) -
         src.add(ind, f"i += {struct.calcsize(_FIXED_FORMAT[kind])}")
         if kind in ("double", "float"):
             src.add(ind, "if x - x: x = NF(x)")
-        src.add(ind, store.format(f"str(x)" if kind in _64BIT else "x"))
+        src.add(ind, store.format("str(x)" if kind in _64BIT else "x"))
     elif kind in _INT_KINDS or kind == "bool":
         src.add(ind, "x = b[i]")
         src.add(ind, "i += 1")
@@ -875,7 +886,10 @@ def _functions(descriptor: Descriptor) -> tuple[Callable[[Any], str], Callable[[
 # --------------------------------------------------------------------------------------
 
 def decode(request_type: type[Message], body: bytes | str) -> Message:
-    """Decode OTLP JSON (bytes or str) into a new `request_type` message; raises JsonDecodeError."""
+    """Decode OTLP JSON (bytes or str) into a new `request_type` message.
+
+    Raises JsonDecodeError naming the path and the problem; malformed ids are not errors
+    (see the module docstring)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as e:
@@ -887,12 +901,12 @@ def decode(request_type: type[Message], body: bytes | str) -> Message:
     try:
         wire = decoder(data).encode("latin-1")
     except Exception:  # anything unusual or wrong: let the careful decoder handle or report it
-        wire = _CAREFUL.message(_plan(descriptor), data, None, 0).encode("latin-1")
+        wire = _careful_wire(descriptor, data)
     try:
         return request_type.FromString(wire)
     except DecodeError:
         # only nesting beyond upb's limit makes our wire bytes unparsable; name the place
-        _CAREFUL.message(_plan(descriptor), data, None, 0)
+        _careful_wire(descriptor, data)
         raise JsonDecodeError(f"protobuf could not build {descriptor.name} from this JSON") from None
 
 

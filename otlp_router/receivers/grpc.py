@@ -63,6 +63,10 @@ class GrpcReceiver:
     def address(self) -> tuple[str, int]:
         return self.settings.host, self._port
 
+    @property
+    def bound(self) -> bool:
+        return self._server is not None
+
     def _handler(self, signal: Signal) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
         labels = ("otlp", "grpc", signal.name)
         accepted = telemetry.receiver_accepted.labels(*labels)

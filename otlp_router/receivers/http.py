@@ -6,15 +6,12 @@ which keeps the per-request cost close to a bare parse."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import socket
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import orjson
-import uvicorn
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -24,7 +21,7 @@ from otlp_router.model import otlp_json
 from otlp_router.model.signals import Signal
 from otlp_router.pipeline import Pipeline, SpoolFull
 from otlp_router.receivers import payload
-from otlp_router.receivers.listen import bind_tcp
+from otlp_router.receivers.listen import AsgiServer
 from otlp_router.settings import Section, parse_endpoint
 
 log = logging.getLogger("otlp_router.receivers.http")
@@ -163,7 +160,7 @@ class _ClientGone(Exception):
     pass
 
 
-class HttpReceiver:
+class HttpReceiver(AsgiServer):
     """Serves the export paths of `signals` on one socket until stopped."""
 
     def __init__(self, settings: HttpSettings, pipeline: Pipeline, signals: list[Signal]) -> None:
@@ -171,34 +168,4 @@ class HttpReceiver:
         self.draining = False
         routes = [Route(s.http_path, ExportEndpoint(s, pipeline, settings.max_request_body_size, self))
                   for s in signals]
-        self.app = Starlette(routes=routes)
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._main: asyncio.Task[None] | None = None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        assert self._socket is not None
-        host, port = self._socket.getsockname()[:2]
-        return host, port
-
-    async def start(self) -> None:
-        self._socket = bind_tcp("OTLP/HTTP receiver", self.settings.host, self.settings.port)
-        config = uvicorn.Config(self.app, http="httptools", lifespan="off", access_log=False, log_config=None,
-                                server_header=False, date_header=False, timeout_keep_alive=30)
-        config.load()
-        server = uvicorn.Server(config)
-        server.lifespan = config.lifespan_class(config)
-        await server.startup(sockets=[self._socket])
-        self._server = server
-        self._main = asyncio.create_task(server.main_loop(), name="http-receiver")
-
-    async def stop(self) -> None:
-        """Stop accepting connections, finish the requests in flight."""
-        if self._server is None:
-            return
-        self._server.should_exit = True
-        if self._main is not None:
-            await self._main
-        await self._server.shutdown(sockets=[self._socket] if self._socket else None)
-        self._server = None
+        super().__init__(Starlette(routes=routes), "OTLP/HTTP receiver", settings.host, settings.port)

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -58,6 +58,7 @@ _SPAN_KEYS = frozenset((_COMPLETION_START, _LEVEL, _STATUS_MESSAGE, _ENVIRONMENT
                         *(key for key, _ in _TIME_TO_FIRST_CHUNK)))
 _RESOURCE_ENVIRONMENT = ("deployment.environment.name", "deployment.environment")
 _LEVELS = frozenset(("DEBUG", "DEFAULT", "WARNING", "ERROR"))
+_MAX_UNIX_NANO = 2**64   # span times are fixed64; an absurd offset must not reach past them
 
 
 def trace_document(trace_id: bytes, spans: Sequence[SpanRef]) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def trace_document(trace_id: bytes, spans: Sequence[SpanRef]) -> dict[str, Any]:
     views = [view(ref.span, ref.resource) for ref in ordered]
     observations: list[dict[str, Any]] = []
     environments: list[str | None] = []
-    for ref, v in zip(ordered, views):
+    for ref, v in zip(ordered, views, strict=True):
         observation, environment = _observation(ref, v)
         observations.append(observation)
         environments.append(environment)
@@ -169,8 +170,8 @@ def _completion_start(extra: dict[str, Any], start_nano: int) -> str | None:
         return given
     for key, unit in _TIME_TO_FIRST_CHUNK:
         offset = _offset(extra.get(key))
-        if offset is not None:
-            return rfc3339(start_nano + round(offset * unit))
+        if offset is not None and (nanos := start_nano + round(offset * unit)) < _MAX_UNIX_NANO:
+            return rfc3339(nanos)
     return None
 
 
@@ -191,9 +192,9 @@ def _iso_time(value: Any) -> str | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     try:
-        moment = moment.astimezone(timezone.utc)
+        moment = moment.astimezone(UTC)
     except OverflowError:   # a time near year 1 or 9999 shifted past the calendar by its offset
         return None
     return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
