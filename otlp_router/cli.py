@@ -8,17 +8,21 @@ import logging
 import sys
 from pathlib import Path
 
-from otlp_router import __version__, config as config_module
+from otlp_router import __version__, config as config_module, logs
 from otlp_router.receivers.listen import StartupError
 from otlp_router.settings import ConfigError
 
 
 def _load(path: str) -> config_module.RouterConfig | None:
     try:
-        return config_module.load(path)
+        config = config_module.load(path)
     except ConfigError as e:
         print(f"otlp-router: invalid config: {e}", file=sys.stderr)
         return None
+    mask = next((f for h in logging.getLogger().handlers for f in h.filters if isinstance(f, logs.MaskSecrets)), None)
+    if mask is not None:
+        mask.secrets = sorted({*mask.secrets, *config.secrets}, key=len, reverse=True)
+    return config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -170,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otlp-router", description="OTLP receiver and router for LLM traces.")
     parser.add_argument("--version", action="version", version=f"otlp-router {__version__}")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-format", default="text", choices=("text", "json"))
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="receive and route until stopped (SIGTERM/SIGINT drain first)")
@@ -204,6 +209,5 @@ def main(argv: list[str] | None = None) -> int:
     replay.set_defaults(func=cmd_replay)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logs.setup(args.log_level, args.log_format)
     return args.func(args)

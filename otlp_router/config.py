@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -62,6 +63,25 @@ class RouterConfig:
     shutdown_timeout: float = 10.0
     openrouter_mapping: bool = True
     admin: AdminSettings | None = None
+    secrets: frozenset[str] = frozenset()   # values never to be logged
+
+
+_SECRET_KEYS = ("key", "secret_access_key", "session_token", "access_key_id", "hash_key", "password", "token")
+
+
+def _secrets(raw: object, header: bool = False) -> Iterator[str]:
+    """Values of the config that are secrets: keys, tokens, and every header value."""
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            if isinstance(v, str) and (header or k in _SECRET_KEYS):
+                yield v
+                if header and " " in v:  # "Bearer xyz": the token alone too
+                    yield v.split(" ", 1)[1]
+            else:
+                yield from _secrets(v, header=k == "headers")
+    elif isinstance(raw, list):
+        for v in raw:
+            yield from _secrets(v)
 
 
 def load(path: str | Path) -> RouterConfig:
@@ -78,7 +98,8 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(file, "", f"not valid YAML: {e}") from None
-    top = Section(substitute_env(raw, file), file)
+    raw = substitute_env(raw, file)
+    top = Section(raw, file)
 
     http = grpc = None
     receivers = top.section("receivers")
@@ -118,4 +139,5 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
     admin = AdminSettings.read(top.section("admin")) if top.has("admin") else None
     shutdown_timeout = top.duration("shutdown_timeout", 10.0)
     top.done()
-    return RouterConfig(file, http, grpc, spool_settings, routing, built, shutdown_timeout, openrouter, admin)
+    return RouterConfig(file, http, grpc, spool_settings, routing, built, shutdown_timeout, openrouter, admin,
+                        frozenset(_secrets(raw)))

@@ -229,7 +229,7 @@ READ_KEYS = ("gen_ai.request.model", "gen_ai.provider.name", "gen_ai.operation.n
              "http.status_code", "http.request.header.x-a", "http.response.header.authorization",
              "gen_ai.tool.name", "gen_ai.tool.call.id", "gen_ai.tool.call.arguments", "langfuse.trace.tags")
 ANY_VALUE = st.one_of(st.text(max_size=20), st.integers(-(2**63), 2**63 - 1), st.floats(), st.booleans(),
-                      st.binary(max_size=8), st.lists(st.one_of(st.text(max_size=5), st.integers()), max_size=3),
+                      st.binary(max_size=8), st.lists(st.one_of(st.text(max_size=5), st.integers(0, 9)), max_size=3),
                       st.sampled_from(['{"choices": [{"message": {"tool_calls": [1, {"function": 2}]}}]}',
                                        '[{"parts": [{"type": "tool_call"}]}, 3]', '{"output": [null]}',
                                        "/v1/messages?key=x", "anthropic", "gcp.gemini", "embeddings", "200"]))

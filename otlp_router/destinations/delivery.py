@@ -71,6 +71,7 @@ class Delivery:
         self.batch = batch
         self._tasks: list[asyncio.Task[None]] = []
         self.last_error: str | None = None
+        self._failing_since = 0.0
         self.flush_interval = batch.flush_interval if batch.flush_interval is not None \
             else destination.default_flush_interval
         self.max_in_flight = batch.max_in_flight or destination.default_max_in_flight
@@ -168,8 +169,14 @@ class Delivery:
             else:
                 telemetry.exporter_sent.labels(self.name, signal).inc(items)
                 self.spool.ack(entries)
-                self.last_error = None
+                if self.last_error is not None:
+                    log.info("destination %s: state ok (delivering again after %.1fs)", self.name,
+                             time.monotonic() - self._failing_since)
+                    self.last_error = None
                 return
+            if self.last_error is None:
+                self._failing_since = time.monotonic()
+                log.error("destination %s: state failing: %s", self.name, error)
             self.last_error = str(error)
             reason = "permanent" if error.permanent else "retryable"
             telemetry.exporter_failed.labels(self.name, signal, reason).inc(items)
