@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from otlp_router import telemetry
-from otlp_router.receivers.listen import AsgiServer
+from otlp_router.receivers.listen import AsgiServer, ServerTls
 from otlp_router.settings import Section, parse_endpoint
 
 if TYPE_CHECKING:
@@ -31,12 +31,14 @@ STATUS_PAGE = Path(__file__).with_name("status.html")
 class AdminSettings:
     host: str = "127.0.0.1"
     port: int = 8888
+    tls: ServerTls | None = None
 
     @classmethod
     def read(cls, section: Section) -> "AdminSettings":
         host, port = parse_endpoint(section, "endpoint", f"{cls.host}:{cls.port}")
+        tls = ServerTls.read(section.section("tls"))
         section.done()
-        return cls(host, port)
+        return cls(host, port, tls)
 
 
 class RecentProblems(logging.Handler):
@@ -73,7 +75,7 @@ class Admin:
         self.app = Starlette(routes=[
             Route("/", self.page), Route("/metrics", self.metrics), Route("/healthz", self.healthz),
             Route("/readyz", self.readyz), Route("/api/status", self.status)])
-        self.server = AsgiServer(self.app, "admin endpoint", settings.host, settings.port, http="h11")
+        self.server = AsgiServer(self.app, "admin endpoint", settings.host, settings.port, http="h11", tls=settings.tls)
 
     async def page(self, request: Request) -> Response:
         return HTMLResponse(STATUS_PAGE.read_text(encoding="utf-8"))

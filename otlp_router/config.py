@@ -3,6 +3,8 @@ exactly what is wrong (file, key path, what was expected)."""
 
 from __future__ import annotations
 
+import logging
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -15,12 +17,15 @@ from otlp_router.destinations.base import Destination
 from otlp_router.destinations.delivery import BatchSettings, RetrySettings
 from otlp_router.receivers.grpc import GrpcSettings
 from otlp_router.receivers.http import HttpSettings
+from otlp_router.receivers.intake import Auth, Limits
 from otlp_router.routing.shaping import Shaping
 from otlp_router.routing.table import RoutingTable
 from otlp_router.settings import ConfigError, Section, substitute_env
 from otlp_router.spool.disk import FSYNC_POLICIES
 
 __all__ = ["ConfigError", "DestinationConfig", "RouterConfig", "load", "parse"]
+
+log = logging.getLogger("otlp_router.config")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class RouterConfig:
     shutdown_timeout: float = 10.0
     openrouter_mapping: bool = True
     admin: AdminSettings | None = None
+    auth: Auth | None = None
+    limits: Limits = field(default_factory=Limits)
     secrets: frozenset[str] = frozenset()   # values never to be logged
 
 
@@ -88,9 +95,14 @@ def load(path: str | Path) -> RouterConfig:
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
+        mode = Path(path).stat().st_mode
     except OSError as e:
         raise ConfigError(file, "", f"cannot read the config file: {e.strerror or e}") from None
-    return parse(text, file)
+    config = parse(text, file)
+    literal = [s for s in config.secrets if s in text]  # secrets written in the file, not from ${env:...}
+    if literal and mode & stat.S_IROTH:
+        log.warning("%s holds secrets and is readable by every user on this machine: chmod o-r %s", file, file)
+    return config
 
 
 def parse(text: str, file: str = "router.yaml") -> RouterConfig:
@@ -101,7 +113,8 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
     raw = substitute_env(raw, file)
     top = Section(raw, file)
 
-    http = grpc = None
+    http = grpc = auth = None
+    limits = Limits()
     receivers = top.section("receivers")
     if receivers.has("otlp"):
         otlp = receivers.section("otlp")
@@ -109,6 +122,8 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
             otlp.fail("expected at least one of http, grpc")
         http = HttpSettings.read(otlp.section("http")) if otlp.has("http") else None
         grpc = GrpcSettings.read(otlp.section("grpc")) if otlp.has("grpc") else None
+        auth = Auth.read(otlp.section("auth")) if otlp.has("auth") else None
+        limits = Limits.read(otlp.section("limits"))
         otlp.done()
     else:
         http, grpc = HttpSettings(), GrpcSettings()
@@ -139,5 +154,12 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
     admin = AdminSettings.read(top.section("admin")) if top.has("admin") else None
     shutdown_timeout = top.duration("shutdown_timeout", 10.0)
     top.done()
+    if auth is not None:
+        route_names = {r.name for r in [*routing.routes, *([routing.default] if routing.default else [])]}
+        for i, key in enumerate(auth.keys):
+            unknown = sorted((key.routes or set()) - route_names)
+            if unknown:
+                raise ConfigError(file, f"receivers.otlp.auth.api_keys[{i}].routes",
+                                  f"unknown route(s) {', '.join(unknown)} (defined: {', '.join(sorted(route_names))})")
     return RouterConfig(file, http, grpc, spool_settings, routing, built, shutdown_timeout, openrouter, admin,
-                        frozenset(_secrets(raw)))
+                        auth, limits, frozenset(_secrets(raw)))

@@ -16,6 +16,7 @@ from otlp_router.model.signals import SIGNALS
 from otlp_router.pipeline import Pipeline
 from otlp_router.receivers.grpc import GrpcReceiver
 from otlp_router.receivers.http import HttpReceiver
+from otlp_router.receivers.intake import Intake
 from otlp_router.routing.openrouter import OpenRouterMapping
 from otlp_router.receivers.listen import StartupError
 from otlp_router.spool import DiskSpool, MemorySpool, Spool
@@ -37,8 +38,9 @@ class Router:
                                  {name: d.shaping for name, d in config.destinations.items()},
                                  OpenRouterMapping() if config.openrouter_mapping else None)
         signals = list(SIGNALS.values())
-        self.http = HttpReceiver(config.http, self.pipeline, signals) if config.http else None
-        self.grpc = GrpcReceiver(config.grpc, self.pipeline, signals) if config.grpc else None
+        self.intake = Intake(self.pipeline, config.auth, config.limits)
+        self.http = HttpReceiver(config.http, self.intake, signals) if config.http else None
+        self.grpc = GrpcReceiver(config.grpc, self.intake, signals) if config.grpc else None
         self.admin = Admin(config.admin, self) if config.admin else None
         self.draining = False
 
@@ -87,9 +89,7 @@ class Router:
     async def stop(self) -> None:
         timeout = self.config.shutdown_timeout
         self.draining = True
-        for receiver in (self.http, self.grpc):
-            if receiver is not None:
-                receiver.draining = True
+        self.intake.draining = True
         if self.grpc:
             await self.grpc.stop(grace=timeout / 2)
         if self.http:

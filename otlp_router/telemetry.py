@@ -53,3 +53,6 @@ spool_write_errors = Counter(
 dead_lettered = Counter(
     "otlp_router_dead_lettered_items", "Items a destination rejected for good, kept in its dead letter.",
     ("destination", "signal"), registry=REGISTRY)
+limited_attributes = Counter(
+    "otlp_router_receiver_limited_attributes", "Attributes dropped or values truncated by the receiver limits.",
+    ("action",), registry=REGISTRY)

@@ -17,7 +17,7 @@ class Batch:
     that arrived as bytes is only serialised again once it has been changed.
     """
 
-    __slots__ = ("signal", "_message", "items", "_wire", "api_key_name", "json_body", "received")
+    __slots__ = ("signal", "_message", "items", "_wire", "api_key_name", "json_body", "received", "allowed_routes")
 
     def __init__(self, signal: Signal, message: Message | None, items: int, wire: bytes | None = None,
                  api_key_name: str | None = None, json_body: bytes | None = None,
@@ -34,6 +34,8 @@ class Batch:
         # once routed.
         self.json_body = json_body
         self.received = time.time() if received is None else received
+        # Routes the client's API key may reach (None: all); only looked at when routing.
+        self.allowed_routes: frozenset[str] | None = None
 
     @property
     def message(self) -> Message:

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import grpc
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from otlp_router import telemetry
 from otlp_router.model.signals import Signal
-from otlp_router.pipeline import Pipeline, SpoolFull
 from otlp_router.receivers import payload
-from otlp_router.receivers.listen import StartupError
+from otlp_router.receivers.intake import Intake, Refused
+from otlp_router.receivers.listen import ServerTls, StartupError
 from otlp_router.settings import Section, parse_endpoint
 
 log = logging.getLogger("otlp_router.receivers.grpc")
@@ -28,15 +28,22 @@ class GrpcSettings:
     port: int = 4317
     max_recv_msg_size: int = 16 * 1024 * 1024
     max_concurrent_streams: int = 0   # 0: grpcio's default
+    tls: ServerTls | None = None
 
     @classmethod
     def read(cls, section: Section) -> "GrpcSettings":
         host, port = parse_endpoint(section, "endpoint", f"{cls.host}:{cls.port}")
         s = cls(host, port,
                 section.size("max_recv_msg_size", cls.max_recv_msg_size, minimum=1),
-                section.int("max_concurrent_streams", cls.max_concurrent_streams, minimum=0))
+                section.int("max_concurrent_streams", cls.max_concurrent_streams, minimum=0),
+                ServerTls.read(section.section("tls")))
         section.done()
         return s
+
+
+_GRPC_STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
+                413: grpc.StatusCode.RESOURCE_EXHAUSTED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+                503: grpc.StatusCode.UNAVAILABLE}
 
 
 def _retry_trailer(code: int, message: str, retry_after: float) -> tuple[tuple[str, bytes], ...]:
@@ -49,13 +56,12 @@ def _retry_trailer(code: int, message: str, retry_after: float) -> tuple[tuple[s
 
 
 class GrpcReceiver:
-    def __init__(self, settings: GrpcSettings, pipeline: Pipeline, signals: list[Signal],
+    def __init__(self, settings: GrpcSettings, intake: Intake, signals: list[Signal],
                  reuse_port: bool = False) -> None:
         self.settings = settings
-        self.pipeline = pipeline
+        self.intake = intake
         self.signals = signals
         self.reuse_port = reuse_port
-        self.draining = False
         self._server: grpc.aio.Server | None = None
         self._port = 0
 
@@ -69,30 +75,17 @@ class GrpcReceiver:
 
     def _handler(self, signal: Signal) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
         labels = ("otlp", "grpc", signal.name)
-        accepted = telemetry.receiver_accepted.labels(*labels)
-        rejected = telemetry.receiver_refused.labels(*labels, "invalid")
-
-        async def refuse(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str,
-                         retry_after: float | None = None) -> None:
-            telemetry.receiver_refused_requests.labels(*labels, code.name).inc()
-            trailer = _retry_trailer(code.value[0], message, retry_after) if retry_after is not None else ()
-            await context.abort(code, message, trailing_metadata=trailer)
 
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
-                batch, rejection = payload.decode(signal, payload.PROTOBUF, request)
-            except payload.PayloadError as e:
-                await refuse(context, grpc.StatusCode.INVALID_ARGUMENT, e.message)
-            if self.draining:
-                await refuse(context, grpc.StatusCode.UNAVAILABLE, "the router is shutting down; retry", 1.0)
-            try:
-                await self.pipeline.accept(batch)
-            except SpoolFull as e:
-                telemetry.receiver_refused.labels(*labels, "backpressure").inc(batch.items)
-                await refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), e.retry_after)
-            accepted.inc(batch.items)
-            if rejection.count:
-                rejected.inc(rejection.count)
+                metadata = dict(context.invocation_metadata() or ())
+                key = self.intake.authenticate(metadata.get("authorization"), metadata.get("x-api-key"))
+                rejection = await self.intake.export(signal, payload.PROTOBUF, request, key, "grpc")
+            except Refused as r:
+                code = _GRPC_STATUS.get(r.status, grpc.StatusCode.INVALID_ARGUMENT)
+                telemetry.receiver_refused_requests.labels(*labels, code.name).inc()
+                trailer = _retry_trailer(code.value[0], r.message, r.retry_after) if r.retry_after is not None else ()
+                await context.abort(code, r.message, trailing_metadata=trailer)
             return signal.response(rejection).SerializeToString()
 
         return export
@@ -114,7 +107,13 @@ class GrpcReceiver:
         address = f"[{self.settings.host}]:{self.settings.port}" if ":" in self.settings.host \
             else f"{self.settings.host}:{self.settings.port}"
         try:
-            port = server.add_insecure_port(address)
+            if self.settings.tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                key, cert, ca = self.settings.tls.read_files()
+                credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
+                                                          require_client_auth=ca is not None)
+                port = server.add_secure_port(address, credentials)
         except RuntimeError:
             port = 0
         if not port:

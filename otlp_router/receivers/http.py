@@ -19,9 +19,9 @@ from starlette.routing import Route
 from otlp_router import telemetry
 from otlp_router.model import otlp_json
 from otlp_router.model.signals import Signal
-from otlp_router.pipeline import Pipeline, SpoolFull
 from otlp_router.receivers import payload
-from otlp_router.receivers.listen import AsgiServer
+from otlp_router.receivers.intake import Intake, Refused
+from otlp_router.receivers.listen import AsgiServer, ServerTls
 from otlp_router.settings import Section, parse_endpoint
 
 log = logging.getLogger("otlp_router.receivers.http")
@@ -41,19 +41,15 @@ class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 4318
     max_request_body_size: int = 16 * 1024 * 1024
+    tls: ServerTls | None = None
 
     @classmethod
     def read(cls, section: Section) -> "HttpSettings":
         host, port = parse_endpoint(section, "endpoint", f"{cls.host}:{cls.port}")
-        s = cls(host, port, section.size("max_request_body_size", cls.max_request_body_size, minimum=1))
+        s = cls(host, port, section.size("max_request_body_size", cls.max_request_body_size, minimum=1),
+                ServerTls.read(section.section("tls")))
         section.done()
         return s
-
-
-class _Refusal(Exception):
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.retry_after = status, message, retry_after
 
 
 def _status_body(kind: str, status: int, message: str, retry_after: float | None) -> bytes:
@@ -75,22 +71,19 @@ def _status_body(kind: str, status: int, message: str, retry_after: float | None
 class ExportEndpoint:
     """POST handler for one signal's export path."""
 
-    def __init__(self, signal: Signal, pipeline: Pipeline, max_body: int, receiver: "HttpReceiver") -> None:
+    def __init__(self, signal: Signal, intake: Intake, max_body: int) -> None:
         self.signal = signal
-        self.pipeline = pipeline
+        self.intake = intake
         self.max_body = max_body
-        self.receiver = receiver
-        labels = ("otlp", "http", signal.name)
-        self._accepted = telemetry.receiver_accepted.labels(*labels)
-        self._rejected = telemetry.receiver_refused.labels(*labels, "invalid")
-        self._labels = labels
+        self._labels = ("otlp", "http", signal.name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = payload.JSON
         try:
             if scope["method"] != "POST":
-                raise _Refusal(405, f"method {scope['method']} not allowed: use POST")
+                raise Refused(405, f"method {scope['method']} not allowed: use POST")
             content_type = encoding = b""
+            authorization = api_key = None
             length = -1
             for name, value in scope["headers"]:
                 if name == b"content-type":
@@ -99,33 +92,31 @@ class ExportEndpoint:
                     encoding = value
                 elif name == b"content-length":
                     length = int(value) if value.isdigit() else -1
+                elif name == b"authorization":
+                    authorization = value.decode("latin-1")
+                elif name == b"x-api-key":
+                    api_key = value.decode("latin-1")
             try:
                 kind = payload.content_kind(content_type.decode("latin-1"))
+            except payload.PayloadError as e:
+                raise Refused(e.status, e.message) from None
+            key = self.intake.authenticate(authorization, api_key)
+            try:
                 if length > self.max_body:
                     raise payload.TooLarge(f"request body of {length} bytes is larger than the "
                                            f"{self.max_body} byte limit")
                 body = await self._read_body(receive)
                 data = payload.decompress(body, encoding.decode("latin-1"), self.max_body)
-                batch, rejection = payload.decode(self.signal, kind, data)
             except payload.PayloadError as e:
-                raise _Refusal(e.status, e.message) from None
-            if self.receiver.draining:
-                raise _Refusal(503, "the router is shutting down; retry", 1.0)
-            try:
-                await self.pipeline.accept(batch)
-            except SpoolFull as e:
-                telemetry.receiver_refused.labels(*self._labels, "backpressure").inc(batch.items)
-                raise _Refusal(429, str(e), e.retry_after) from None
-        except _Refusal as r:
+                raise Refused(e.status, e.message) from None
+            rejection = await self.intake.export(self.signal, kind, data, key, "http")
+        except Refused as r:
             telemetry.receiver_refused_requests.labels(*self._labels, str(r.status)).inc()
             await self._respond(send, kind, r.status, _status_body(kind, r.status, r.message, r.retry_after),
                                 r.retry_after)
             return
         except _ClientGone:
             return
-        self._accepted.inc(batch.items)
-        if rejection.count:
-            self._rejected.inc(rejection.count)
         response = self.signal.response(rejection)
         body = response.SerializeToString() if kind == payload.PROTOBUF else otlp_json.encode(response)
         await self._respond(send, kind, 200, body)
@@ -152,6 +143,8 @@ class ExportEndpoint:
             headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
         if status == 405:
             headers.append((b"allow", b"POST"))
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -163,9 +156,8 @@ class _ClientGone(Exception):
 class HttpReceiver(AsgiServer):
     """Serves the export paths of `signals` on one socket until stopped."""
 
-    def __init__(self, settings: HttpSettings, pipeline: Pipeline, signals: list[Signal]) -> None:
+    def __init__(self, settings: HttpSettings, intake: Intake, signals: list[Signal]) -> None:
         self.settings = settings
-        self.draining = False
-        routes = [Route(s.http_path, ExportEndpoint(s, pipeline, settings.max_request_body_size, self))
-                  for s in signals]
-        super().__init__(Starlette(routes=routes), "OTLP/HTTP receiver", settings.host, settings.port)
+        routes = [Route(s.http_path, ExportEndpoint(s, intake, settings.max_request_body_size)) for s in signals]
+        super().__init__(Starlette(routes=routes), "OTLP/HTTP receiver", settings.host, settings.port,
+                         tls=settings.tls)

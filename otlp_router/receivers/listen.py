@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+
+from otlp_router.settings import Section
 
 
 class StartupError(Exception):
@@ -33,12 +38,38 @@ def bind_tcp(what: str, host: str, port: int, reuse_port: bool = False) -> socke
     return sock
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """TLS for a listening port; with `client_ca_file`, clients must present a certificate it signed (mTLS)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+
+    @classmethod
+    def read(cls, section: Section) -> "ServerTls | None":
+        if not section.data:
+            return None
+        tls = cls(section.str("cert_file"), section.str("key_file"), section.str("client_ca_file", None))
+        for key in ("cert_file", "key_file", "client_ca_file"):
+            path = getattr(tls, key)
+            if path is not None and not Path(path).is_file():
+                section.fail(f"no such file: {path}", key)
+        section.done()
+        return tls
+
+    def read_files(self) -> tuple[bytes, bytes, bytes | None]:
+        ca = Path(self.client_ca_file).read_bytes() if self.client_ca_file else None
+        return Path(self.key_file).read_bytes(), Path(self.cert_file).read_bytes(), ca
+
+
 class AsgiServer:
     """An ASGI app served by uvicorn on a socket we bound ourselves, started and
     stopped by the router's lifecycle rather than by uvicorn's signal handling."""
 
-    def __init__(self, app: Any, what: str, host: str, port: int, http: str = "httptools") -> None:
-        self.app, self.what, self.host, self.port, self.http = app, what, host, port, http
+    def __init__(self, app: Any, what: str, host: str, port: int, http: str = "httptools",
+                 tls: ServerTls | None = None) -> None:
+        self.app, self.what, self.host, self.port, self.http, self.tls = app, what, host, port, http, tls
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._main: asyncio.Task[None] | None = None
@@ -55,8 +86,13 @@ class AsgiServer:
 
     async def start(self) -> None:
         self._socket = bind_tcp(self.what, self.host, self.port)
+        tls: dict[str, Any] = {}
+        if self.tls is not None:
+            tls = {"ssl_certfile": self.tls.cert_file, "ssl_keyfile": self.tls.key_file}
+            if self.tls.client_ca_file:
+                tls.update(ssl_ca_certs=self.tls.client_ca_file, ssl_cert_reqs=ssl.CERT_REQUIRED)
         config = uvicorn.Config(self.app, http=self.http, lifespan="off", access_log=False, log_config=None,
-                                server_header=False, date_header=False, timeout_keep_alive=30)
+                                server_header=False, date_header=False, timeout_keep_alive=30, **tls)
         config.load()
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)

@@ -92,20 +92,27 @@ class RoutingTable:
             table.append(route)
         return cls(table, needs)
 
+    def _routes_of(self, chosen: tuple[int, ...]) -> list[Route]:
+        if chosen == (-1,):
+            return []
+        return [self.routes[i] for i in chosen] if chosen else ([self.default] if self.default else [])
+
     def plan(self, chosen: tuple[int, ...]) -> Plan:
         """Destinations of a route set, each with the shaping routes that send to it (memoised)."""
         plan = self._plans.get(chosen)
         if plan is None:
-            routes = [self.routes[i] for i in chosen] if chosen else ([self.default] if self.default else [])
+            routes = self._routes_of(chosen)
             dests = dict.fromkeys(d for r in routes for d in r.destinations)
             plan = self._plans[chosen] = [
                 (d, tuple(r for r in routes if r.shaping and d in r.destinations)) for d in dests]
         return plan
 
-    def choose(self, ctx: ItemContext) -> tuple[int, ...]:
-        """Indexes of the routes an item takes."""
+    def choose(self, ctx: ItemContext, allowed: frozenset[str] | None = None) -> tuple[int, ...]:
+        """Indexes of the routes an item takes (of the `allowed` ones, if given)."""
         chosen = []
         for i, route in enumerate(self.routes):
+            if allowed is not None and route.name not in allowed:
+                continue
             if route.match is None or route.match(ctx):
                 chosen.append(i)
                 if route.stop:
@@ -115,13 +122,17 @@ class RoutingTable:
     def route(self, batch: Batch) -> list[tuple[str, Batch, tuple[Route, ...]]]:
         """(destination, batch, shaping routes) for one accepted batch. A batch
         whose items all take the same routes is passed on as is."""
-        if self._static is not None:
+        allowed = batch.allowed_routes
+        if self._static is not None and allowed is None:
             self._count(batch, {self._static: batch.items})
             return [(dest, batch, via) for dest, via in self.plan(self._static)]
         choices: list[tuple[int, ...]] = []
         counts: dict[tuple[int, ...], int] = {}
         for _, ctx in walk(batch.message, batch.signal, self.needs, batch.api_key_name):
-            chosen = self.choose(ctx)
+            chosen = self.choose(ctx, allowed)
+            if not chosen and allowed is not None and self.default is not None \
+                    and self.default.name not in allowed:
+                chosen = (-1,)  # not even the default route is open to this key
             counts[chosen] = counts.get(chosen, 0) + 1
             choices.append(chosen)
         self._count(batch, counts)
@@ -137,9 +148,10 @@ class RoutingTable:
     def _count(self, batch: Batch, counts: dict[tuple[int, ...], int]) -> None:
         name = batch.signal.name
         for chosen, n in counts.items():
-            if not chosen and self.default is None:
+            routes = self._routes_of(chosen)
+            if not routes:
                 telemetry.unrouted.labels(name).inc(n)
-            for route in ([self.routes[i] for i in chosen] if chosen else [self.default] if self.default else []):
+            for route in routes:
                 telemetry.routed.labels(route.name, name).inc(n)
 
 
