@@ -88,14 +88,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"rejected {entry['rejected']} span(s): {entry['reason']}")
             continue
         routes = ", ".join(entry["routes"]) or "(no route: unrouted)"
-        print(f"span {entry['span']!r} trace={entry['trace_id']} span={entry['span_id']}")
+        if "span" in entry:
+            print(f"span {entry['span']!r} trace={entry['trace_id']} span={entry['span_id']}")
+        elif "log" in entry:
+            print(f"log record {entry['log']!r} severity={entry['severity']} trace={entry['trace_id'] or '-'}")
+        else:
+            print(f"metric {entry['metric']!r}")
         print(f"  routes: {routes}")
         for dest, view in entry["destinations"].items():
-            print(f"  -> {dest}: name={view['name']!r}")
-            for key, value in view["attributes"].items():
+            print(f"  -> {dest}:" + (f" name={view['name']!r}" if "name" in view else ""))
+            for key, value in view.get("attributes", {}).items():
                 print(f"       {key} = {value!r}")
-            if view["events"]:
+            if view.get("body") is not None:
+                print(f"       body = {view['body']!r}")
+            if view.get("events"):
                 print(f"       events: {', '.join(view['events'])}")
+            for i, point in enumerate(view.get("data_points", [])):
+                print(f"       data point {i}: {point}")
         if not entry["destinations"]:
             print("  -> (reaches no destination)")
     return 0

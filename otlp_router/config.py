@@ -145,7 +145,7 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
     routes = top.list("routes", [])
     if not routes:
         top.fail("expected at least one route", "routes")
-    routing = RoutingTable.read(file, routes, set(built))
+    routing = RoutingTable.read(file, routes, {name: d.destination.accepts for name, d in built.items()})
 
     mapping = top.section("mapping")
     openrouter = mapping.bool("openrouter", True)

@@ -21,6 +21,10 @@ from otlp_router.routing.table import RoutingTable
 from otlp_router.settings import ConfigError, Section
 
 
+def _accepting_all(names: list[str]) -> dict[str, frozenset[str]]:
+    return {n: frozenset({"traces", "logs", "metrics"}) for n in names}
+
+
 def _request(*spans: dict[str, Any], trace_ids: list[bytes] | None = None) -> ExportTraceServiceRequest:
     out = []
     for i, attrs in enumerate(spans):
@@ -149,7 +153,7 @@ def test_sampling_by_session_keeps_a_session_together_across_traces() -> None:
 
 
 def test_fan_out_gives_each_destination_its_own_view() -> None:
-    table = RoutingTable.read("t.yaml", [{"name": "all", "destinations": ["private", "open"]}], {"private", "open"})
+    table = RoutingTable.read("t.yaml", [{"name": "all", "destinations": ["private", "open"]}], _accepting_all(["private", "open"]))
     shaping = {"private": Shaping(privacy=True, actions=_actions([{"action": "insert", "key": "p", "value": "1"}])),
                "open": Shaping()}
     pipeline = Pipeline(table, {}, shaping)
@@ -163,7 +167,7 @@ def test_route_level_privacy_applies_to_what_that_route_sends() -> None:
     table = RoutingTable.read("t.yaml", [
         {"name": "eu", "match": {"attribute": "region", "equals": "eu"}, "privacy": True, "destinations": ["store"]},
         {"name": "rest", "default": True, "destinations": ["store"]},
-    ], {"store"})
+    ], _accepting_all(["store"]))
     pipeline = Pipeline(table, {})
     req = _request({"region": "eu", "gen_ai.prompt": "SECRET-1"}, {"region": "us", "gen_ai.prompt": "visible"})
     out = pipeline.prepare(Batch(TRACES, req, 2))

@@ -17,7 +17,7 @@ from otlp_router.settings import ConfigError
 
 
 def _table(routes: list[dict[str, Any]], destinations: tuple[str, ...] = ("a", "b", "c")) -> RoutingTable:
-    return RoutingTable.read("test.yaml", routes, set(destinations))
+    return RoutingTable.read("test.yaml", routes, {d: frozenset({"traces", "logs", "metrics"}) for d in destinations})
 
 
 def _span(name: str, attrs: dict[str, Any], i: int) -> dict[str, Any]:

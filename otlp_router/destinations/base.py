@@ -35,7 +35,8 @@ class Destination(ABC):
     (refusing unknown keys) and implement `export`."""
 
     type_name: ClassVar[str]
-    signals: ClassVar[frozenset[str]] = frozenset({"traces"})
+    # The signals this destination takes (an instance may narrow it by format).
+    accepts: frozenset[str] = frozenset({"traces", "logs", "metrics"})
     # How long delivery waits to fill a batch before exporting what it has.
     default_flush_interval: ClassVar[float] = 0.0
     # Concurrent exports; 1 keeps order (files), more hide a remote's latency.

@@ -150,6 +150,14 @@ class Delivery:
         if self.destination.deferred_ack:
             await self.destination.take(entries)
             return
+        # One export carries one signal: split a mixed read into runs.
+        start = 0
+        for i in range(1, len(entries) + 1):
+            if i == len(entries) or entries[i].batch.signal is not entries[start].batch.signal:
+                await self._deliver_run(entries[start:i])
+                start = i
+
+    async def _deliver_run(self, entries: list[Entry]) -> None:
         batches = [e.batch for e in entries]
         items = sum(b.items for b in batches)
         signal = batches[0].signal.name

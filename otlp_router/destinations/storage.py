@@ -59,6 +59,8 @@ class StorageDestination(Destination):
         # privacy happens upstream, in the destination's shaping.
         privacy = settings.data.get("privacy") is True
         self.assembler: Any
+        if self.format != "otlp_json":
+            self.accepts = frozenset({"traces"})  # per-trace JSON and Aperture records are trace formats
         if self.format == "json":
             self.path_template = _path_template(settings)
             self.assembler = TraceAssembler(

@@ -7,10 +7,14 @@ new signal is a new entry here (plus its item validation), not a new code path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 _ZERO_TRACE_ID = bytes(16)
@@ -41,6 +45,10 @@ class Signal:
     # Counts the items of a request and removes, in place, those a backend
     # would reject (bad ids ...), saying why: one pass for both.
     inspect: Callable[[Message], tuple[int, Rejection]]
+    # The attribute lists of one item that attribute actions and redaction work on.
+    attribute_lists: Callable[[Any], tuple[Any, ...]]
+    # How many counted units one item is, when not one (metrics count data points).
+    weight: Callable[[Any], int] | None = None
 
     def response(self, rejection: Rejection) -> Message:
         response = self.response_type()
@@ -66,22 +74,49 @@ def _span_problem(span: Span) -> str | None:
     return None
 
 
-def _inspect_spans(request: trace_service_pb2.ExportTraceServiceRequest) -> tuple[int, Rejection]:
-    accepted = rejected = 0
-    first = ""
-    for rs in request.resource_spans:
-        for ss in rs.scope_spans:
-            spans = ss.spans
-            bad = [i for i, span in enumerate(spans) if _span_problem(span) is not None]
-            if bad:
-                first = first or f"span {spans[bad[0]].name!r}: {_span_problem(spans[bad[0]])}"
-                for i in reversed(bad):
-                    del spans[i]
-                rejected += len(bad)
-            accepted += len(spans)
-    if not rejected:
-        return accepted, Rejection()
-    return accepted, Rejection(rejected, f"{rejected} span(s) rejected; first: {first}")
+def _log_problem(record: LogRecord) -> str | None:
+    # Logs need no trace context, but one that is there must be well formed.
+    trace_id, span_id = record.trace_id, record.span_id
+    if trace_id and (len(trace_id) != 16 or trace_id == _ZERO_TRACE_ID):
+        return f"trace_id must be empty or 16 non-zero bytes, got {len(trace_id)} bytes"
+    if span_id and (len(span_id) != 8 or span_id == _ZERO_SPAN_ID):
+        return f"span_id must be empty or 8 non-zero bytes, got {len(span_id)} bytes"
+    return None
+
+
+def _no_problem(item: Message) -> str | None:
+    return None
+
+
+def _data_points(metric: Metric) -> Any:
+    kind = metric.WhichOneof("data")
+    return getattr(metric, kind).data_points if kind else ()
+
+
+def _inspector(resource_field: str, scope_field: str, items_field: str, noun: str,
+               problem: Callable[[Any], str | None], weight: Callable[[Any], int] | None = None
+               ) -> Callable[[Message], tuple[int, Rejection]]:
+    """Counts a request's items and removes, in place, those with a problem."""
+
+    def inspect(request: Message) -> tuple[int, Rejection]:
+        accepted = rejected = 0
+        first = ""
+        for rs in getattr(request, resource_field):
+            for ss in getattr(rs, scope_field):
+                items = getattr(ss, items_field)
+                bad = [i for i, item in enumerate(items) if problem(item) is not None]
+                if bad:
+                    item = items[bad[0]]
+                    first = first or f"{noun} {getattr(item, 'name', '') or bad[0]!r}: {problem(item)}"
+                    rejected += sum(weight(items[i]) for i in bad) if weight else len(bad)
+                    for i in reversed(bad):
+                        del items[i]
+                accepted += sum(weight(item) for item in items) if weight else len(items)
+        if not rejected:
+            return accepted, Rejection()
+        return accepted, Rejection(rejected, f"{rejected} {noun}(s) rejected; first: {first}")
+
+    return inspect
 
 
 TRACES = Signal(
@@ -95,7 +130,41 @@ TRACES = Signal(
     resource_field="resource_spans",
     scope_field="scope_spans",
     items_field="spans",
-    inspect=_inspect_spans,
+    inspect=_inspector("resource_spans", "scope_spans", "spans", "span", _span_problem),
+    attribute_lists=lambda span: (span.attributes,),
 )
 
-SIGNALS: dict[str, Signal] = {s.name: s for s in (TRACES,)}
+LOGS = Signal(
+    name="logs",
+    item_name="log records",
+    http_path="/v1/logs",
+    grpc_service="opentelemetry.proto.collector.logs.v1.LogsService",
+    request_type=logs_service_pb2.ExportLogsServiceRequest,
+    response_type=logs_service_pb2.ExportLogsServiceResponse,
+    rejected_field="rejected_log_records",
+    resource_field="resource_logs",
+    scope_field="scope_logs",
+    items_field="log_records",
+    inspect=_inspector("resource_logs", "scope_logs", "log_records", "log record", _log_problem),
+    attribute_lists=lambda record: (record.attributes,),
+)
+
+METRICS = Signal(
+    name="metrics",
+    item_name="data points",
+    http_path="/v1/metrics",
+    grpc_service="opentelemetry.proto.collector.metrics.v1.MetricsService",
+    request_type=metrics_service_pb2.ExportMetricsServiceRequest,
+    response_type=metrics_service_pb2.ExportMetricsServiceResponse,
+    rejected_field="rejected_data_points",
+    resource_field="resource_metrics",
+    scope_field="scope_metrics",
+    items_field="metrics",
+    # Metrics are routed per metric but counted, like the Collector, in data points.
+    inspect=_inspector("resource_metrics", "scope_metrics", "metrics", "metric", _no_problem,
+                       weight=lambda metric: len(_data_points(metric))),
+    attribute_lists=lambda metric: tuple(point.attributes for point in _data_points(metric)),
+    weight=lambda metric: len(_data_points(metric)),
+)
+
+SIGNALS: dict[str, Signal] = {s.name: s for s in (TRACES, LOGS, METRICS)}

@@ -92,7 +92,8 @@ class AttributeActions:
             for action in self.actions:
                 if self._filtered and not action.applies(ctx):
                     continue
-                _APPLY[action.action](action, item.attributes)
+                for attributes in signal.attribute_lists(item):
+                    _APPLY[action.action](action, attributes)
 
 
 def _set(action: _Action, attributes: Any, index: int) -> None:

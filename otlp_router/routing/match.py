@@ -7,6 +7,8 @@ A condition names one thing to look at and one operator:
     {scope_attribute: K, exists: true}  {scope: name, prefix: openinference}
     {span: name, regex: "^chat "}  {span: kind, equals: client}  {span: status, equals: error}
     {api_key: prod-app}                                            # name of the receiver key used
+    {log: event_name, equals: gen_ai.user.message}  {log: severity, ge: 17}   # log records
+    {metric: name, prefix: gen_ai.client.}                         # metrics
 
 and conditions compose with `all: [...]`, `any: [...]`, `not: {...}`.
 Operators: equals, not_equals, in, prefix, regex, exists, gt, ge, lt, le.
@@ -26,9 +28,9 @@ from otlp_router.model.signals import Signal
 from otlp_router.settings import Section
 
 OPERATORS = ("equals", "not_equals", "in", "prefix", "regex", "exists", "gt", "ge", "lt", "le")
-_SUBJECTS = ("attribute", "resource", "scope_attribute", "scope", "span", "api_key")
-_SPAN_FIELDS = ("name", "kind", "status")
-_SCOPE_FIELDS = ("name", "version")
+_SUBJECTS = ("attribute", "resource", "scope_attribute", "scope", "span", "log", "metric", "api_key")
+_FIELDS = {"span": ("name", "kind", "status"), "scope": ("name", "version"), "log": ("event_name", "severity"),
+           "metric": ("name",)}
 _KINDS = {name.removeprefix("SPAN_KIND_").lower(): value for name, value in Span.SpanKind.items()}
 _STATUS = {name.removeprefix("STATUS_CODE_").lower(): value for name, value in Status.StatusCode.items()}
 
@@ -45,6 +47,7 @@ class ItemContext:
     name: str = ""
     kind: int = 0
     status: int = 0
+    severity: int = 0
     api_key: str | None = None
 
 
@@ -74,6 +77,7 @@ def walk(message: Message, signal: Signal, needs: Needs, api_key: str | None) ->
     """Every item of a request with the context rules see. The context object is
     reused from item to item: read it before the next step."""
     ctx = ItemContext(api_key=api_key)
+    describe = _DESCRIBE[signal.name]
     for rs in getattr(message, signal.resource_field):
         ctx.resource = _pick(rs.resource.attributes, needs.resource) if needs.resource else {}
         for ss in getattr(rs, signal.scope_field):
@@ -81,10 +85,28 @@ def walk(message: Message, signal: Signal, needs: Needs, api_key: str | None) ->
             ctx.scope_name, ctx.scope_version = scope.name, scope.version
             ctx.scope_attributes = _pick(scope.attributes, needs.scope_attributes) if needs.scope_attributes else {}
             for item in getattr(ss, signal.items_field):
-                if needs.attributes:
-                    ctx.attributes = _pick(item.attributes, needs.attributes)
-                ctx.name, ctx.kind, ctx.status = item.name, item.kind, item.status.code
+                describe(item, ctx, needs)
                 yield item, ctx
+
+
+def _describe_span(span: Any, ctx: ItemContext, needs: Needs) -> None:
+    if needs.attributes:
+        ctx.attributes = _pick(span.attributes, needs.attributes)
+    ctx.name, ctx.kind, ctx.status = span.name, span.kind, span.status.code
+
+
+def _describe_log(record: Any, ctx: ItemContext, needs: Needs) -> None:
+    ctx.attributes = _pick(record.attributes, needs.attributes | {"event.name"})
+    # The event name has its own field since OTLP 1.5; older SDKs put it in an attribute.
+    ctx.name = record.event_name or str(ctx.attributes.get("event.name") or "")
+    ctx.severity = record.severity_number
+
+
+def _describe_metric(metric: Any, ctx: ItemContext, needs: Needs) -> None:
+    ctx.name = metric.name
+
+
+_DESCRIBE = {"traces": _describe_span, "logs": _describe_log, "metrics": _describe_metric}
 
 
 def _number(value: Any) -> float | None:
@@ -160,10 +182,9 @@ def _condition(section: Section, needs: Needs) -> Predicate:
         if unknown:
             section.fail(f"unknown operator (expected one of {', '.join(OPERATORS)})", str(unknown[0]))
         section.fail(f"expected exactly one operator of {', '.join(OPERATORS)}")
-    if subject == "span" and what not in _SPAN_FIELDS:
-        section.fail(f"expected one of {', '.join(_SPAN_FIELDS)}, got {what!r}", subject)
-    if subject == "scope" and what not in _SCOPE_FIELDS:
-        section.fail(f"expected one of {', '.join(_SCOPE_FIELDS)}, got {what!r}", subject)
+    fields = _FIELDS.get(subject)
+    if fields is not None and what not in fields:
+        section.fail(f"expected one of {', '.join(fields)}, got {what!r}", subject)
     test = _operator(section, ops[0], subject, what)
     section.done()
 
@@ -178,7 +199,8 @@ def _condition(section: Section, needs: Needs) -> Predicate:
         return lambda ctx: test(ctx.scope_attributes.get(what))
     if subject == "api_key":
         return lambda ctx: test(ctx.api_key)
-    attr = {"scope": {"name": "scope_name", "version": "scope_version"}, "span": {}}[subject].get(what, what)
+    attr = {"scope": {"name": "scope_name", "version": "scope_version"}, "log": {"event_name": "name"}}.get(
+        subject, {}).get(what, what)
     return lambda ctx: test(getattr(ctx, attr))
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf.message import Message
 
 from otlp_router.model.content import CONTENT_EVENTS, CONTENT_KEYS, CONTENT_PREFIXES, is_content_key
@@ -20,7 +22,7 @@ def may_hold_content(wire: bytes) -> bool:
     return any(needle in wire for needle in _NEEDLES)
 
 
-def _strip(attributes) -> int:  # type: ignore[no-untyped-def]
+def _strip(attributes: Any) -> int:
     drop = [i for i, kv in enumerate(attributes) if is_content_key(kv.key)]
     for i in reversed(drop):
         del attributes[i]
@@ -28,20 +30,38 @@ def _strip(attributes) -> int:  # type: ignore[no-untyped-def]
 
 
 def strip_content(message: Message, signal: Signal) -> int:
-    """Remove content attributes and content-carrying events in place; returns how many were removed."""
+    """Remove content attributes and content-carrying events (span events, and
+    GenAI event log records' bodies) in place; returns how many were removed."""
     removed = 0
+    logs = signal.name == "logs"
+    traces = signal.name == "traces"
     for rs in getattr(message, signal.resource_field):
         removed += _strip(rs.resource.attributes)
         for ss in getattr(rs, signal.scope_field):
             for item in getattr(ss, signal.items_field):
-                removed += _strip(item.attributes)
-                events = item.events
-                if not len(events):
-                    continue
-                drop = [i for i, ev in enumerate(events) if ev.name in CONTENT_EVENTS]
-                for i in reversed(drop):
-                    del events[i]
-                removed += len(drop)
-                for ev in events:
-                    removed += _strip(ev.attributes)
+                for attributes in signal.attribute_lists(item):
+                    removed += _strip(attributes)
+                if logs:
+                    removed += _strip_event_record(item)
+                elif traces and len(item.events):
+                    removed += _strip_events(item.events)
     return removed
+
+
+def _strip_events(events: Any) -> int:
+    drop = [i for i, ev in enumerate(events) if ev.name in CONTENT_EVENTS]
+    for i in reversed(drop):
+        del events[i]
+    removed = len(drop)
+    for ev in events:
+        removed += _strip(ev.attributes)
+    return removed
+
+
+def _strip_event_record(record: Any) -> int:
+    """A GenAI event emitted as a log record carries its message in the body."""
+    name = record.event_name or next((kv.value.string_value for kv in record.attributes if kv.key == "event.name"), "")
+    if name in CONTENT_EVENTS and record.HasField("body"):
+        record.ClearField("body")
+        return 1
+    return 0

@@ -119,10 +119,14 @@ class Redaction:
             for ss in getattr(rs, signal.scope_field):
                 self._attributes(ss.scope.attributes)
                 for item in getattr(ss, signal.items_field):
-                    self._attributes(item.attributes)
-                    if self.rules and item.status.message:
-                        item.status.message = self.mask(item.status.message)
-                    for ev in item.events:
-                        self._attributes(ev.attributes)
-                    for link in item.links:
-                        self._attributes(link.attributes)
+                    for attributes in signal.attribute_lists(item):
+                        self._attributes(attributes)
+                    if signal.name == "traces":
+                        if self.rules and item.status.message:
+                            item.status.message = self.mask(item.status.message)
+                        for ev in item.events:
+                            self._attributes(ev.attributes)
+                        for link in item.links:
+                            self._attributes(link.attributes)
+                    elif signal.name == "logs" and self.rules and item.HasField("body"):
+                        self._value(item.body)

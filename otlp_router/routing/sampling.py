@@ -5,6 +5,7 @@ dropped together, by every router that sees it.
 
 With `by: session.id`, spans of a trace without the attribute follow the
 session of any other span of that trace (in the same request, or seen before).
+Log records follow their trace; metrics are not sampled.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Sampling:
 
     def apply(self, message: Message, signal: Signal) -> int:
         """Remove the items sampled out, in place; returns how many."""
-        if self.rate >= 1.0:
+        if self.rate >= 1.0 or signal.name == "metrics":  # metrics belong to no trace or session
             return 0
         containers = [getattr(ss, signal.items_field) for rs in getattr(message, signal.resource_field)
                       for ss in getattr(rs, signal.scope_field)]

@@ -9,9 +9,11 @@ untouched; only a request that splits is regrouped per destination.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from otlp_router import telemetry
 from otlp_router.model.batch import Batch
+from otlp_router.model.signals import SIGNALS
 from otlp_router.routing.match import ItemContext, Needs, Predicate, compile_rule, walk
 from otlp_router.routing.shaping import ROUTE_KEYS, Shaping
 from otlp_router.settings import Section
@@ -24,13 +26,15 @@ Plan = list[tuple[str, tuple["Route", ...]]]
 class Route:
     name: str
     destinations: tuple[str, ...]
+    signals: frozenset[str]
     match: Predicate | None = None
     stop: bool = False
     default: bool = False
     shaping: Shaping | None = None
 
     @classmethod
-    def read(cls, section: Section, destinations: set[str], needs: Needs) -> "Route":
+    def read(cls, section: Section, accepts: dict[str, frozenset[str]], needs: Needs) -> "Route":
+        """`accepts`: destination name → the signals it takes."""
         name = section.str("name")
         names = section.list("destinations")
         if not names:
@@ -38,15 +42,28 @@ class Route:
         for i, dest in enumerate(names):
             if not isinstance(dest, str):
                 section.fail(f"expected a destination name, got {dest!r}", f"destinations[{i}]")
-            if dest not in destinations:
-                known = ", ".join(sorted(destinations)) or "none are defined"
+            if dest not in accepts:
+                known = ", ".join(sorted(accepts)) or "none are defined"
                 section.fail(f"unknown destination {dest!r} (defined: {known})", f"destinations[{i}]")
+        if section.has("signals"):
+            signals = section.list("signals")
+            for i, signal in enumerate(signals):
+                if signal not in SIGNALS:
+                    section.fail(f"expected one of {', '.join(SIGNALS)}, got {signal!r}", f"signals[{i}]")
+                for dest in names:
+                    if signal not in accepts[dest]:
+                        section.fail(f"route {name} sends {signal} to {dest}, which only takes "
+                                     f"{', '.join(sorted(accepts[dest]))}", f"signals[{i}]")
+            carried = frozenset(signals)
+        else:
+            # Every signal some destination of the route takes; each gets what it takes.
+            carried = frozenset(s for dest in names for s in accepts[dest])
         match = compile_rule(section.section("match"), needs) if section.has("match") else None
         default = section.bool("default", False)
         if default and match is not None:
             section.fail("a default route takes what no other route matched; it cannot have `match`", "default")
         shaping = Shaping.read(section, ROUTE_KEYS)
-        route = cls(name, tuple(dict.fromkeys(names)), match, section.bool("stop", False), default,
+        route = cls(name, tuple(dict.fromkeys(names)), carried, match, section.bool("stop", False), default,
                     shaping if shaping else None)
         section.done()
         return route
@@ -55,63 +72,74 @@ class Route:
 class RoutingTable:
     """An item goes to every route it matches, up to and including the first
     matching route with `stop: true`; items no route matches go to the
-    `default: true` route if there is one, else are counted as unrouted."""
+    `default: true` route if there is one, else are counted as unrouted. A
+    route only carries its signals, and only to destinations that take them."""
 
-    def __init__(self, routes: list[Route], needs: Needs | None = None) -> None:
+    def __init__(self, routes: list[Route], needs: Needs | None = None,
+                 accepts: dict[str, frozenset[str]] | None = None) -> None:
         self.routes = [r for r in routes if not r.default]
         self.default = next((r for r in routes if r.default), None)
         self.needs = needs or Needs()
-        # Route sets → plans, memoised: few distinct sets occur.
-        self._plans: dict[tuple[int, ...], Plan] = {}
-        self._static = self._static_choice()
+        self.accepts = accepts or {}
+        # (signal, route set) → plan, memoised: few distinct sets occur.
+        self._plans: dict[tuple[str, tuple[int, ...]], Plan] = {}
+        self._static: dict[str, tuple[int, ...] | None] = {}
 
-    def _static_choice(self) -> tuple[int, ...] | None:
-        """The routes every item takes when no rule needs to look at items."""
-        chosen = []
-        for i, route in enumerate(self.routes):
-            if route.match is not None:
-                return None
-            chosen.append(i)
-            if route.stop:
-                break
-        return tuple(chosen)
+    def _static_choice(self, signal: str) -> tuple[int, ...] | None:
+        """The routes every item of a signal takes when no rule needs to look at items."""
+        if signal not in self._static:
+            chosen: list[int] | None = []
+            for i, route in enumerate(self.routes):
+                if signal not in route.signals:
+                    continue
+                if route.match is not None:
+                    chosen = None
+                    break
+                chosen.append(i)
+                if route.stop:
+                    break
+            self._static[signal] = None if chosen is None else tuple(chosen)
+        return self._static[signal]
 
     @classmethod
-    def read(cls, file: str, routes: list[object], destinations: set[str]) -> "RoutingTable":
+    def read(cls, file: str, routes: list[object], accepts: dict[str, frozenset[str]]) -> "RoutingTable":
         table: list[Route] = []
         needs = Needs()
         seen: set[str] = set()
         for i, raw in enumerate(routes):
             section = Section(raw, file, f"routes[{i}]")
-            route = Route.read(section, destinations, needs)
+            route = Route.read(section, accepts, needs)
             if route.name in seen:
                 section.fail(f"duplicate route name {route.name!r}", "name")
             if route.default and any(r.default for r in table):
                 section.fail("only one route can be the default", "default")
             seen.add(route.name)
             table.append(route)
-        return cls(table, needs)
+        return cls(table, needs, accepts)
 
-    def _routes_of(self, chosen: tuple[int, ...]) -> list[Route]:
+    def routes_of(self, signal: str, chosen: tuple[int, ...]) -> list[Route]:
         if chosen == (-1,):
             return []
-        return [self.routes[i] for i in chosen] if chosen else ([self.default] if self.default else [])
+        if chosen:
+            return [self.routes[i] for i in chosen]
+        return [self.default] if self.default and signal in self.default.signals else []
 
-    def plan(self, chosen: tuple[int, ...]) -> Plan:
+    def plan(self, signal: str, chosen: tuple[int, ...]) -> Plan:
         """Destinations of a route set, each with the shaping routes that send to it (memoised)."""
-        plan = self._plans.get(chosen)
+        plan = self._plans.get((signal, chosen))
         if plan is None:
-            routes = self._routes_of(chosen)
-            dests = dict.fromkeys(d for r in routes for d in r.destinations)
-            plan = self._plans[chosen] = [
+            routes = self.routes_of(signal, chosen)
+            dests = dict.fromkeys(d for r in routes for d in r.destinations
+                                  if signal in self.accepts.get(d, frozenset({signal})))
+            plan = self._plans[(signal, chosen)] = [
                 (d, tuple(r for r in routes if r.shaping and d in r.destinations)) for d in dests]
         return plan
 
-    def choose(self, ctx: ItemContext, allowed: frozenset[str] | None = None) -> tuple[int, ...]:
+    def choose(self, ctx: ItemContext, signal: str, allowed: frozenset[str] | None = None) -> tuple[int, ...]:
         """Indexes of the routes an item takes (of the `allowed` ones, if given)."""
         chosen = []
         for i, route in enumerate(self.routes):
-            if allowed is not None and route.name not in allowed:
+            if signal not in route.signals or (allowed is not None and route.name not in allowed):
                 continue
             if route.match is None or route.match(ctx):
                 chosen.append(i)
@@ -123,24 +151,31 @@ class RoutingTable:
         """(destination, batch, shaping routes) for one accepted batch. A batch
         whose items all take the same routes is passed on as is."""
         allowed = batch.allowed_routes
-        if self._static is not None and allowed is None:
-            self._count(batch, {self._static: batch.items})
-            return [(dest, batch, via) for dest, via in self.plan(self._static)]
+        signal = batch.signal.name
+        static = self._static_choice(signal)
+        if static is not None and allowed is None:
+            self._count(batch, {static: batch.items})
+            return [(dest, batch, via) for dest, via in self.plan(signal, static)]
         choices: list[tuple[int, ...]] = []
         counts: dict[tuple[int, ...], int] = {}
         for _, ctx in walk(batch.message, batch.signal, self.needs, batch.api_key_name):
-            chosen = self.choose(ctx, allowed)
+            chosen = self.choose(ctx, signal, allowed)
             if not chosen and allowed is not None and self.default is not None \
                     and self.default.name not in allowed:
                 chosen = (-1,)  # not even the default route is open to this key
             counts[chosen] = counts.get(chosen, 0) + 1
             choices.append(chosen)
+        if batch.signal.weight is not None:
+            # Routed per metric, counted in data points: recount what each route set carries.
+            counts = {}
+            for item, chosen in zip(_items(batch), choices):
+                counts[chosen] = counts.get(chosen, 0) + batch.signal.weight(item)
         self._count(batch, counts)
         if len(counts) == 1:
-            return [(dest, batch, via) for dest, via in self.plan(next(iter(counts)))]
+            return [(dest, batch, via) for dest, via in self.plan(signal, next(iter(counts)))]
         groups: dict[tuple[str, tuple[Route, ...]], set[tuple[int, ...]]] = {}
         for chosen in counts:
-            for dest, via in self.plan(chosen):
+            for dest, via in self.plan(signal, chosen):
                 groups.setdefault((dest, via), set()).add(chosen)
         return [(dest, select(batch, [c in takes for c in choices]), via)
                 for (dest, via), takes in groups.items()]
@@ -148,7 +183,7 @@ class RoutingTable:
     def _count(self, batch: Batch, counts: dict[tuple[int, ...], int]) -> None:
         name = batch.signal.name
         for chosen, n in counts.items():
-            routes = self._routes_of(chosen)
+            routes = self.routes_of(name, chosen)
             if not routes:
                 telemetry.unrouted.labels(name).inc(n)
             for route in routes:
@@ -176,5 +211,11 @@ def select(batch: Batch, keep: list[bool]) -> Batch:
             new_ss.scope.CopyFrom(ss.scope)
             new_ss.schema_url = ss.schema_url
             getattr(new_ss, signal.items_field).extend(kept)
-            items += len(kept)
+            items += sum(map(signal.weight, kept)) if signal.weight else len(kept)
     return batch.derive(out, items)
+
+
+def _items(batch: Batch) -> Any:
+    signal = batch.signal
+    return (item for rs in getattr(batch.message, signal.resource_field)
+            for ss in getattr(rs, signal.scope_field) for item in getattr(ss, signal.items_field))
