@@ -13,18 +13,19 @@ from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
-                                                                       ExportTraceServiceResponse)
+from google.protobuf.message import Message
 
 from otlp_router.model import otlp_json
+from otlp_router.model.signals import SIGNALS, TRACES, Signal
 
 
 @dataclass
 class Arrival:
     at: float
     headers: dict[str, str]
-    request: ExportTraceServiceRequest | None
+    request: Message | None
     raw: bytes = b""
+    signal: Signal = TRACES
 
 
 @dataclass
@@ -49,10 +50,14 @@ class _Sink:
         with self.lock:
             return self.script.pop(0) if self.script else None
 
+    def items(self, signal: Signal = TRACES) -> list[Any]:
+        """Items of one signal in the requests answered with success."""
+        return [item for a in self.arrivals if a.request is not None and a.signal is signal
+                for rs in getattr(a.request, signal.resource_field) for ss in getattr(rs, signal.scope_field)
+                for item in getattr(ss, signal.items_field)]
+
     def spans(self) -> list[Any]:
-        """Spans of the requests answered with success."""
-        return [s for a in self.arrivals if a.request is not None
-                for rs in a.request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        return self.items(TRACES)
 
     def span_ids(self) -> set[bytes]:
         return {s.span_id for s in self.spans()}
@@ -79,16 +84,17 @@ class HttpSink(_Sink):
                     time.sleep(reply.delay)
                 raw = gzip.decompress(body) if headers.get("content-encoding") == "gzip" else body
                 json = "json" in headers.get("content-type", "")
+                signal = next((s for s in SIGNALS.values() if self.path == s.http_path), TRACES)
                 ok = reply.status == 200
                 request = None
                 if ok:
-                    request = otlp_json.decode(ExportTraceServiceRequest, raw) if json \
-                        else ExportTraceServiceRequest.FromString(raw)
+                    request = otlp_json.decode(signal.request_type, raw) if json \
+                        else signal.request_type.FromString(raw)
                 with sink.lock:
-                    sink.arrivals.append(Arrival(time.monotonic(), headers, request, raw))
+                    sink.arrivals.append(Arrival(time.monotonic(), headers, request, raw, signal))
                 out = reply.body if reply.body is not None else (
-                    otlp_json.encode(ExportTraceServiceResponse()) if json
-                    else ExportTraceServiceResponse().SerializeToString())
+                    otlp_json.encode(signal.response_type()) if json
+                    else signal.response_type().SerializeToString())
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json" if json else "application/x-protobuf")
                 self.send_header("Content-Length", str(len(out)))
@@ -118,14 +124,15 @@ class GrpcSink(_Sink):
     def __init__(self, port: int = 0) -> None:
         super().__init__()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)])
-        handler = grpc.unary_unary_rpc_method_handler(self._export)
-        self.server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler("opentelemetry.proto.collector.trace.v1.TraceService",
-                                                  {"Export": handler}),))
+        for signal in SIGNALS.values():
+            handler = grpc.unary_unary_rpc_method_handler(
+                lambda raw, context, signal=signal: self._export(signal, raw, context))
+            self.server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(signal.grpc_service, {"Export": handler}),))
         self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         self.server.start()
 
-    def _export(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
+    def _export(self, signal: Signal, raw: bytes, context: grpc.ServicerContext) -> bytes:
         reply = self.next_reply() or Reply(status=grpc.StatusCode.OK)
         if reply.delay:
             time.sleep(reply.delay)
@@ -133,7 +140,7 @@ class GrpcSink(_Sink):
         ok = reply.status in (200, grpc.StatusCode.OK)
         with self.lock:
             self.arrivals.append(Arrival(time.monotonic(), headers,
-                                         ExportTraceServiceRequest.FromString(raw) if ok else None, raw))
+                                         signal.request_type.FromString(raw) if ok else None, raw, signal))
         if not ok:
             if reply.retry_info is not None:
                 info = error_details_pb2.RetryInfo()
@@ -142,7 +149,7 @@ class GrpcSink(_Sink):
                 status.details.add().Pack(info)
                 context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
             context.abort(reply.status, reply.message)
-        return reply.body if reply.body is not None else ExportTraceServiceResponse().SerializeToString()
+        return reply.body if reply.body is not None else signal.response_type().SerializeToString()
 
     def close(self) -> None:
         self.server.stop(0)

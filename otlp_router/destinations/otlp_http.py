@@ -16,6 +16,7 @@ from otlp_router.destinations.otlp_common import (connection_test_request, decod
 from otlp_router.destinations.tls import ClientTls
 from otlp_router.model import otlp_json
 from otlp_router.model.batch import Batch
+from otlp_router.model.signals import SIGNALS
 from otlp_router.settings import Section
 
 # OTLP/HTTP: these may succeed later; every other 4xx/5xx is final for this data.
@@ -29,10 +30,10 @@ class OtlpHttpDestination(Destination):
 
     def __init__(self, name: str, settings: Section) -> None:
         super().__init__(name, settings)
-        self.endpoint = settings.str("endpoint")
-        parts = urlsplit(self.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            settings.fail(f"expected an http:// or https:// URL, got {self.endpoint!r}", "endpoint")
+        self.endpoints = self._endpoints(settings)
+        self.accepts = frozenset(self.endpoints)
+        # The URL `check` and TLS set-up go by: the traces one if there is one.
+        self.endpoint = self.endpoints.get("traces") or next(iter(self.endpoints.values()))
         self.encoding = settings.str("encoding", "protobuf", choices=("protobuf", "json"))
         self.compression = settings.str("compression", "gzip", choices=("gzip", "none"))
         self.headers = settings.str_map("headers", {})
@@ -42,6 +43,33 @@ class OtlpHttpDestination(Destination):
         self.max_connections = settings.int("max_connections", 8, minimum=1)
         settings.done()
         self._client: httpx.AsyncClient | None = None
+
+    @staticmethod
+    def _endpoints(settings: Section) -> dict[str, str]:
+        """Per-signal URLs, as the OTel SDKs derive them: `endpoint` is a base URL
+        that gets /v1/{signal} (a URL already ending in /v1/<signal> is taken as
+        that signal's, its base for the others); `traces_endpoint` etc. override."""
+        def url(key: str, value: str) -> str:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                settings.fail(f"expected an http:// or https:// URL, got {value!r}", key)
+            return value
+
+        out: dict[str, str] = {}
+        if settings.has("endpoint"):
+            base = url("endpoint", settings.str("endpoint")).rstrip("/")
+            for signal in SIGNALS:
+                if base.endswith(f"/v1/{signal}"):
+                    base = base[: -len(f"/v1/{signal}")]
+                    break
+            out = {signal: f"{base}/v1/{signal}" for signal in SIGNALS}
+        for signal in SIGNALS:
+            key = f"{signal}_endpoint"
+            if settings.has(key):
+                out[signal] = url(key, settings.str(key))
+        if not out:
+            settings.fail("is required (or traces_endpoint / logs_endpoint / metrics_endpoint)", "endpoint")
+        return out
 
     def _make_client(self) -> httpx.AsyncClient:
         verify = self.tls.context() if self.endpoint.startswith("https") else True
@@ -60,21 +88,25 @@ class OtlpHttpDestination(Destination):
             headers["Content-Encoding"] = "gzip"
         return body, headers
 
-    async def _post(self, client: httpx.AsyncClient, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    async def _post(self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+                    ) -> httpx.Response:
         try:
-            return await client.post(self.endpoint, content=body, headers=headers)
+            return await client.post(url, content=body, headers=headers)
         except httpx.TimeoutException:
-            raise ExportError(f"no answer from {self.endpoint} within {self.timeout:g}s") from None
+            raise ExportError(f"no answer from {url} within {self.timeout:g}s") from None
         except httpx.HTTPError as e:
-            raise ExportError(f"cannot reach {self.endpoint}: {e or type(e).__name__}") from None
+            raise ExportError(f"cannot reach {url}: {e or type(e).__name__}") from None
 
     async def export(self, batches: list[Batch]) -> None:
         if self._client is None:
             await self.start()
         assert self._client is not None
-        body, headers = self._body(batches)
-        response = await self._post(self._client, body, headers)
         signal = batches[0].signal
+        url = self.endpoints.get(signal.name)
+        if url is None:
+            raise ExportError(f"no endpoint for {signal.name} (set {signal.name}_endpoint)", permanent=True)
+        body, headers = self._body(batches)
+        response = await self._post(self._client, url, body, headers)
         status = response.status_code
         if 200 <= status < 300:
             parsed = decode_response(signal, response.content, "json" in response.headers.get("content-type", ""))
@@ -93,7 +125,7 @@ class OtlpHttpDestination(Destination):
         headers = {**self.headers, "Content-Type": "application/json" if json else "application/x-protobuf"}
         async with self._make_client() as client:
             try:
-                response = await self._post(client, body, headers)
+                response = await self._post(client, self.endpoint, body, headers)
             except ExportError as e:
                 return CheckResult(False, str(e))
         detail = f"HTTP {response.status_code} from {self.endpoint}"
