@@ -39,10 +39,12 @@ if __package__:
         Cpus,
         Server,
         choose_cpus,
+        core_busy_seconds,
         ensure_tool,
         exit_on_signals,
         free_port,
         group_cpu_seconds,
+        idle_check,
         log,
         start_server,
     )
@@ -55,10 +57,12 @@ else:
         Cpus,
         Server,
         choose_cpus,
+        core_busy_seconds,
         ensure_tool,
         exit_on_signals,
         free_port,
         group_cpu_seconds,
+        idle_check,
         log,
         start_server,
     )
@@ -71,6 +75,11 @@ ROUTER_READY = "otlp-router ready"
 FLOOR_READY = "floor ready"
 CONTENT_TYPES = {"protobuf": "application/x-protobuf", "json": "application/json"}
 DESTINATIONS = ("discard", "file")
+AUTO_CONNECTIONS = (4, 16, 64)
+# Loopback softirq work lands on the server core too (~5%): above this share,
+# something else competed with the server and its row reads low.
+OTHER_CPU_WARNING = 0.10
+SATURATED = 0.90  # server CPU share below which it was waiting, not working
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,7 @@ class Options:
     dests: tuple[str, ...] = ("discard",)
     duration: int = 10
     warmup: int = 2
-    connections: int = 4  # wrk keep-alive connections; 4 beat 2, 8 and 32 on the floor
+    connections: int | None = None  # wrk keep-alive connections; None: pick per case
     grpc_floor: str = "aio"  # aio | sync, see floor_grpc.py
     grpc_clients: int = 8  # h2load connections
     grpc_streams: int = 32  # concurrent streams per h2load connection
@@ -111,7 +120,10 @@ class CaseResult:
     errors: int  # answered, not successfully (non-2xx, grpc-status != 0)
     socket_errors: int
     seconds: float
+    connections: int  # requests in flight: wrk connections, or h2load clients x streams
     server_cpu: float  # cores used by the server while measured (1.0 = saturated)
+    other_cpu_server: float  # share of the server's core that went to other processes
+    other_cpu_loadgen: float  # share of the load generator's core that did
     loadgen_cpu: float  # cores used by the load generator while measured
     ratio: float | None = None  # to the floor of the same protocol, same run
     server_count: int | None = None  # successes the floor itself counted
@@ -184,7 +196,7 @@ def grpc_floor_count(port: int) -> int:
 
 
 def run_load(
-    bench: Bench, server: Server, case: Case, seconds: int, response_frame: int
+    bench: Bench, server: Server, case: Case, seconds: int, response_frame: int, connections: int
 ) -> loadgen.LoadResult:
     opts, cpu = bench.options, bench.cpus.loadgen
     if case.protocol == "grpc":
@@ -195,7 +207,26 @@ def run_load(
         )  # fmt: skip
     url = f"http://127.0.0.1:{server.ports['http']}/v1/traces"
     body, content_type = bench.body[case.encoding], CONTENT_TYPES[case.encoding]
-    return loadgen.wrk_post(bench.children, url, body, content_type, seconds, opts.connections, 1, cpu)
+    return loadgen.wrk_post(bench.children, url, body, content_type, seconds, connections, 1, cpu)
+
+
+def warm_up(bench: Bench, server: Server, case: Case, response_frame: int) -> int:
+    """Warm up; return the number of connections (gRPC: streams) to measure with.
+
+    With --connections auto, HTTP cases then try each of AUTO_CONNECTIONS for
+    a second and keep the fastest: the uvicorn floor peaks at 4 connections,
+    while a server that waits on disk needs more in flight to fill its core.
+    """
+    opts = bench.options
+    if case.protocol == "grpc":
+        run_load(bench, server, case, opts.warmup, response_frame, 0)
+        return opts.grpc_clients * opts.grpc_streams
+    first = opts.connections or AUTO_CONNECTIONS[0]
+    run_load(bench, server, case, opts.warmup, response_frame, first)
+    if opts.connections:
+        return opts.connections
+    trials = {n: run_load(bench, server, case, 1, response_frame, n).ok for n in AUTO_CONNECTIONS}
+    return max(trials, key=lambda n: trials[n])
 
 
 def preflight(bench: Bench, server: Server, case: Case, tries: int = 5) -> int:
@@ -222,34 +253,34 @@ def measure(bench: Bench, server: Server, case: Case, counter: Callable[[], int]
     """Warm up, then measure; `counter` reads a floor's own success count."""
     log(f"  {case.name}: warm-up {bench.options.warmup}s, measure {bench.options.duration}s")
     response_frame = preflight(bench, server, case)
-    run_load(bench, server, case, bench.options.warmup, response_frame)
+    connections = warm_up(bench, server, case, response_frame)
     counted_before = counter() if counter else 0
-    cpu_before = group_cpu_seconds(server.proc.pid)
-    load = run_load(bench, server, case, bench.options.duration, response_frame)
-    server_cpu = group_cpu_seconds(server.proc.pid) - cpu_before
+    server_before = group_cpu_seconds(server.proc.pid)
+    cores_before = core_busy_seconds(bench.cpus.server), core_busy_seconds(bench.cpus.loadgen)
+    load = run_load(bench, server, case, bench.options.duration, response_frame, connections)
+    server_cpu = group_cpu_seconds(server.proc.pid) - server_before
+    server_core = core_busy_seconds(bench.cpus.server) - cores_before[0]
+    loadgen_core = core_busy_seconds(bench.cpus.loadgen) - cores_before[1]
     counted = counter() - counted_before if counter else None
-    spans = load.ok * bench.payloads.spans_per_request
     return CaseResult(
         case=case.name,
         target=case.target,
         protocol=case.protocol,
         encoding=case.encoding,
-        spans_per_s=spans / load.seconds,
+        spans_per_s=load.ok * bench.payloads.spans_per_request / load.seconds,
         requests_per_s=load.ok / load.seconds,
         ok_requests=load.ok,
         errors=load.failed,
         socket_errors=load.socket_errors,
         seconds=load.seconds,
+        connections=connections,
         server_cpu=server_cpu / load.seconds,
+        other_cpu_server=max(0.0, server_core - server_cpu) / load.seconds,
+        other_cpu_loadgen=max(0.0, loadgen_core - load.cpu_seconds) / load.seconds,
         loadgen_cpu=load.cpu_seconds / load.seconds,
         server_count=counted,
-        note=count_check(load.ok, counted, in_flight(bench.options, case)),
+        note=count_check(load.ok, counted, connections),
     )
-
-
-def in_flight(options: Options, case: Case) -> int:
-    """Most requests the load generator can have outstanding at once."""
-    return options.grpc_clients * options.grpc_streams if case.protocol == "grpc" else options.connections
 
 
 def count_check(ok: int, counted: int | None, in_flight: int) -> str:
@@ -428,6 +459,9 @@ def run(options: Options) -> Report:
     try:
         built, bodies = prepare(workdir)
         bench = Bench(options, children, choose_cpus(), workdir, bodies, built)
+        busy = idle_check(bench.cpus)
+        if busy > OTHER_CPU_WARNING:
+            log(f"warning: the bench cores are already {busy:.0%} busy before any load; rows will read low")
         report = Report(
             options, built.spans_per_request,
             {"protobuf": len(built.protobuf), "json": len(built.json)}, bench.cpus,
@@ -458,24 +492,38 @@ def run(options: Options) -> Report:
 # --- output -----------------------------------------------------------------
 
 
+def row_notes(r: CaseResult) -> str:
+    notes = [r.note] if r.note else []
+    if r.socket_errors:
+        notes.append(f"{r.socket_errors} socket errors")
+    if max(r.other_cpu_server, r.other_cpu_loadgen) > OTHER_CPU_WARNING:
+        notes.append(
+            f"NOISY: other processes took {r.other_cpu_server:.0%} of the server core, "
+            f"{r.other_cpu_loadgen:.0%} of the load core"
+        )
+    elif r.server_cpu < SATURATED:
+        notes.append("server not saturated")
+    return "; ".join(notes)
+
+
 def format_table(report: Report) -> str:
     opts = report.options
     lines = [
         f"ingest: {report.spans_per_request} spans/request, protobuf {report.payload_bytes['protobuf']:,} B, "
         f"json {report.payload_bytes['json']:,} B; {opts.duration}s per case after {opts.warmup}s warm-up; "
         f"server cpu {report.cpus.server}, load generator cpu {report.cpus.loadgen}",
-        f"{'case':<28} {'spans/s':>11} {'ratio':>6} {'errors':>7} {'srv cpu':>8} {'gen cpu':>8}  note",
+        f"{'case':<28} {'spans/s':>11} {'ratio':>6} {'errors':>7} {'conns':>5} "
+        f"{'srv cpu':>8} {'gen cpu':>8}  note",
     ]
     for r in report.results:
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
-        note = r.note + (f"; {r.socket_errors} socket errors" if r.socket_errors else "")
         lines.append(
-            f"{r.case:<28} {r.spans_per_s:>11,.0f} {ratio:>6} {r.errors:>7} "
-            f"{r.server_cpu:>7.0%} {r.loadgen_cpu:>7.0%}  {note}"
+            f"{r.case:<28} {r.spans_per_s:>11,.0f} {ratio:>6} {r.errors:>7} {r.connections:>5} "
+            f"{r.server_cpu:>7.0%} {r.loadgen_cpu:>7.0%}  {row_notes(r)}"
         )
     lines.append(
         "ratio: HTTP rows / floor-http http/protobuf, gRPC rows / floor-grpc grpc; "
-        "errors: answered with HTTP status > 399 or grpc-status != 0"
+        "errors: answered with HTTP status > 399 or grpc-status != 0; conns: requests in flight"
     )
     lines += [f"FAILED {failure.splitlines()[0]}" for failure in report.failures]
     return "\n".join(lines)
@@ -489,7 +537,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--dest", default="discard", help="router sinks, comma separated: discard,file")
     parser.add_argument("--duration", type=int, default=10, help="measured seconds per case (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds per case (default 2)")
-    parser.add_argument("--connections", type=int, default=4, help="wrk keep-alive connections (default 4)")
+    parser.add_argument(
+        "--connections",
+        default="auto",
+        help="wrk keep-alive connections, or auto (default): fastest of 4/16/64",
+    )
     parser.add_argument("--grpc-clients", type=int, default=8, help="h2load connections")
     parser.add_argument("--grpc-streams", type=int, default=32, help="h2load streams per connection")
     parser.add_argument("--grpc-floor", choices=("aio", "sync"), default="aio", help="default aio")
@@ -497,6 +549,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, server logs)")
     parser.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     args = parser.parse_args(argv)
+    if args.connections != "auto" and not args.connections.isdigit():
+        parser.error(f"--connections takes a number or auto; got {args.connections!r}")
     dests = tuple(d.strip() for d in args.dest.split(",") if d.strip())
     unknown = set(dests) - set(DESTINATIONS)
     if unknown or not dests:
@@ -505,7 +559,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         parser.error("--duration and --warmup are whole seconds, at least 1")
     return Options(
         only=args.only, dests=dests, duration=args.duration, warmup=args.warmup,
-        connections=args.connections, grpc_floor=args.grpc_floor,
+        connections=None if args.connections == "auto" else int(args.connections), grpc_floor=args.grpc_floor,
         grpc_clients=args.grpc_clients, grpc_streams=args.grpc_streams,
         ready_timeout=args.ready_timeout, keep=args.keep, json=args.json,
     )  # fmt: skip

@@ -44,6 +44,8 @@ def _run(
     proc = children.spawn(pinned(argv, cpu), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{argv[0]} still running after {timeout:.0f}s; stopped it") from None
     finally:
         children.stop(proc)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -133,6 +133,31 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / CLOCK_TICKS
 
 
+def core_busy_seconds(cpu: int | None) -> float:
+    """Non-idle time of one core (all processes, interrupts, steal) from
+    /proc/stat; minus the server's own CPU it shows what else ran on the
+    server's core and so skewed a row (other sessions' tests, say)."""
+    if cpu is None:
+        return 0.0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name == f"cpu{cpu}":
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in values[:8])
+            return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+    return 0.0
+
+
+def idle_check(cpus: Cpus, seconds: float = 1.0) -> float:
+    """Share of the two bench cores busy before any load: other sessions'
+    work on a shared machine skews every row, so say so up front."""
+    used = [c for c in (cpus.server, cpus.loadgen) if c is not None]
+    if not used:
+        return 0.0
+    before = sum(core_busy_seconds(c) for c in used)
+    time.sleep(seconds)
+    return (sum(core_busy_seconds(c) for c in used) - before) / (seconds * len(used))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -66,7 +66,7 @@ class RouterConfig:
     routing: RoutingTable
     destinations: dict[str, DestinationConfig] = field(default_factory=dict)
     shutdown_timeout: float = 10.0
-    openrouter_mapping: bool = True
+    openrouter_mapping: bool = False
     admin: AdminSettings | None = None
     auth: Auth | None = None
     limits: Limits = field(default_factory=Limits)
@@ -148,7 +148,9 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
     routing = RoutingTable.read(file, routes, {name: d.destination.accepts for name, d in built.items()})
 
     mapping = top.section("mapping")
-    openrouter = mapping.bool("openrouter", True)
+    # Off by default: OpenRouter applies these fields itself before it broadcasts,
+    # and looking for them costs a scan of every request.
+    openrouter = mapping.bool("openrouter", False)
     mapping.done()
 
     admin = AdminSettings.read(top.section("admin")) if top.has("admin") else None

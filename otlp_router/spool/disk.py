@@ -9,8 +9,8 @@ Layout under the destination's directory::
 Each record is ``[u32 length][u32 crc32][payload]`` and the payload is the
 batch's protobuf bytes behind a small header (signal, items, arrival time, API
 key name). An append returns once the record is written and, per `fsync`,
-on disk: `always` syncs every append, `batch` lets the appends of a few
-milliseconds share one fsync (group commit), `never` leaves it to the OS.
+on disk: `always` syncs every append, `batch` lets every append made while
+one fsync runs share the next (group commit), `never` leaves it to the OS.
 
 At start-up everything after `acked` is read back and handed out again, so
 an acknowledged export survives a crash; a torn or corrupt tail is cut at the
@@ -26,6 +26,7 @@ import fcntl
 import logging
 import os
 import struct
+import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -101,20 +102,21 @@ class DiskSpool(MemorySpool):
     durable = True
 
     def __init__(self, destination: str, directory: Path, max_bytes: int, fsync: str = "batch",
-                 segment_bytes: int = 32 * 1024 * 1024, commit_delay: float = 0.002,
-                 retry_after: float = 1.0) -> None:
+                 segment_bytes: int = 32 * 1024 * 1024, retry_after: float = 1.0) -> None:
         super().__init__(destination, max_bytes, retry_after)
         self.dir = Path(directory)
         self.fsync = fsync
         self.segment_bytes = segment_bytes
-        self.commit_delay = commit_delay
         self._segments: list[tuple[int, Path]] = []      # (first seq, path), oldest first
         self._fd = -1
         self._written = 0                                  # bytes in the current segment
         self._outstanding: OrderedDict[int, Entry] = OrderedDict()
         self._acked_seq = 0
         self._acked_above: set[int] = set()                # acknowledged out of order, past the mark
+        self.ack_interval = 0.2
+        self._acked_saved = 0.0
         self._commit: asyncio.Future[None] | None = None
+        self._syncing = False
         self._unsynced: list[int] = []                     # rotated segment fds still to sync
         self._lock_fd = -1
         self.recovery = Recovery()
@@ -239,24 +241,29 @@ class DiskSpool(MemorySpool):
             os.close(fd)
 
     async def _group_commit(self) -> None:
-        """Wait for the fsync that covers this append, shared with every append
-        made while it was being scheduled."""
-        loop = asyncio.get_running_loop()
+        """Wait for the fsync that covers this append. One fsync runs at a time;
+        every append made while it runs shares the next one (group commit)."""
         if self._commit is None:
-            self._commit = loop.create_future()
-            loop.call_later(self.commit_delay, lambda: asyncio.ensure_future(self._run_commit()))
+            self._commit = asyncio.get_running_loop().create_future()
+            if not self._syncing:
+                # After the callbacks already due, so this loop turn's appends join in.
+                asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._run_commits()))
         await asyncio.shield(self._commit)
 
-    async def _run_commit(self) -> None:
-        future, self._commit = self._commit, None
-        assert future is not None
+    async def _run_commits(self) -> None:
+        self._syncing = True
         try:
-            await self._sync_now()
-        except OSError as e:
-            future.set_exception(SpoolFull(self.destination, f"cannot sync the spool: {e.strerror or e}",
-                                           self.retry_after))
-        else:
-            future.set_result(None)
+            while self._commit is not None:
+                future, self._commit = self._commit, None
+                try:
+                    await self._sync_now()
+                except OSError as e:
+                    future.set_exception(SpoolFull(self.destination, f"cannot sync the spool: {e.strerror or e}",
+                                                   self.retry_after))
+                else:
+                    future.set_result(None)
+        finally:
+            self._syncing = False
 
     # -- acknowledging ----------------------------------------------------
 
@@ -275,12 +282,20 @@ class DiskSpool(MemorySpool):
             self._acked_above.add(entry.seq)
         mark = next(iter(self._outstanding)) - 1 if self._outstanding else self._seq
         self._acked_above = {seq for seq in self._acked_above if seq > mark}
-        tmp = self.dir / "acked.tmp"
-        tmp.write_text(" ".join(map(str, [mark, *sorted(self._acked_above)])))
-        os.replace(tmp, self.dir / "acked")  # losing this write only means duplicates, not loss
         if mark > self._acked_seq:
             self._acked_seq = mark
             self._delete_acked_segments()
+        # The mark is saved at most every `ack_interval`: a crash in between
+        # only means a few duplicates, never a loss.
+        now = time.monotonic()
+        if now - self._acked_saved >= self.ack_interval:
+            self._save_acked()
+            self._acked_saved = now
+
+    def _save_acked(self) -> None:
+        tmp = self.dir / "acked.tmp"
+        tmp.write_text(" ".join(map(str, [self._acked_seq, *sorted(self._acked_above)])))
+        os.replace(tmp, self.dir / "acked")
 
     def _delete_acked_segments(self) -> None:
         # A segment is done when the next one starts at or below the acked mark + 1.
@@ -290,6 +305,8 @@ class DiskSpool(MemorySpool):
 
     def release(self) -> None:
         """Close files and the lock (after the delivery stopped)."""
+        if self._lock_fd >= 0:
+            self._save_acked()
         for fd in [*self._unsynced, self._fd]:
             if fd < 0:
                 continue
