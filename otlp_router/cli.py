@@ -120,7 +120,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
                     "access_key_id": args.access_key_id, "secret_access_key": args.secret_access_key,
                     "addressing_style": args.addressing_style}
         store = S3Store(S3Settings.read(Section({k: v for k, v in settings.items() if v is not None}, "decode")))
-        return store.get(key)
+        data = store.read(key)
+        if data is None:
+            raise FileNotFoundError(f"s3://{bucket}/{key} does not exist")
+        return data
 
     failed = 0
     for source in args.objects:

@@ -239,3 +239,38 @@ def test_check_puts_and_removes_a_probe_and_explains_failures(tmp_path, moto) ->
     assert "destination good (s3): ok: wrote and removed s3://checked/" in result.stdout
     assert "destination missing (s3): FAILED" in result.stdout and "does not exist" in result.stdout
     assert moto.objects(bucket) == {}
+
+
+@pytest.mark.parametrize("fmt", ["json", "cbor_zstd"])
+def test_a_replay_after_a_crash_does_not_create_a_second_object(tmp_path, fmt) -> None:
+    """The same spool entries written again (acknowledgement lost in a crash) find their object."""
+    import asyncio
+
+    from otlp_router.destinations import build
+    from otlp_router.model.batch import Batch
+    from otlp_router.model.signals import TRACES
+    from otlp_router.settings import Section
+    from otlp_router.spool.base import Entry
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from otlp_router.model import otlp_json
+
+    request = otlp_json.decode(ExportTraceServiceRequest, (FIXTURES / "otel_genai.json").read_bytes())
+    received = time.time() - 5
+
+    async def write_once() -> None:
+        settings = {"type": "file", "dir": str(tmp_path / "store"), "format": fmt,
+                    **({"trace_idle": "10ms"} if fmt == "json" else {"every": "10ms"})}
+        destination = build("store", Section(settings, "t.yaml", "destinations.store"))
+        acked: list = []
+        destination.bind(acked.extend)
+        await destination.start()
+        entry = Entry(Batch(TRACES, None, 1, request.SerializeToString(), received=received), 0, 1)
+        await destination.take([entry])
+        await destination.stop()
+        assert acked == [entry]
+
+    asyncio.run(write_once())
+    first = sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file())
+    asyncio.run(write_once())
+    assert sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file()) == first
+    assert str(int(received)) in first[0]

@@ -7,7 +7,6 @@ restart the spool hands the same entries over again."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -60,6 +59,7 @@ class Group:
     entries: dict[int, Entry] = field(default_factory=dict)
     size: int = 0
     api_key_name: str | None = None
+    first_received: float = float("inf")            # unix time the first item arrived: names the object
 
     def take(self, entry: Entry, size: int, now: float) -> bool:
         """Count the entry in; True when it is new to this group."""
@@ -68,6 +68,7 @@ class Group:
         if id(entry) in self.entries:
             return False
         self.entries[id(entry)] = entry
+        self.first_received = min(self.first_received, entry.batch.received)
         return True
 
 
@@ -145,14 +146,16 @@ class RecordBatcher:
         self.full: list[RecordGroup] = []
         self._last_id = 0
 
-    def _next_id(self) -> int:
-        # Increasing across restarts too: microseconds since the epoch, or one more.
-        self._last_id = max(self._last_id + 1, time.time_ns() // 1000)
+    def _next_id(self, received: float, index: int) -> int:
+        # From the arrival time (microseconds) and the position in the request, so
+        # a replay after a restart numbers the same records the same; increasing.
+        self._last_id = max(self._last_id + 1, int(received * 1_000_000) + index)
         return self._last_id
 
     def add(self, entry: Entry, now: float) -> int:
         touched = 0
         batch = entry.batch
+        index = 0
         for rs in batch.message.resource_spans:
             resource = to_dict(rs.resource.attributes)
             for ss in rs.scope_spans:
@@ -161,8 +164,9 @@ class RecordBatcher:
                     genai = view(span, resource)
                     if not genai.is_genai:
                         continue
-                    rec = aperture_record(ref, genai, record_id=self._next_id(), privacy=self.privacy,
-                                          api_key_name=batch.api_key_name)
+                    index += 1
+                    rec = aperture_record(ref, genai, record_id=self._next_id(batch.received, index),
+                                          privacy=self.privacy, api_key_name=batch.api_key_name)
                     if rec is None:
                         continue
                     if self.current is None:

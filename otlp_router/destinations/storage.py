@@ -147,15 +147,21 @@ class StorageDestination(Destination):
             await self._put_unique(group, lambda ts: self._lines_key(group.signal, ts, suffix), data)
 
     async def _put_unique(self, group: Group, key_for: Any, data: bytes) -> None:
-        """Objects are named by the unix second of the write; two in one second
-        take the next free second instead of overwriting each other."""
-        ts = int(time.time())
+        """Objects are named by the unix second their first item arrived, which a
+        replay after a crash gives again: written only if absent, an existing
+        object with the same bytes is that earlier write, and one with other
+        bytes (two objects in one second) moves this one to the next second."""
+        ts = int(group.first_received)
         for _ in range(3600):
             key = key_for(ts)
             if await self.store.put(key, data, if_absent=True):
                 return
+            if await self.store.get(key) == data:
+                log.info("destination %s: %s was already written (replayed after a restart)", self.name,
+                         self.store.location(key))
+                return
             ts += 1
-        raise StoreError(f"no free object name near {key_for(int(time.time()))}")
+        raise StoreError(f"no free object name near {key_for(int(group.first_received))}")
 
     def _variables(self, api_key_name: str | None, when: float) -> dict[str, str]:
         t = time.gmtime(when)

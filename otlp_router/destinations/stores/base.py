@@ -22,6 +22,10 @@ class Store(ABC):
         """Write an object; with `if_absent`, False (and nothing written) when the key exists."""
 
     @abstractmethod
+    async def get(self, key: str) -> bytes | None:
+        """An object's bytes, or None when there is no such key."""
+
+    @abstractmethod
     async def check(self, prefix: str) -> CheckResult:
         """Put and remove a small probe object under `prefix`."""
 

@@ -48,6 +48,14 @@ class LocalStore(Store):
         except OSError as e:
             raise StoreError(f"cannot write {self.location(key)}: {e.strerror or e}") from None
 
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return await asyncio.to_thread((self.dir / key).read_bytes)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StoreError(f"cannot read {self.location(key)}: {e.strerror or e}") from None
+
     async def check(self, prefix: str) -> CheckResult:
         key = f"{prefix.rstrip('/')}/.otlp-router-check-{uuid.uuid4().hex}" if prefix else \
             f".otlp-router-check-{uuid.uuid4().hex}"

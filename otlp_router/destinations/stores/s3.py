@@ -154,11 +154,20 @@ class S3Store(Store):
             return CheckResult(False, f"{self.location(key)}: {self._explain(e)}")
         return CheckResult(True, f"wrote and removed {self.location(key)}")
 
-    def get(self, key: str) -> bytes:
-        """Read an object (blocking; for `otlp-router decode`)."""
+    def read(self, key: str) -> bytes | None:
+        """An object's bytes, None when missing (blocking; `otlp-router decode` uses it directly)."""
         if self._client is None:
             self._client = self._make_client()
         try:
             return self._client.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read()
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
             raise self._explain(e) from None
+        except botocore.exceptions.BotoCoreError as e:
+            raise self._explain(e) from None
+
+    async def get(self, key: str) -> bytes | None:
+        await self.start()
+        async with self._slots:
+            return await asyncio.to_thread(self.read, key)
