@@ -1,4 +1,4 @@
-"""`otlp-router` command line: run, check, explain, decode, replay."""
+"""`otlp-router` command line: run, check, reload, explain, decode, replay."""
 
 from __future__ import annotations
 
@@ -182,6 +182,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if asyncio.run(replay()) else 0
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Validate the config, then ask the running router to load it (SIGHUP)."""
+    import os
+    import signal
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    pid_file = config.spool.dir / "otlp-router.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as e:
+        print(f"otlp-router: no running router found through {pid_file}: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.config} is valid; asked the router (pid {pid}) to reload it")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otlp-router", description="OTLP receiver and router for LLM traces.")
     parser.add_argument("--version", action="version", version=f"otlp-router {__version__}")
@@ -219,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("-c", "--config", default="router.yaml")
     replay.add_argument("destinations", nargs="*", help="destination names (default: all)")
     replay.set_defaults(func=cmd_replay)
+
+    reload = commands.add_parser("reload", help="validate router.yaml and make the running router load it "
+                                                "(same as SIGHUP)")
+    reload.add_argument("-c", "--config", default="router.yaml")
+    reload.set_defaults(func=cmd_reload)
 
     args = parser.parse_args(argv)
     logs.setup(args.log_level, args.log_format)

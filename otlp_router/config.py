@@ -7,7 +7,7 @@ import logging
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import yaml
 
@@ -71,6 +71,7 @@ class RouterConfig:
     auth: Auth | None = None
     limits: Limits = field(default_factory=Limits)
     secrets: frozenset[str] = frozenset()   # values never to be logged
+    raw_destinations: dict[str, Any] = field(default_factory=dict)  # as written, to see what a reload changed
 
 
 _SECRET_KEYS = ("key", "secret_access_key", "session_token", "access_key_id", "hash_key", "password", "token")
@@ -164,4 +165,4 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
                 raise ConfigError(file, f"receivers.otlp.auth.api_keys[{i}].routes",
                                   f"unknown route(s) {', '.join(unknown)} (defined: {', '.join(sorted(route_names))})")
     return RouterConfig(file, http, grpc, spool_settings, routing, built, shutdown_timeout, openrouter, admin,
-                        auth, limits, frozenset(_secrets(raw)))
+                        auth, limits, frozenset(_secrets(raw)), dict(top.data.get("destinations") or {}))

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
 
 from otlp_router import telemetry
 from otlp_router.admin import Admin
-from otlp_router.config import RouterConfig
+from otlp_router import config as config_module
+from otlp_router.config import DestinationConfig, RouterConfig
+from otlp_router.settings import ConfigError
 from otlp_router.destinations.delivery import Delivery
 from otlp_router.model.signals import SIGNALS
 from otlp_router.pipeline import Pipeline
@@ -28,12 +32,7 @@ log = logging.getLogger("otlp_router")
 class Router:
     def __init__(self, config: RouterConfig) -> None:
         self.config = config
-        self.deliveries = {
-            name: Delivery(d.destination, self._spool(name), d.retry, d.batch,
-                           DeadLetters(config.spool.dir / name / "dead", config.spool.dead_letter_ttl)
-                           if config.spool.durable else None)
-            for name, d in config.destinations.items()
-        }
+        self.deliveries = {name: self._delivery(name, d) for name, d in config.destinations.items()}
         self.pipeline = Pipeline(config.routing, self.deliveries,
                                  {name: d.shaping for name, d in config.destinations.items()},
                                  OpenRouterMapping() if config.openrouter_mapping else None)
@@ -43,29 +42,34 @@ class Router:
         self.grpc = GrpcReceiver(config.grpc, self.intake, signals) if config.grpc else None
         self.admin = Admin(config.admin, self) if config.admin else None
         self.draining = False
+        self._reloading = asyncio.Lock()
 
     def update_gauges(self) -> None:
         for name, delivery in self.deliveries.items():
             telemetry.spool_bytes.labels(name).set(delivery.spool.pending_bytes)
             telemetry.spool_items.labels(name).set(delivery.spool.pending_items)
 
-    def _spool(self, name: str) -> Spool:
+    def _delivery(self, name: str, d: DestinationConfig) -> Delivery:
         s = self.config.spool
-        if s.durable:
-            return DiskSpool(name, s.dir / name, s.max_bytes, s.fsync, s.segment_bytes)
-        return MemorySpool(name, s.max_bytes)
+        spool: Spool = DiskSpool(name, s.dir / name, s.max_bytes, s.fsync, s.segment_bytes) if s.durable \
+            else MemorySpool(name, s.max_bytes)
+        dead = DeadLetters(s.dir / name / "dead", s.dead_letter_ttl) if s.durable else None
+        return Delivery(d.destination, spool, d.retry, d.batch, dead)
+
+    @staticmethod
+    async def _start_delivery(delivery: Delivery) -> None:
+        if isinstance(delivery.spool, DiskSpool):
+            try:
+                delivery.spool.open()
+            except (RuntimeError, OSError, ValueError) as e:
+                raise StartupError(f"spool of destination {delivery.name}: {e}") from None
+        if delivery.dead_letters is not None:
+            delivery.dead_letters.expire()
+        await delivery.start()
 
     async def start(self) -> None:
         for delivery in self.deliveries.values():
-            if isinstance(delivery.spool, DiskSpool):
-                try:
-                    delivery.spool.open()
-                except (RuntimeError, OSError, ValueError) as e:
-                    raise StartupError(f"spool of destination {delivery.name}: {e}") from None
-            if delivery.dead_letters is not None:
-                delivery.dead_letters.expire()
-        for delivery in self.deliveries.values():
-            await delivery.start()
+            await self._start_delivery(delivery)
         try:
             if self.admin:
                 await self.admin.start()
@@ -76,6 +80,7 @@ class Router:
         except Exception:
             await self.stop()
             raise
+        self._write_pid()
         parts = []
         if self.http:
             parts.append("http=%s:%d" % self.http.address)
@@ -85,6 +90,56 @@ class Router:
             parts.append("admin=%s:%d" % self.admin.server.address)
         # One stable line that scripts and tests wait for.
         print(f"otlp-router ready {' '.join(parts)}", file=sys.stderr, flush=True)
+
+    @property
+    def pid_file(self) -> Path:
+        return self.config.spool.dir / "otlp-router.pid"
+
+    def _write_pid(self) -> None:
+        self.config.spool.dir.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write_text(f"{os.getpid()}\n")
+
+    async def reload(self) -> bool:
+        """Re-read the config file and swap routes and destinations in place.
+
+        Receivers keep their sockets and connections; a destination whose
+        settings did not change keeps running untouched; a changed one gets a
+        new destination object on the same spool, so nothing spooled is lost.
+        A config that does not load is refused and the running one stays."""
+        async with self._reloading:
+            try:
+                new = config_module.load(self.config.file)
+            except ConfigError as e:
+                log.error("reload refused, the running config stays: %s", e)
+                return False
+            for part in ("http", "grpc", "admin", "spool", "auth", "limits"):
+                if repr(getattr(new, part)) != repr(getattr(self.config, part)):
+                    log.warning("reload: %s settings changed; they take effect at the next restart", part)
+            old_raw, new_raw = self.config.raw_destinations, new.raw_destinations
+            added = [n for n in new_raw if n not in old_raw]
+            removed = [n for n in old_raw if n not in new_raw]
+            changed = [n for n in new_raw if n in old_raw and new_raw[n] != old_raw[n]]
+            started = {}
+            for name in added:
+                started[name] = self._delivery(name, new.destinations[name])
+                await self._start_delivery(started[name])
+            for name in changed:
+                d = new.destinations[name]
+                await self.deliveries[name].replace(d.destination, d.retry, d.batch)
+            deliveries = {name: started.get(name) or self.deliveries[name] for name in new.destinations}
+            # One synchronous swap: every request after it sees the new table.
+            self.pipeline.routing = new.routing
+            self.pipeline.shaping = {name: d.shaping for name, d in new.destinations.items()}
+            self.pipeline.deliveries = deliveries
+            self.pipeline.openrouter = OpenRouterMapping() if new.openrouter_mapping else None
+            gone = [self.deliveries[name] for name in removed]
+            self.deliveries = deliveries
+            self.config = new
+            await asyncio.gather(*(d.stop(new.shutdown_timeout) for d in gone))
+            log.info("reloaded %s: %d route(s); destinations added %s, changed %s, removed %s, kept %d",
+                     new.file, len(new.routing.routes) + bool(new.routing.default), added or "none",
+                     changed or "none", removed or "none", len(new_raw) - len(added) - len(changed))
+            return True
 
     async def stop(self) -> None:
         timeout = self.config.shutdown_timeout
@@ -97,22 +152,35 @@ class Router:
         await asyncio.gather(*(d.stop(timeout) for d in self.deliveries.values()))
         if self.admin:
             await self.admin.stop()
+        try:
+            if self.pid_file.read_text().strip() == str(os.getpid()):
+                self.pid_file.unlink()
+        except OSError:
+            pass
 
 
 async def serve(config: RouterConfig) -> None:
-    """Run until SIGTERM or SIGINT."""
+    """Run until SIGTERM or SIGINT; SIGHUP reloads the config."""
     router = Router(config)
     await router.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_hup() -> None:
+        task = asyncio.ensure_future(router.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await stop.wait()
         log.info("shutting down: draining receivers and destinations")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        await asyncio.gather(*reloads, return_exceptions=True)
         await router.stop()
 
 

@@ -87,6 +87,21 @@ class Delivery:
         self._tasks = [asyncio.create_task(self._run(), name=f"delivery:{self.name}:{i}")
                        for i in range(self.max_in_flight)]
 
+    async def replace(self, destination: Destination, retry: RetrySettings, batch: BatchSettings) -> None:
+        """Carry on from the same spool with a new destination (a reload changed
+        its settings): exports in flight go back to the spool, the old
+        destination flushes what it gathered, the new one takes over."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.destination.stop()
+        self.destination, self.retry, self.batch = destination, retry, batch
+        self.flush_interval = batch.flush_interval if batch.flush_interval is not None \
+            else destination.default_flush_interval
+        self.max_in_flight = batch.max_in_flight or destination.default_max_in_flight
+        self.last_error = None
+        await self.start()
+
     async def stop(self, timeout: float) -> None:
         """Close the spool, deliver what is in it within `timeout`, then stop the destination."""
         self.spool.close()
@@ -133,6 +148,9 @@ class Delivery:
                     self.spool.read(self.batch.max_items - items, self.batch.max_bytes - size), remaining)
             except asyncio.TimeoutError:
                 break
+            except asyncio.CancelledError:
+                self.spool.requeue(entries)  # stopping mid-gather: hand them out again later
+                raise
             if not more:
                 break
             entries.extend(more)
