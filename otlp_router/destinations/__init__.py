@@ -5,6 +5,7 @@ from __future__ import annotations
 from otlp_router.destinations.base import CheckResult, Destination, ExportError
 from otlp_router.destinations.discard import DiscardDestination
 from otlp_router.destinations.file import FileDestination
+from otlp_router.destinations.loadbalance import LoadBalancedDestination
 from otlp_router.destinations.otlp_grpc import OtlpGrpcDestination
 from otlp_router.destinations.otlp_http import OtlpHttpDestination
 from otlp_router.destinations.storage import LocalStorageDestination, S3Destination
@@ -21,6 +22,8 @@ def build(name: str, settings: Section) -> Destination:
     # use the S3 key layout under it.
     if type_name == "file" and settings.data.get("format") in ("json", "cbor_zstd"):
         return LocalStorageDestination(name, settings)
+    if type_name in ("otlp_http", "otlp_grpc") and settings.has("loadbalance"):
+        return LoadBalancedDestination(name, settings, TYPES[type_name])
     return TYPES[type_name](name, settings)
 
 

@@ -13,6 +13,11 @@ from otlp_router.settings import Section
 from otlp_router.spool.base import Entry
 
 
+# Keys every destination has, read by the router around the destination itself
+# (delivery, shaping); a destination's own settings are the rest.
+COMMON_KEYS = ("type", "retry", "batch", "max_in_flight", "privacy", "redaction", "attributes", "sampling")
+
+
 class ExportError(Exception):
     """An export failed. `permanent` failures are never retried (the data is
     rejected as such); others are retried, after `retry_after` if the

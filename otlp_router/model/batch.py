@@ -71,3 +71,28 @@ class Batch:
 
     def __repr__(self) -> str:
         return f"Batch({self.signal.name}, {self.items} {self.signal.item_name})"
+
+
+def select(batch: Batch, keep: list[bool]) -> Batch:
+    """A new batch of the items whose flag is set (flags in item order), each
+    with its resource and scope."""
+    signal = batch.signal
+    out = type(batch.message)()
+    items = 0
+    flags = iter(keep)
+    for rs in getattr(batch.message, signal.resource_field):
+        new_rs = None
+        for ss in getattr(rs, signal.scope_field):
+            kept = [item for item in getattr(ss, signal.items_field) if next(flags)]
+            if not kept:
+                continue
+            if new_rs is None:
+                new_rs = getattr(out, signal.resource_field).add()
+                new_rs.resource.CopyFrom(rs.resource)
+                new_rs.schema_url = rs.schema_url
+            new_ss = getattr(new_rs, signal.scope_field).add()
+            new_ss.scope.CopyFrom(ss.scope)
+            new_ss.schema_url = ss.schema_url
+            getattr(new_ss, signal.items_field).extend(kept)
+            items += sum(map(signal.weight, kept)) if signal.weight else len(kept)
+    return batch.derive(out, items)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from otlp_router import telemetry
-from otlp_router.model.batch import Batch
+from otlp_router.model.batch import Batch, select
 from otlp_router.model.signals import SIGNALS
 from otlp_router.routing.match import ItemContext, Needs, Predicate, compile_rule, walk
 from otlp_router.routing.shaping import ROUTE_KEYS, Shaping
@@ -188,31 +188,6 @@ class RoutingTable:
                 telemetry.unrouted.labels(name).inc(n)
             for route in routes:
                 telemetry.routed.labels(route.name, name).inc(n)
-
-
-def select(batch: Batch, keep: list[bool]) -> Batch:
-    """A new batch of the items whose flag is set (flags in walk order), each
-    with its resource and scope."""
-    signal = batch.signal
-    out = type(batch.message)()
-    items = 0
-    flags = iter(keep)
-    for rs in getattr(batch.message, signal.resource_field):
-        new_rs = None
-        for ss in getattr(rs, signal.scope_field):
-            kept = [item for item in getattr(ss, signal.items_field) if next(flags)]
-            if not kept:
-                continue
-            if new_rs is None:
-                new_rs = getattr(out, signal.resource_field).add()
-                new_rs.resource.CopyFrom(rs.resource)
-                new_rs.schema_url = rs.schema_url
-            new_ss = getattr(new_rs, signal.scope_field).add()
-            new_ss.scope.CopyFrom(ss.scope)
-            new_ss.schema_url = ss.schema_url
-            getattr(new_ss, signal.items_field).extend(kept)
-            items += sum(map(signal.weight, kept)) if signal.weight else len(kept)
-    return batch.derive(out, items)
 
 
 def _items(batch: Batch) -> Any:
