@@ -101,6 +101,22 @@ def _data_points(metric: Metric) -> Any:
     return getattr(metric, kind).data_points if kind else ()
 
 
+def _remove(items: Any, bad: list[int]) -> None:
+    """Delete the items at these (sorted) indexes. Each deletion shifts what
+    follows, so past a few, rebuilding the list keeps this linear."""
+    if len(bad) <= 8:
+        for i in reversed(bad):
+            del items[i]
+        return
+    drop = set(bad)
+    keep = [item for i, item in enumerate(items) if i not in drop]
+    copies = [type(item)() for item in keep]
+    for copy, item in zip(copies, keep):
+        copy.CopyFrom(item)
+    del items[:]
+    items.extend(copies)
+
+
 def _inspector(resource_field: str, scope_field: str, items_field: str, noun: str,
                problem: Callable[[Any], str | None], weight: Callable[[Any], int] | None = None,
                bad_indexes: Callable[[Any], list[int]] | None = None) -> Callable[[Message], tuple[int, Rejection]]:
@@ -122,8 +138,7 @@ def _inspector(resource_field: str, scope_field: str, items_field: str, noun: st
                     item = items[bad[0]]
                     first = first or f"{noun} {getattr(item, 'name', '') or bad[0]!r}: {problem(item)}"
                     rejected += sum(weight(items[i]) for i in bad) if weight else len(bad)
-                    for i in reversed(bad):
-                        del items[i]
+                    _remove(items, bad)
                 accepted += sum(weight(item) for item in items) if weight else len(items)
         if not rejected:
             return accepted, Rejection()
