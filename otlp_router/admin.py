@@ -66,7 +66,8 @@ def _counter_total(counter: Any, **match: str) -> float:
 
 
 class Admin:
-    def __init__(self, settings: AdminSettings, router: "Router") -> None:
+    def __init__(self, settings: AdminSettings, router: "Router", uds: Path | None = None,
+                 extra_routes: list[Route] | None = None) -> None:
         self.settings = settings
         self.router = router
         self.problems = RecentProblems()
@@ -74,8 +75,9 @@ class Admin:
         self._rate: collections.deque[tuple[float, float]] = collections.deque(maxlen=30)
         self.app = Starlette(routes=[
             Route("/", self.page), Route("/metrics", self.metrics), Route("/healthz", self.healthz),
-            Route("/readyz", self.readyz), Route("/api/status", self.status)])
-        self.server = AsgiServer(self.app, "admin endpoint", settings.host, settings.port, http="h11", tls=settings.tls)
+            Route("/readyz", self.readyz), Route("/api/status", self.status), *(extra_routes or [])])
+        self.server = AsgiServer(self.app, "admin endpoint", settings.host, settings.port, http="h11",
+                                 tls=settings.tls, uds=uds)
 
     async def page(self, request: Request) -> Response:
         return HTMLResponse(STATUS_PAGE.read_text(encoding="utf-8"))

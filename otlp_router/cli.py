@@ -31,8 +31,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
+    argv = [sys.executable, "-m", "otlp_router", "--log-level", args.log_level, "--log-format", args.log_format,
+            "run", "-c", args.config]
     try:
-        server.run(config)
+        server.run(config, argv)
     except StartupError as e:
         print(f"otlp-router: cannot start: {e}", file=sys.stderr)
         return 1

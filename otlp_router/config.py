@@ -4,6 +4,7 @@ exactly what is wrong (file, key path, what was expected)."""
 from __future__ import annotations
 
 import logging
+import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ class RouterConfig:
     limits: Limits = field(default_factory=Limits)
     secrets: frozenset[str] = frozenset()   # values never to be logged
     raw_destinations: dict[str, Any] = field(default_factory=dict)  # as written, to see what a reload changed
+    workers: int = 1
 
 
 _SECRET_KEYS = ("key", "secret_access_key", "session_token", "access_key_id", "hash_key", "password", "token")
@@ -155,6 +157,11 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
     mapping.done()
 
     admin = AdminSettings.read(top.section("admin")) if top.has("admin") else None
+    workers = top.raw("workers", 1)
+    if workers == "auto":
+        workers = len(os.sched_getaffinity(0))
+    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        top.fail(f"expected a number of worker processes (1 or more) or auto, got {workers!r}", "workers")
     shutdown_timeout = top.duration("shutdown_timeout", 10.0)
     top.done()
     if auth is not None:
@@ -165,4 +172,4 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
                 raise ConfigError(file, f"receivers.otlp.auth.api_keys[{i}].routes",
                                   f"unknown route(s) {', '.join(unknown)} (defined: {', '.join(sorted(route_names))})")
     return RouterConfig(file, http, grpc, spool_settings, routing, built, shutdown_timeout, openrouter, admin,
-                        auth, limits, frozenset(_secrets(raw)), dict(top.data.get("destinations") or {}))
+                        auth, limits, frozenset(_secrets(raw)), dict(top.data.get("destinations") or {}), workers)

@@ -4,24 +4,32 @@ before the client hears back."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import TYPE_CHECKING
+
 from otlp_router import telemetry
 from otlp_router.destinations.delivery import Delivery
 from otlp_router.model.batch import Batch
 from otlp_router.routing.openrouter import OpenRouterMapping
 from otlp_router.routing.shaping import Shaping, shape
 from otlp_router.routing.table import Route, RoutingTable
-from otlp_router.spool.base import SpoolFull
+from otlp_router.spool.base import Spool, SpoolFull
+
+if TYPE_CHECKING:
+    from otlp_router.peers import Peers
 
 __all__ = ["Pipeline", "SpoolFull"]
 
 
 class Pipeline:
     def __init__(self, routing: RoutingTable, deliveries: dict[str, Delivery],
-                 shaping: dict[str, Shaping] | None = None, openrouter: OpenRouterMapping | None = None) -> None:
+                 shaping: dict[str, Shaping] | None = None, openrouter: OpenRouterMapping | None = None,
+                 peers: Peers | None = None) -> None:
         self.routing = routing
         self.deliveries = deliveries
         self.shaping = shaping or {}
         self.openrouter = openrouter
+        self.peers = peers  # other workers, for destinations that need whole traces
 
     def prepare(self, batch: Batch) -> list[tuple[str, Batch]]:
         """Map, route and shape: what each destination would receive (also `explain`)."""
@@ -56,8 +64,21 @@ class Pipeline:
         destination it goes to cannot take it now."""
         if not batch.items:
             return
-        spools = [(self.deliveries[dest].spool, b) for dest, b in self.prepare(batch)]
-        for spool, b in spools:
+        local: list[tuple[Spool, Batch]] = []
+        handovers: list[tuple[int, str, Batch]] = []
+        for dest, b in self.prepare(batch):
+            if self.peers is not None and dest in self.peers.destinations:
+                for owner, part in self.peers.split(b).items():
+                    if owner == self.peers.index:
+                        local.append((self.deliveries[dest].spool, part))
+                    else:
+                        handovers.append((owner, dest, part))
+            else:
+                local.append((self.deliveries[dest].spool, b))
+        for spool, b in local:
             spool.check_room(b.size)
-        for spool, b in spools:
+        for spool, b in local:
             await spool.append(b)
+        if handovers:
+            assert self.peers is not None
+            await asyncio.gather(*(self.peers.hand_over(*h) for h in handovers))

@@ -8,10 +8,12 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from otlp_router import telemetry
-from otlp_router.admin import Admin
+from otlp_router.admin import Admin, AdminSettings
+from otlp_router.peers import Peers, internal_routes, socket_path
 from otlp_router import config as config_module
 from otlp_router.config import DestinationConfig, RouterConfig
 from otlp_router.settings import ConfigError
@@ -29,18 +31,64 @@ from otlp_router.spool.deadletter import DeadLetters
 log = logging.getLogger("otlp_router")
 
 
+@dataclass(frozen=True)
+class WorkerRole:
+    """One of `workers: N` processes (see workers.py): its index, and the ports
+    the supervisor reserved for all of them to share."""
+
+    index: int
+    count: int
+    http_port: int | None
+    grpc_port: int | None
+
+    ENV = "OTLP_ROUTER_WORKER"
+
+    def to_env(self) -> str:
+        return f"{self.index}/{self.count}/{self.http_port or 0}/{self.grpc_port or 0}"
+
+    @classmethod
+    def from_env(cls) -> "WorkerRole | None":
+        value = os.environ.get(cls.ENV)
+        if not value:
+            return None
+        index, count, http_port, grpc_port = (int(x) for x in value.split("/"))
+        return cls(index, count, http_port or None, grpc_port or None)
+
+    def adapt(self, config: RouterConfig) -> RouterConfig:
+        """This worker's share: the shared ports, its own spool partition, no admin port of its own."""
+        return replace(
+            config,
+            http=replace(config.http, port=self.http_port) if config.http else None,
+            grpc=replace(config.grpc, port=self.grpc_port) if config.grpc else None,
+            spool=replace(config.spool, dir=config.spool.dir / f"worker-{self.index}"),
+            admin=None)
+
+
 class Router:
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(self, config: RouterConfig, worker: WorkerRole | None = None) -> None:
+        self.worker = worker
+        self.root_spool_dir = config.spool.dir
+        config = worker.adapt(config) if worker else config
         self.config = config
         self.deliveries = {name: self._delivery(name, d) for name, d in config.destinations.items()}
+        self.peers = None
+        if worker is not None and worker.count > 1:
+            self.peers = Peers(worker.index, worker.count, self.root_spool_dir,
+                               {n for n, d in config.destinations.items() if d.destination.whole_traces})
         self.pipeline = Pipeline(config.routing, self.deliveries,
                                  {name: d.shaping for name, d in config.destinations.items()},
-                                 OpenRouterMapping() if config.openrouter_mapping else None)
+                                 OpenRouterMapping() if config.openrouter_mapping else None, self.peers)
         signals = list(SIGNALS.values())
         self.intake = Intake(self.pipeline, config.auth, config.limits)
-        self.http = HttpReceiver(config.http, self.intake, signals) if config.http else None
-        self.grpc = GrpcReceiver(config.grpc, self.intake, signals) if config.grpc else None
+        shared = worker is not None
+        self.http = HttpReceiver(config.http, self.intake, signals, reuse_port=shared) if config.http else None
+        self.grpc = GrpcReceiver(config.grpc, self.intake, signals, reuse_port=shared) if config.grpc else None
         self.admin = Admin(config.admin, self) if config.admin else None
+        if worker is not None:
+            # The supervisor reads this worker's status and metrics, and other
+            # workers hand it the spans of the traces it owns, on a local socket.
+            self.admin = Admin(AdminSettings(), self, uds=socket_path(self.root_spool_dir, worker.index),
+                               extra_routes=internal_routes(lambda: self.deliveries))
         self.draining = False
         self._reloading = asyncio.Lock()
 
@@ -86,7 +134,7 @@ class Router:
             parts.append("http=%s:%d" % self.http.address)
         if self.grpc:
             parts.append("grpc=%s:%d" % self.grpc.address)
-        if self.admin:
+        if self.admin and self.worker is None:
             parts.append("admin=%s:%d" % self.admin.server.address)
         # One stable line that scripts and tests wait for.
         print(f"otlp-router ready {' '.join(parts)}", file=sys.stderr, flush=True)
@@ -96,6 +144,8 @@ class Router:
         return self.config.spool.dir / "otlp-router.pid"
 
     def _write_pid(self) -> None:
+        if self.worker is not None:
+            return  # the supervisor's pid is the one `otlp-router reload` signals
         self.config.spool.dir.mkdir(parents=True, exist_ok=True)
         self.pid_file.write_text(f"{os.getpid()}\n")
 
@@ -112,6 +162,8 @@ class Router:
             except ConfigError as e:
                 log.error("reload refused, the running config stays: %s", e)
                 return False
+            if self.worker is not None:
+                new = self.worker.adapt(new)
             for part in ("http", "grpc", "admin", "spool", "auth", "limits"):
                 if repr(getattr(new, part)) != repr(getattr(self.config, part)):
                     log.warning("reload: %s settings changed; they take effect at the next restart", part)
@@ -152,6 +204,8 @@ class Router:
         await asyncio.gather(*(d.stop(timeout) for d in self.deliveries.values()))
         if self.admin:
             await self.admin.stop()
+        if self.peers is not None:
+            await self.peers.close()
         try:
             if self.pid_file.read_text().strip() == str(os.getpid()):
                 self.pid_file.unlink()
@@ -161,7 +215,7 @@ class Router:
 
 async def serve(config: RouterConfig) -> None:
     """Run until SIGTERM or SIGINT; SIGHUP reloads the config."""
-    router = Router(config)
+    router = Router(config, WorkerRole.from_env())
     await router.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -184,10 +238,16 @@ async def serve(config: RouterConfig) -> None:
         await router.stop()
 
 
-def run(config: RouterConfig) -> None:
+def run(config: RouterConfig, worker_argv: list[str] | None = None) -> None:
+    """Serve; with `workers: N` > 1, supervise N router processes started with `worker_argv`."""
+    if config.workers > 1 and WorkerRole.from_env() is None:
+        from otlp_router.workers import supervise
+        main = supervise(config, worker_argv or [])
+    else:
+        main = serve(config)
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on Windows); asyncio's loop works too
-        asyncio.run(serve(config))
+        asyncio.run(main)
     else:
-        uvloop.run(serve(config))
+        uvloop.run(main)

@@ -49,6 +49,9 @@ class Destination(ABC):
     # Destinations that gather items into objects take spool entries with
     # `take` and acknowledge them later, through the callback given to `bind`.
     deferred_ack: ClassVar[bool] = False
+    # Needs every span of a trace in one process (per-trace JSON); with several
+    # workers the spans are handed to the trace's owner worker.
+    whole_traces: bool = False
 
     def bind(self, ack: Callable[[list[Entry]], None]) -> None:
         """Receive the callback that acknowledges entries (deferred_ack destinations)."""

@@ -62,6 +62,7 @@ class StorageDestination(Destination):
         if self.format != "otlp_json":
             self.accepts = frozenset({"traces"})  # per-trace JSON and Aperture records are trace formats
         if self.format == "json":
+            self.whole_traces = True
             self.path_template = _path_template(settings)
             self.assembler = TraceAssembler(
                 settings.duration("trace_idle", 5.0, minimum=0.001),

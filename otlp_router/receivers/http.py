@@ -156,8 +156,9 @@ class _ClientGone(Exception):
 class HttpReceiver(AsgiServer):
     """Serves the export paths of `signals` on one socket until stopped."""
 
-    def __init__(self, settings: HttpSettings, intake: Intake, signals: list[Signal]) -> None:
+    def __init__(self, settings: HttpSettings, intake: Intake, signals: list[Signal], reuse_port: bool = False
+                 ) -> None:
         self.settings = settings
         routes = [Route(s.http_path, ExportEndpoint(s, intake, settings.max_request_body_size)) for s in signals]
         super().__init__(Starlette(routes=routes), "OTLP/HTTP receiver", settings.host, settings.port,
-                         tls=settings.tls)
+                         tls=settings.tls, reuse_port=reuse_port)

@@ -63,13 +63,27 @@ class ServerTls:
         return Path(self.key_file).read_bytes(), Path(self.cert_file).read_bytes(), ca
 
 
+def bind_unix(what: str, path: Path) -> socket.socket:
+    path.unlink(missing_ok=True)  # a socket file left by a crashed run
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        sock.listen(1024)
+    except OSError as e:
+        sock.close()
+        raise StartupError(f"{what}: cannot listen on {path}: {e.strerror or e}") from None
+    sock.setblocking(False)
+    return sock
+
+
 class AsgiServer:
     """An ASGI app served by uvicorn on a socket we bound ourselves, started and
     stopped by the router's lifecycle rather than by uvicorn's signal handling."""
 
     def __init__(self, app: Any, what: str, host: str, port: int, http: str = "httptools",
-                 tls: ServerTls | None = None) -> None:
+                 tls: ServerTls | None = None, reuse_port: bool = False, uds: Path | None = None) -> None:
         self.app, self.what, self.host, self.port, self.http, self.tls = app, what, host, port, http, tls
+        self.reuse_port, self.uds = reuse_port, uds
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._main: asyncio.Task[None] | None = None
@@ -80,12 +94,13 @@ class AsgiServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        assert self._socket is not None
+        assert self._socket is not None and self.uds is None
         host, port = self._socket.getsockname()[:2]
         return host, port
 
     async def start(self) -> None:
-        self._socket = bind_tcp(self.what, self.host, self.port)
+        self._socket = bind_unix(self.what, self.uds) if self.uds else \
+            bind_tcp(self.what, self.host, self.port, self.reuse_port)
         tls: dict[str, Any] = {}
         if self.tls is not None:
             tls = {"ssl_certfile": self.tls.cert_file, "ssl_keyfile": self.tls.key_file}
