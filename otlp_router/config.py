@@ -73,7 +73,7 @@ class RouterConfig:
     limits: Limits = field(default_factory=Limits)
     secrets: frozenset[str] = frozenset()   # values never to be logged
     raw_destinations: dict[str, Any] = field(default_factory=dict)  # as written, to see what a reload changed
-    workers: int = 1
+    workers: int = 1          # `workers:` in the file defaults to auto: one per core this process may use
 
 
 _SECRET_KEYS = ("key", "secret_access_key", "session_token", "access_key_id", "hash_key", "password", "token")
@@ -157,7 +157,7 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
     mapping.done()
 
     admin = AdminSettings.read(top.section("admin")) if top.has("admin") else None
-    workers = top.raw("workers", 1)
+    workers = top.raw("workers", "auto")
     if workers == "auto":
         workers = len(os.sched_getaffinity(0))
     elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:

@@ -11,6 +11,7 @@ SIGTERM stops them all, each draining as a single router does.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -34,6 +35,15 @@ from otlp_router.receivers.listen import AsgiServer, StartupError
 from otlp_router.server import WorkerRole
 
 log = logging.getLogger("otlp_router.workers")
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM (and drain) if the supervisor dies, even by SIGKILL (Linux)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def reserve_port(what: str, host: str, port: int) -> socket.socket:
@@ -170,7 +180,8 @@ class Supervisor:
         env = {**os.environ, WorkerRole.ENV: worker.role.to_env()}
         worker.ready.clear()
         worker.proc = await asyncio.create_subprocess_exec(
-            *self.argv, env=env, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            *self.argv, env=env, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_die_with_parent)
         task = asyncio.create_task(self._watch(worker, worker.proc))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

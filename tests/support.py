@@ -105,6 +105,7 @@ def base_config(tmp: Path, destinations: dict[str, Any] | None = None,
         "receivers": {"otlp": {"http": {"endpoint": "127.0.0.1:0"}, "grpc": {"endpoint": "127.0.0.1:0"}}},
         "spool": {"dir": str(tmp / "spool")},
         "admin": {"endpoint": "127.0.0.1:0"},
+        "workers": 1,  # one process unless a test is about workers
         "routes": routes or [{"name": "all", "destinations": list(destinations)}],
         "destinations": destinations,
         **top,
