@@ -47,3 +47,35 @@ def test_status_api_and_page(start_router) -> None:
     assert [d["name"] for d in doc["destinations"]] == ["out"] and doc["routes"][0]["name"] == "all"
     status, headers, page = router.get_admin("/")
     assert status == 200 and headers["content-type"].startswith("text/html") and b"api/status" in page
+
+
+def _chromium() -> str:
+    """Debian's Chromium, installed on first use (CI starts without it)."""
+    import os
+    import shutil
+    import subprocess
+    found = shutil.which("chromium")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                       timeout=600)
+        found = shutil.which("chromium")
+    assert found, "the status page test needs Chromium (Debian package chromium)"
+    return found
+
+
+def test_status_page_renders_in_headless_chromium_without_console_errors(start_router, tmp_path) -> None:
+    import subprocess
+    router = start_router()
+    assert router.post("/v1/traces", make_request(spans=3).SerializeToString(), PB)[0] == 200
+    result = subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium'}", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=5000", "--dump-dom", f"http://127.0.0.1:{router.admin_port}/"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    dom = result.stdout
+    assert "<td>out</td>" in dom and "<td>file</td>" in dom  # the live table filled in from /api/status
+    assert '<div id="error"></div>' in dom  # no fetch or render error shown
+    console = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console
