@@ -80,4 +80,6 @@ def setup(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # uvicorn's own start/stop lines would repeat ours, once per listener.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
     return mask

@@ -6,10 +6,12 @@ never per span, so they cost nothing measurable on the data path.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
 from otlp_router import __version__ as VERSION
 
+# `_created` series only add noise here (and cannot be added up across workers).
+disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 _RECEIVER = ("receiver", "transport", "signal")

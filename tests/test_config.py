@@ -30,7 +30,8 @@ def test_the_default_router_yaml_is_valid() -> None:
     cfg = config.load(ROOT / "router.yaml")
     assert cfg.http and (cfg.http.host, cfg.http.port) == ("127.0.0.1", 4318)
     assert cfg.grpc and (cfg.grpc.host, cfg.grpc.port) == ("127.0.0.1", 4317)
-    assert set(cfg.destinations) == {"local"}
+    assert set(cfg.destinations) == {"local", "raw"}
+    assert cfg.admin is not None and cfg.spool.durable
 
 
 def test_only_the_listed_protocols_are_enabled() -> None:
@@ -95,6 +96,7 @@ def test_durations_accept_seconds_and_unit_strings() -> None:
     assert parse_duration("5s") == 5.0
     assert parse_duration("1m") == 60.0
     assert parse_duration("2h") == 7200.0
+    assert parse_duration("7d") == 7 * 86400.0
     assert parse_duration("soon") is None and parse_duration(-1) is None
 
 
