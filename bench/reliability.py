@@ -14,44 +14,13 @@ import random
 import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.downstream import HttpSink  # noqa: E402
-from tests.support import RouterProcess, base_config, make_request  # noqa: E402
-
-PB = {"Content-Type": "application/x-protobuf"}
-
-
-class Load(threading.Thread):
-    def __init__(self, current: list[RouterProcess], spans: int) -> None:
-        super().__init__(daemon=True)
-        self.current, self.spans = current, spans
-        self.acked: set[bytes] = set()
-        self.sent = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        n = 0
-        while not self.done.is_set():
-            request = make_request(spans=self.spans, seed=n % 250 + 1)
-            for i, span in enumerate(request.resource_spans[0].scope_spans[0].spans):
-                span.trace_id = (n + 1).to_bytes(16, "big")
-                span.span_id = (n * 10_000 + i + 1).to_bytes(8, "big")
-                span.parent_span_id = b""
-            n += 1
-            self.sent += 1
-            try:
-                status, _, _ = self.current[0].post("/v1/traces", request.SerializeToString(), PB)
-            except OSError:
-                time.sleep(0.01)
-                continue
-            if status == 200:
-                self.acked.update(s.span_id for s in request.resource_spans[0].scope_spans[0].spans)
-
+from tests.support import AckedLoad, RouterProcess, base_config  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -66,7 +35,7 @@ def main() -> int:
         "type": "otlp_http", "endpoint": sink.url, "batch": {"flush_interval": "10ms"},
         "retry": {"initial_interval": "50ms", "max_interval": "500ms", "max_elapsed": "0s"}}})
     current = [RouterProcess(config, workdir)]
-    load = Load(current, args.spans)
+    load = AckedLoad(current, args.spans)
     load.start()
     kills = 0
     deadline = time.monotonic() + args.minutes * 60

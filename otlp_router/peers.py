@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from otlp_router.destinations.loadbalance import HashRing
-from otlp_router.model.batch import Batch, select
+from otlp_router.model.batch import Batch, partition
 from otlp_router.model.signals import SIGNALS
 from otlp_router.spool.base import SpoolFull
 
@@ -43,21 +43,7 @@ class Peers:
 
     def split(self, batch: Batch) -> dict[int, Batch]:
         """The batch's spans by owner worker."""
-        signal = batch.signal
-        owners = []
-        cache: dict[bytes, int] = {}
-        for rs in getattr(batch.message, signal.resource_field):
-            for ss in getattr(rs, signal.scope_field):
-                for item in getattr(ss, signal.items_field):
-                    key = item.trace_id
-                    owner = cache.get(key)
-                    if owner is None:
-                        owner = cache[key] = self.ring.owner(key)
-                    owners.append(owner)
-        targets = set(owners)
-        if len(targets) == 1:
-            return {targets.pop(): batch}
-        return {t: select(batch, [o == t for o in owners]) for t in targets}
+        return partition(batch, lambda resource, span: span.trace_id, self.ring.owner)
 
     async def hand_over(self, owner: int, destination: str, batch: Batch) -> None:
         """Append a batch to the owner's spool of `destination`; raises SpoolFull when it cannot take it."""

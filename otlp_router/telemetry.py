@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
-from otlp_router import __version__ as VERSION
+from otlp_router import __version__
 
 # `_created` series only add noise here (and cannot be added up across workers).
 disable_created_metrics()
+VERSION = __version__
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 _RECEIVER = ("receiver", "transport", "signal")

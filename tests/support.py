@@ -152,3 +152,40 @@ def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> A
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+def numbered_request(n: int, spans: int = 10) -> ExportTraceServiceRequest:
+    """Request number n, one trace whose span ids (n, i) make every span distinct and countable."""
+    request = make_request(spans=spans, seed=(n % 250) + 1)
+    for i, span in enumerate(request.resource_spans[0].scope_spans[0].spans):
+        span.span_id = (n * 10_000 + i + 1).to_bytes(8, "big")
+        span.trace_id = (n + 1).to_bytes(16, "big")
+        span.parent_span_id = b""
+    return request
+
+
+class AckedLoad(threading.Thread):
+    """Posts numbered requests to whichever router `current[0]` is; remembers the
+    span ids of every request answered 200."""
+
+    def __init__(self, current: list[RouterProcess], spans: int = 10) -> None:
+        super().__init__(daemon=True)
+        self.current, self.spans = current, spans
+        self.acked: set[bytes] = set()
+        self.sent = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            request = numbered_request(self.sent, self.spans)
+            self.sent += 1
+            try:
+                status, _, _ = self.current[0].post("/v1/traces", request.SerializeToString(),
+                                                    {"Content-Type": "application/x-protobuf"})
+            except OSError:
+                time.sleep(0.02)
+                continue
+            if status == 200:
+                self.acked.update(s.span_id for s in request.resource_spans[0].scope_spans[0].spans)
+            else:
+                time.sleep(0.02)

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from tests.downstream import HttpSink, Reply
-from tests.support import ROOT, RouterProcess, base_config, make_request, wait_for
+from tests.support import AckedLoad, RouterProcess, base_config, numbered_request, wait_for
 
 PB = {"Content-Type": "application/x-protobuf"}
 FAST_RETRY = {"initial_interval": "50ms", "max_interval": "500ms", "max_elapsed": "0s"}  # 0: retry forever
@@ -32,53 +32,18 @@ def _config(tmp_path, sink_url: str, **spool) -> dict:
     return config
 
 
-def _request(n: int, spans: int = 10):
-    """Request number n: span ids (n, i) so every span is distinct and countable."""
-    request = make_request(spans=spans, seed=(n % 250) + 1)
-    for i, span in enumerate(request.resource_spans[0].scope_spans[0].spans):
-        span.span_id = (n * 1000 + i + 1).to_bytes(8, "big")
-        span.trace_id = (n + 1).to_bytes(16, "big")
-        span.parent_span_id = b""
-    return request
-
-
-class Load(threading.Thread):
-    """Posts numbered requests to whichever router is current; remembers what was acknowledged."""
-
-    def __init__(self, router_ref: list[RouterProcess]) -> None:
-        super().__init__(daemon=True)
-        self.router_ref = router_ref
-        self.acked: set[bytes] = set()
-        self.stop_event = threading.Event()
-        self.n = 0
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            request = _request(self.n)
-            self.n += 1
-            try:
-                status, _, _ = self.router_ref[0].post("/v1/traces", request.SerializeToString(), PB)
-            except OSError:
-                time.sleep(0.02)
-                continue
-            if status == 200:
-                self.acked.update(s.span_id for s in request.resource_spans[0].scope_spans[0].spans)
-            else:
-                time.sleep(0.02)
-
-
 def test_a_downstream_outage_under_load_loses_nothing(start_router, tmp_path) -> None:
     sink = HttpSink()
     port = sink.port
     sink.close()  # down from the start
     router = start_router(_config(tmp_path, f"http://127.0.0.1:{port}/v1/traces"))
-    load = Load([router])
+    load = AckedLoad([router])
     load.start()
     time.sleep(2.0)
     sink = HttpSink(port)
     try:
         time.sleep(1.0)
-        load.stop_event.set()
+        load.done.set()
         load.join(10)
         assert load.acked
         assert wait_for(lambda: load.acked <= sink.span_ids(), timeout=30)
@@ -91,7 +56,7 @@ def test_kill_9_at_random_points_loses_no_acknowledged_span(tmp_path) -> None:
     sink = HttpSink()
     config = _config(tmp_path, sink.url)
     router_ref = [RouterProcess(config, tmp_path)]
-    load = Load(router_ref)
+    load = AckedLoad(router_ref)
     load.start()
     rng = random.Random(7)
     try:
@@ -102,7 +67,7 @@ def test_kill_9_at_random_points_loses_no_acknowledged_span(tmp_path) -> None:
             router_ref[0].kill()
             router_ref[0] = RouterProcess(config, tmp_path)
         time.sleep(0.5)
-        load.stop_event.set()
+        load.done.set()
         load.join(10)
         assert wait_for(lambda: load.acked <= sink.span_ids(), timeout=30), \
             f"lost {len(load.acked - sink.span_ids())} of {len(load.acked)}"
@@ -119,7 +84,7 @@ def test_recovery_report_for_a_torn_spool_at_start_up(tmp_path) -> None:
     config = _config(tmp_path, sink.url)
     router = RouterProcess(config, tmp_path)
     for n in range(3):
-        assert router.post("/v1/traces", _request(n).SerializeToString(), PB)[0] == 200
+        assert router.post("/v1/traces", numbered_request(n).SerializeToString(), PB)[0] == 200
     router.proc.send_signal(signal.SIGKILL)
     router.proc.wait(10)
     router.kill()
@@ -150,7 +115,7 @@ def test_a_full_spool_pushes_back_only_on_its_routes_and_the_sdk_delivers_everyt
     # Fill the spool of `slow` so the next request to it is refused.
     refused = None
     for n in range(100):
-        request = _request(n)
+        request = numbered_request(n)
         request.resource_spans[0].resource.attributes[0].value.string_value = "sdk-full"
         status, headers, _ = router.post("/v1/traces", request.SerializeToString(), PB)
         if status == 429:
@@ -158,9 +123,9 @@ def test_a_full_spool_pushes_back_only_on_its_routes_and_the_sdk_delivers_everyt
             break
     assert refused is not None and int(refused["retry-after"]) >= 1
     # Other routes keep flowing.
-    assert router.post("/v1/traces", _request(500).SerializeToString(), PB)[0] == 200
+    assert router.post("/v1/traces", numbered_request(500).SerializeToString(), PB)[0] == 200
     with grpc.insecure_channel(f"127.0.0.1:{router.grpc_port}") as channel:
-        request = _request(501)
+        request = numbered_request(501)
         request.resource_spans[0].resource.attributes[0].value.string_value = "sdk-full"
         with pytest.raises(grpc.RpcError) as err:
             channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")(
@@ -192,7 +157,7 @@ def test_a_rejected_batch_goes_to_the_dead_letter_and_replay_delivers_it(tmp_pat
     sink.script = [Reply(400, body=b"unknown dataset")]
     config = _config(tmp_path, sink.url)
     router = RouterProcess(config, tmp_path)
-    sent = _request(1)
+    sent = numbered_request(1)
     try:
         assert router.post("/v1/traces", sent.SerializeToString(), PB)[0] == 200
         assert wait_for(lambda: "kept in the dead letter" in router.stderr)

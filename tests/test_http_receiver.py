@@ -10,7 +10,7 @@ import zstandard
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from tests.support import RouterProcess, base_config, make_request, read_otlp_json_lines, wait_for
+from tests.support import RouterProcess, base_config, make_request, read_otlp_json_lines
 
 PB = {"Content-Type": "application/x-protobuf"}
 JS = {"Content-Type": "application/json"}

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import http.client
 import ssl
-import time
 
 import grpc
-import orjson
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter

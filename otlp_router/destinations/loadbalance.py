@@ -16,7 +16,7 @@ import hashlib
 from typing import Any, Callable
 
 from otlp_router.destinations.base import COMMON_KEYS, CheckResult, Destination, ExportError
-from otlp_router.model.batch import Batch, select
+from otlp_router.model.batch import Batch, partition
 from otlp_router.settings import Section
 
 _VIRTUAL_NODES = 128
@@ -69,27 +69,14 @@ class LoadBalancedDestination(Destination):
         self.default_max_in_flight = self.children[0].default_max_in_flight
         self.ring = HashRing(self.endpoints)
 
+    def _key(self, resource: Any, item: Any) -> bytes:
+        # Metrics have no trace, nor do some logs: those go by service.
+        if self.by == "service":
+            return _service_of(resource)
+        return getattr(item, "trace_id", b"") or _service_of(resource)
+
     def _split(self, batch: Batch) -> dict[int, Batch]:
-        signal = batch.signal
-        owners: list[int] = []
-        cache: dict[bytes, int] = {}
-        for rs in getattr(batch.message, signal.resource_field):
-            service_owner = self.ring.owner(_service_of(rs.resource)) if self.by == "service" else None
-            for ss in getattr(rs, signal.scope_field):
-                for item in getattr(ss, signal.items_field):
-                    if service_owner is not None:
-                        owners.append(service_owner)
-                        continue
-                    # Metrics have no trace: they go by service; logs without a trace id too.
-                    key = getattr(item, "trace_id", b"") or _service_of(rs.resource)
-                    owner = cache.get(key)
-                    if owner is None:
-                        owner = cache[key] = self.ring.owner(key)
-                    owners.append(owner)
-        targets = set(owners)
-        if len(targets) == 1:
-            return {targets.pop(): batch}
-        return {t: select(batch, [o == t for o in owners]) for t in targets}
+        return partition(batch, self._key, self.ring.owner)
 
     async def start(self) -> None:
         await asyncio.gather(*(c.start() for c in self.children))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any, Callable
 
 from google.protobuf.message import Message
 
@@ -96,3 +97,25 @@ def select(batch: Batch, keep: list[bool]) -> Batch:
             getattr(new_ss, signal.items_field).extend(kept)
             items += sum(map(signal.weight, kept)) if signal.weight else len(kept)
     return batch.derive(out, items)
+
+
+def partition(batch: Batch, key_of: Callable[[Any, Any], bytes], owner_of: Callable[[bytes], int]
+              ) -> dict[int, Batch]:
+    """Split a batch by owner: `key_of(resource, item)` gives an item's key,
+    `owner_of(key)` its owner (asked once per distinct key). A batch with one
+    owner is returned whole."""
+    signal = batch.signal
+    owners = []
+    cache: dict[bytes, int] = {}
+    for rs in getattr(batch.message, signal.resource_field):
+        for ss in getattr(rs, signal.scope_field):
+            for item in getattr(ss, signal.items_field):
+                key = key_of(rs.resource, item)
+                owner = cache.get(key)
+                if owner is None:
+                    owner = cache[key] = owner_of(key)
+                owners.append(owner)
+    targets = set(owners)
+    if len(targets) == 1:
+        return {targets.pop(): batch}
+    return {t: select(batch, [o == t for o in owners]) for t in targets}
