@@ -4,6 +4,7 @@ into one `Refused` that each transport maps to its own status."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,9 @@ from otlp_router.model.signals import Rejection, Signal
 from otlp_router.pipeline import Pipeline, SpoolFull
 from otlp_router.receivers import payload
 from otlp_router.settings import Section
+
+
+LARGE_BODY = 1 << 20
 
 
 class Refused(Exception):
@@ -159,7 +163,13 @@ class Intake:
     async def export(self, signal: Signal, kind: str, data: bytes, key: ApiKey | None, transport: str) -> Rejection:
         labels = ("otlp", transport, signal.name)
         try:
-            batch, rejection = payload.decode(signal, kind, data)
+            if len(data) > LARGE_BODY:
+                # Decoding holds the GIL, but in a thread the interpreter still
+                # switches back to the event loop every few ms: one big request
+                # slows the others instead of stalling them until it is done.
+                batch, rejection = await asyncio.to_thread(payload.decode, signal, kind, data)
+            else:
+                batch, rejection = payload.decode(signal, kind, data)
         except payload.PayloadError as e:
             raise Refused(e.status, e.message) from None
         if self.limits.max_items_per_request and batch.items > self.limits.max_items_per_request:
