@@ -102,10 +102,12 @@ class Case:
     target: str  # floor-http | floor-grpc | router/<dest>
     protocol: str  # http | grpc
     encoding: str  # protobuf | json
+    signal: str = "traces"  # HTTP path /v1/<signal>; bench/pipeline.py posts logs and metrics too
 
     @property
     def name(self) -> str:
-        return f"{self.target} {'grpc' if self.protocol == 'grpc' else 'http/' + self.encoding}"
+        name = f"{self.target} {'grpc' if self.protocol == 'grpc' else 'http/' + self.encoding}"
+        return name if self.signal == "traces" else f"{name} {self.signal}"
 
 
 @dataclass
@@ -154,6 +156,8 @@ class Bench:
     body: dict[str, Path]  # encoding -> file
     payloads: payloads.Payloads
     failures: list[str] = field(default_factory=list)
+    # A wrk script other than wrk_post.lua (bench/pipeline.py: new trace ids per request).
+    wrk_script: Path | None = None
 
 
 # --- probes -----------------------------------------------------------------
@@ -205,9 +209,10 @@ def run_load(
             bench.children, url, bench.body["grpc"], response_frame, cpu,
             seconds=seconds, clients=opts.grpc_clients, streams=opts.grpc_streams,
         )  # fmt: skip
-    url = f"http://127.0.0.1:{server.ports['http']}/v1/traces"
+    url = f"http://127.0.0.1:{server.ports['http']}/v1/{case.signal}"
     body, content_type = bench.body[case.encoding], CONTENT_TYPES[case.encoding]
-    return loadgen.wrk_post(bench.children, url, body, content_type, seconds, connections, 1, cpu)
+    script = bench.wrk_script or loadgen.WRK_SCRIPT
+    return loadgen.wrk_post(bench.children, url, body, content_type, seconds, connections, 1, cpu, script)
 
 
 def warm_up(bench: Bench, server: Server, case: Case, response_frame: int) -> int:
@@ -245,15 +250,25 @@ def probe(bench: Bench, server: Server, case: Case) -> int:
     if case.protocol == "grpc":
         return 5 + len(grpc_call(server.ports["grpc"], GRPC_EXPORT, bench.payloads.protobuf))
     body = bench.payloads.protobuf if case.encoding == "protobuf" else bench.payloads.json
-    http_post(f"http://127.0.0.1:{server.ports['http']}/v1/traces", body, CONTENT_TYPES[case.encoding])
+    http_post(f"http://127.0.0.1:{server.ports['http']}/v1/{case.signal}", body, CONTENT_TYPES[case.encoding])
     return 0
 
 
-def measure(bench: Bench, server: Server, case: Case, counter: Callable[[], int] | None) -> CaseResult:
-    """Warm up, then measure; `counter` reads a floor's own success count."""
+def measure(
+    bench: Bench,
+    server: Server,
+    case: Case,
+    counter: Callable[[], int] | None,
+    window: Callable[[bool], None] | None = None,
+) -> CaseResult:
+    """Warm up, then measure; `counter` reads a floor's own success count.
+    `window(True)` / `window(False)` run right before / after the measured
+    load (bench/harness.py reads the router's counters there)."""
     log(f"  {case.name}: warm-up {bench.options.warmup}s, measure {bench.options.duration}s")
     response_frame = preflight(bench, server, case)
     connections = warm_up(bench, server, case, response_frame)
+    if window:
+        window(True)
     counted_before = counter() if counter else 0
     server_before = group_cpu_seconds(server.proc.pid)
     cores_before = core_busy_seconds(bench.cpus.server), core_busy_seconds(bench.cpus.loadgen)
@@ -261,6 +276,8 @@ def measure(bench: Bench, server: Server, case: Case, counter: Callable[[], int]
     server_cpu = group_cpu_seconds(server.proc.pid) - server_before
     server_core = core_busy_seconds(bench.cpus.server) - cores_before[0]
     loadgen_core = core_busy_seconds(bench.cpus.loadgen) - cores_before[1]
+    if window:
+        window(False)
     counted = counter() - counted_before if counter else None
     return CaseResult(
         case=case.name,

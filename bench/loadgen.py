@@ -65,12 +65,14 @@ def wrk_post(
     connections: int,
     threads: int,
     cpu: int | None,
+    script: Path = WRK_SCRIPT,
 ) -> LoadResult:
-    """POST `body` over keep-alive connections for `seconds`."""
+    """POST `body` over keep-alive connections for `seconds`. Another `script`
+    must read the same environment and print the same WRK_JSON summary."""
     env = {**os.environ, "WRK_BODY_FILE": str(body), "WRK_CONTENT_TYPE": content_type}
     argv = [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-        "-s", str(WRK_SCRIPT), url,
+        "-s", str(script), url,
     ]  # fmt: skip
     text, cpu_seconds = _run(children, argv, cpu, seconds + 60, env)
     match = re.search(r"^WRK_JSON (\{.*\})$", text, re.MULTILINE)

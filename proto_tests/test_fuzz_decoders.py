@@ -30,7 +30,6 @@ from __future__ import annotations
 import gzip
 import sys
 import tracemalloc
-import warnings
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
