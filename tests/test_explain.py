@@ -59,3 +59,12 @@ def test_decode_prints_stored_exports_as_json_lines(tmp_path) -> None:
     assert base64.b64decode(lines[0]["capture"]["rawRequestBody"]) == b"{}"
     missing = _cli("decode", str(tmp_path / "nope.json"), cwd=tmp_path)
     assert missing.returncode == 1 and b"nope.json" in missing.stderr
+
+
+def test_decode_reads_s3_urls(tmp_path, moto) -> None:
+    bucket = moto.bucket("decode-me")
+    moto.client().put_object(Bucket=bucket, Key="t/abc-1.json", Body=b'{"id": "abc", "observations": []}')
+    result = _cli("decode", f"s3://{bucket}/t/abc-1.json", "--endpoint", moto.endpoint, "--access-key-id", "test",
+                  "--secret-access-key", "test", "--addressing-style", "path", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout) == {"id": "abc", "observations": []}
