@@ -79,6 +79,7 @@ class Pipeline:
             spool.check_room(b.size)
         for spool, b in local:
             await spool.append(b)
+            b.compact()
         if handovers:
             assert self.peers is not None
             await asyncio.gather(*(self.peers.hand_over(*h) for h in handovers))

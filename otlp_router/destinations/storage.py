@@ -81,6 +81,7 @@ class StorageDestination(Destination):
             self.compression = settings.str("compression", "gzip", choices=("gzip", "zstd", "none"))
         self._holds: Holds | None = None
         self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.int("write_concurrency", 16, minimum=1))
         self._writer: asyncio.Task[None] | None = None
         self._last_names: dict[str, int] = {}
         self._failing = False
@@ -112,8 +113,13 @@ class StorageDestination(Destination):
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            for group in self.assembler.due(time.monotonic()):
-                await self._write(group)
+            due = self.assembler.due(time.monotonic())
+            if due:
+                # Many small objects (a document per trace): write them side by side.
+                async def write(group: Group) -> None:
+                    async with self._slots:
+                        await self._write(group)
+                await asyncio.gather(*(write(g) for g in due))
 
     async def _write(self, group: Group) -> None:
         """Write one group, retrying until the store takes it."""

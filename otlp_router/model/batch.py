@@ -60,6 +60,13 @@ class Batch:
         """Bytes on the wire, without serialising when the arrival bytes are still valid."""
         return len(self._wire) if self._wire is not None else self.message.ByteSize()
 
+    def compact(self) -> None:
+        """Keep only the bytes, when they are known: a spooled batch waiting for
+        its destination then costs its wire size in memory, not wire plus the
+        decoded message (several times larger); it is parsed again if needed."""
+        if self._wire is not None:
+            self._message = None
+
     def modified(self) -> None:
         """Call after changing `message` in place: the arrival bytes no longer match it."""
         self.message  # noqa: B018 - make sure the message, not just stale bytes, is kept
