@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -96,6 +97,8 @@ class Router:
         for name, delivery in self.deliveries.items():
             telemetry.spool_bytes.labels(name).set(delivery.spool.pending_bytes)
             telemetry.spool_items.labels(name).set(delivery.spool.pending_items)
+            oldest = delivery.spool.oldest_pending
+            telemetry.spool_oldest_age.labels(name).set(0.0 if oldest is None else max(0.0, time.time() - oldest))
 
     def _delivery(self, name: str, d: DestinationConfig) -> Delivery:
         s = self.config.spool

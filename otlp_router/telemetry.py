@@ -6,7 +6,7 @@ never per span, so they cost nothing measurable on the data path.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from otlp_router import __version__
 
@@ -59,3 +59,12 @@ dead_lettered = Counter(
 limited_attributes = Counter(
     "otlp_router_receiver_limited_attributes", "Attributes dropped or values truncated by the receiver limits.",
     ("action",), registry=REGISTRY)
+spool_oldest_age = Gauge(
+    "otlp_router_spool_oldest_pending_age_seconds", "Age of the oldest item a destination has not confirmed.",
+    ("destination",), registry=REGISTRY)
+export_batch_items = Histogram(
+    "otlp_router_exporter_batch_items", "Items per export request.", ("destination",),
+    buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000), registry=REGISTRY)
+export_latency = Histogram(
+    "otlp_router_exporter_latency_seconds", "Time of one export attempt, success or not.", ("destination",),
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=REGISTRY)

@@ -25,6 +25,9 @@ def test_metrics_count_received_routed_and_sent_items(start_router) -> None:
     assert 'otlp_router_routed_items_total{route="all",signal="traces"} 7.0' in text
     assert 'otlp_router_receiver_refused_requests_total{receiver="otlp",signal="traces",status="400",transport="http"} 1.0' in text
     assert 'otlp_router_spool_items{destination="out"} 0.0' in text
+    assert 'otlp_router_spool_oldest_pending_age_seconds{destination="out"} 0.0' in text
+    assert 'otlp_router_exporter_batch_items_count{destination="out"} 1.0' in text
+    assert 'otlp_router_exporter_latency_seconds_count{destination="out"} 1.0' in text
 
 
 def test_healthz_and_readyz(start_router) -> None:

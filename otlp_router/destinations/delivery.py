@@ -181,7 +181,9 @@ class Delivery:
         signal = batches[0].signal.name
         started = time.monotonic()
         attempt = 0
+        telemetry.export_batch_items.labels(self.name).observe(items)
         while True:
+            attempt_started = time.monotonic()
             try:
                 await self.destination.export(batches)
             except ExportError as e:
@@ -193,6 +195,7 @@ class Delivery:
                 log.exception("destination %s: unexpected error while exporting", self.name)
                 error = ExportError(f"unexpected error: {e!r}")
             else:
+                telemetry.export_latency.labels(self.name).observe(time.monotonic() - attempt_started)
                 telemetry.exporter_sent.labels(self.name, signal).inc(items)
                 self.spool.ack(entries)
                 if self.last_error is not None:
@@ -200,6 +203,7 @@ class Delivery:
                              time.monotonic() - self._failing_since)
                     self.last_error = None
                 return
+            telemetry.export_latency.labels(self.name).observe(time.monotonic() - attempt_started)
             if self.last_error is None:
                 self._failing_since = time.monotonic()
                 log.error("destination %s: state failing: %s", self.name, error)

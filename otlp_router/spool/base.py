@@ -66,6 +66,11 @@ class Spool(ABC):
 
     @property
     @abstractmethod
+    def oldest_pending(self) -> float | None:
+        """Unix time the oldest unconfirmed batch arrived, if any."""
+
+    @property
+    @abstractmethod
     def pending_bytes(self) -> int: ...
 
     @property

@@ -28,7 +28,6 @@ import os
 import struct
 import time
 import zlib
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +109,6 @@ class DiskSpool(MemorySpool):
         self._segments: list[tuple[int, Path]] = []      # (first seq, path), oldest first
         self._fd = -1
         self._written = 0                                  # bytes in the current segment
-        self._outstanding: OrderedDict[int, Entry] = OrderedDict()
         self._acked_seq = 0
         self._acked_above: set[int] = set()                # acknowledged out of order, past the mark
         self.ack_interval = 0.2
@@ -161,7 +159,7 @@ class DiskSpool(MemorySpool):
                 self._restore(seq, decode_payload(payload), _FRAME.size + len(payload))
             if records or not last_segment:
                 self._segments.append((first, path))
-        self.recovery.records = len(self._outstanding)
+        self.recovery.records = len(self._unacked)
         self._delete_acked_segments()
         self._new_segment()
         if self.recovery.records or self.recovery.torn_bytes or self.recovery.corrupt_records:
@@ -173,7 +171,7 @@ class DiskSpool(MemorySpool):
     def _restore(self, seq: int, batch: Batch, size: int) -> None:
         entry = Entry(batch, size, seq)
         self._queue.append(entry)
-        self._outstanding[seq] = entry
+        self._unacked[seq] = entry
         self._bytes += size
         self._items += batch.items
         self._ready.set()
@@ -217,7 +215,7 @@ class DiskSpool(MemorySpool):
         self._written += len(record)
         self._seq += 1
         entry = Entry(batch, len(record), self._seq)
-        self._outstanding[entry.seq] = entry
+        self._unacked[entry.seq] = entry
         self._queue.append(entry)
         self._bytes += entry.size
         self._items += batch.items
@@ -277,10 +275,8 @@ class DiskSpool(MemorySpool):
 
     def ack(self, entries: list[Entry]) -> None:
         super().ack(entries)
-        for entry in entries:
-            self._outstanding.pop(entry.seq, None)
-            self._acked_above.add(entry.seq)
-        mark = next(iter(self._outstanding)) - 1 if self._outstanding else self._seq
+        self._acked_above.update(entry.seq for entry in entries)
+        mark = next(iter(self._unacked)) - 1 if self._unacked else self._seq
         self._acked_above = {seq for seq in self._acked_above if seq > mark}
         if mark > self._acked_seq:
             self._acked_seq = mark

@@ -20,13 +20,17 @@ class MemorySpool(Spool):
         self._seq = 0
         self._bytes = 0      # appended, not yet acknowledged
         self._items = 0
+        # Unacknowledged entries by sequence number, oldest first (acks come out of order).
+        self._unacked: dict[int, Entry] = {}
 
     async def append(self, batch: Batch) -> None:
         if self._closed:
             raise RuntimeError(f"spool of {self.destination} is closed")
         self._seq += 1
         size = batch.size
-        self._queue.append(Entry(batch, size, self._seq))
+        entry = Entry(batch, size, self._seq)
+        self._queue.append(entry)
+        self._unacked[entry.seq] = entry
         self._bytes += size
         self._items += batch.items
         self._ready.set()
@@ -52,6 +56,7 @@ class MemorySpool(Spool):
         for entry in entries:
             self._bytes -= entry.size
             self._items -= entry.batch.items
+            self._unacked.pop(entry.seq, None)
 
     def requeue(self, entries: list[Entry]) -> None:
         self._queue.extendleft(reversed(entries))
@@ -60,6 +65,11 @@ class MemorySpool(Spool):
     def close(self) -> None:
         self._closed = True
         self._ready.set()
+
+    @property
+    def oldest_pending(self) -> float | None:
+        first = next(iter(self._unacked.values()), None)
+        return None if first is None else first.batch.received
 
     @property
     def pending_bytes(self) -> int:
