@@ -28,6 +28,7 @@ from otlp_router.model.batch import Batch
 from otlp_router.model.signals import Signal
 
 _KNOWN = ("trace_id", "trace_name", "span_name", "generation_name", "parent_span_id")
+_FIELD_KEYS = frozenset({"trace", "user", "session_id", *(f"trace.{k}" for k in _KNOWN)})
 _GENERATION_HINTS = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name")
 # Only requests whose bytes contain one of the keys need a look inside: exact
 # protobuf encodings (field 1 of KeyValue), or quoted JSON strings.
@@ -109,11 +110,16 @@ class OpenRouterMapping:
     @staticmethod
     def _extract(span: Any) -> dict[str, Any] | None:
         """Pull the OpenRouter fields out of a span's attributes (removing them)."""
+        keys = [kv.key for kv in span.attributes]
+        if _FIELD_KEYS.isdisjoint(keys):  # most spans: one pass over the keys and done
+            return None
         fields: dict[str, Any] = {}
         drop = []
         renames = []
-        for i, kv in enumerate(span.attributes):
-            key = kv.key
+        for i, key in enumerate(keys):
+            if key not in _FIELD_KEYS:
+                continue
+            kv = span.attributes[i]
             if key == "trace":
                 value = value_of(kv.value)
                 if isinstance(value, str):
@@ -124,7 +130,7 @@ class OpenRouterMapping:
                 if isinstance(value, dict):
                     fields.update(value)
                     drop.append(i)
-            elif key.startswith("trace.") and key[6:] in _KNOWN:
+            elif key.startswith("trace."):
                 fields[key[6:]] = value_of(kv.value)
                 drop.append(i)
             elif key == "user":
