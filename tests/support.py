@@ -23,7 +23,8 @@ _READY = re.compile(r"otlp-router ready(?: http=(?P<http>\S+))?(?: grpc=(?P<grpc
 class RouterProcess:
     """`python -m otlp_router run` on port 0 endpoints; ports are read from its ready line."""
 
-    def __init__(self, config: dict[str, Any] | str, workdir: Path, timeout: float = 20.0) -> None:
+    def __init__(self, config: dict[str, Any] | str, workdir: Path, timeout: float = 20.0,
+                 preexec_fn: Any = None) -> None:
         self.workdir = workdir
         self.config_path = workdir / "router.yaml"
         self.config_path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
@@ -33,7 +34,7 @@ class RouterProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "otlp_router", "run", "-c", str(self.config_path)],
             cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=preexec_fn)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + timeout

@@ -173,3 +173,34 @@ def test_a_rejected_batch_goes_to_the_dead_letter_and_replay_delivers_it(tmp_pat
     finally:
         router.kill()
         sink.close()
+
+
+def test_a_full_disk_pushes_back_and_recovers_once_space_is_freed(tmp_path) -> None:
+    """The spool's files may not grow past 64 KiB (RLIMIT_FSIZE stands in for a full
+    disk): appends fail, clients get 429, and once the downstream takes the
+    backlog the acknowledged segments go and appends succeed again."""
+    import resource
+    sink = HttpSink()
+    port = sink.port
+    sink.close()
+    config = _config(tmp_path, f"http://127.0.0.1:{port}/v1/traces")
+    limit = 64 * 1024
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    router = RouterProcess(config, tmp_path, preexec_fn=small_files)
+    try:
+        statuses = [router.post("/v1/traces", numbered_request(n).SerializeToString(), PB)[:2]
+                    for n in range(40)]
+        refused = [h for s, h in statuses if s == 429]
+        assert refused and int(refused[0]["retry-after"]) >= 1
+        assert wait_for(lambda: "otlp_router_spool_write_errors_total" in router.get_admin("/metrics")[2].decode())
+        accepted = sum(1 for s, _ in statuses if s == 200)
+        sink = HttpSink(port)
+        assert wait_for(lambda: len(sink.span_ids()) == accepted * 10, timeout=20)
+        later = numbered_request(100)
+        assert wait_for(lambda: router.post("/v1/traces", later.SerializeToString(), PB)[0] == 200, timeout=10)
+        assert wait_for(lambda: {s.span_id for s in later.resource_spans[0].scope_spans[0].spans} <= sink.span_ids())
+    finally:
+        router.stop()
+        sink.close()

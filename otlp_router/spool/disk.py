@@ -200,11 +200,15 @@ class DiskSpool(MemorySpool):
                 raise OSError(errno.ENOSPC, "short write")
         except OSError as e:
             # Leave no partial record behind, and tell the client to come back.
+            # Either way the next append goes to a new segment: once this one
+            # is acknowledged it is deleted, and the space (disk full) or the
+            # file size (a size limit) comes back. A remnant that cannot be
+            # cut stays a tail that start-up reports, not a gap between records.
             try:
                 os.ftruncate(self._fd, self._written)
             except OSError:
-                # Cannot cut it: continue in a new segment, so the remnant stays a
-                # tail that start-up reports instead of a gap between records.
+                pass
+            if self._written:
                 try:
                     self._new_segment()
                 except OSError:
