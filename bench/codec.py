@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from otlp_router.model.otlp_json import decode, encode  # noqa: E402
+from bench.harness import seconds_per_call  # noqa: E402
 
 SPANS = 100
 
@@ -79,22 +79,7 @@ def payload(spans: int = SPANS) -> ExportTraceServiceRequest:
 
 
 def spans_per_second(fn: Callable[[], object], rounds: int, min_time: float) -> float:
-    """Best of `rounds` timings, each looping fn for at least min_time seconds."""
-    loops = 1
-    while True:  # calibrate
-        start = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        if time.perf_counter() - start >= min_time:
-            break
-        loops *= 2
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        best = min(best, (time.perf_counter() - start) / loops)
-    return SPANS / best
+    return SPANS / seconds_per_call(fn, min_time, rounds)
 
 
 def main() -> None:

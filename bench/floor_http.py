@@ -60,17 +60,22 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def main() -> None:
+def serve(asgi_app: Starlette, name: str) -> None:
+    """Parse --host/--port, bind, say "<name> ready" on stderr, serve until killed."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     config = uvicorn.Config(
-        app, loop="uvloop", http="httptools", access_log=False, log_level="warning", lifespan="off"
+        asgi_app, loop="uvloop", http="httptools", access_log=False, log_level="warning", lifespan="off"
     )
     sock = listen(args.host, args.port)
-    print("floor ready", file=sys.stderr, flush=True)
+    print(f"{name} ready", file=sys.stderr, flush=True)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def main() -> None:
+    serve(app, "floor")
 
 
 if __name__ == "__main__":

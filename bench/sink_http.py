@@ -11,12 +11,9 @@ Run: python bench/sink_http.py --port PORT   (prints "sink ready" on stderr)
 
 from __future__ import annotations
 
-import argparse
-import sys
 import zlib
 
-import uvicorn
-from floor_http import EMPTY_RESPONSE, listen  # run as a script: bench/ is on sys.path
+from floor_http import EMPTY_RESPONSE, serve  # run as a script: bench/ is on sys.path
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
@@ -50,16 +47,7 @@ app = Starlette(routes=[Route("/v1/traces", export, methods=["POST"]), Route("/s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    config = uvicorn.Config(
-        app, loop="uvloop", http="httptools", access_log=False, log_level="warning", lifespan="off"
-    )
-    sock = listen(args.host, args.port)
-    print("sink ready", file=sys.stderr, flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    serve(app, "sink")
 
 
 if __name__ == "__main__":
