@@ -111,3 +111,19 @@ def test_sizes() -> None:
     assert parse_size("16MiB") == 16 * 1024 * 1024
     assert parse_size("512KB") == 512_000
     assert parse_size("lots") is None
+
+
+def test_a_world_readable_file_with_literal_secrets_is_warned_about(tmp_path, caplog) -> None:
+    text = VALID.replace("out: {type: file, dir: /tmp/x}", "out: {type: otlp_http, endpoint: 'http://x/v1/traces', "
+                                                          "headers: {Authorization: 'Bearer literal-token-123'}}")
+    path = tmp_path / "router.yaml"
+    path.write_text(text)
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="otlp_router.config"):
+        config.load(path)
+    assert "readable by every user" in caplog.text and "literal-token-123" not in caplog.text
+    caplog.clear()
+    path.chmod(0o600)
+    with caplog.at_level("WARNING", logger="otlp_router.config"):
+        config.load(path)
+    assert caplog.text == ""
