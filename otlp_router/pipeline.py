@@ -60,8 +60,10 @@ class Pipeline:
         return shapings
 
     async def accept(self, batch: Batch) -> None:
-        """Prepare and spool a batch. Raises `SpoolFull` (nothing spooled) when a
-        destination it goes to cannot take it now."""
+        """Prepare and spool a batch. Raises `SpoolFull` when a destination it goes
+        to cannot take it now: before anything is spooled for a local spool; after
+        the local appends when another worker refuses its part (the client's
+        retry then duplicates those, never loses them)."""
         if not batch.items:
             return
         local: list[tuple[Spool, Batch]] = []
