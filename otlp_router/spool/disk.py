@@ -56,12 +56,17 @@ class Recovery:
     skipped_bytes: int = 0
 
 
-def encode_record(batch: Batch) -> bytes:
+def record_parts(batch: Batch) -> list[bytes]:
+    """A record as the pieces to write: no copy of the (large) protobuf bytes."""
     signal = batch.signal.name.encode()
     key = (batch.api_key_name or "").encode()
-    payload = b"".join((_HEADER.pack(_VERSION, batch.received, batch.items, len(signal), len(key)),
-                        signal, key, batch.wire))
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+    head = _HEADER.pack(_VERSION, batch.received, batch.items, len(signal), len(key)) + signal + key
+    wire = batch.wire
+    return [_FRAME.pack(len(head) + len(wire), zlib.crc32(wire, zlib.crc32(head))), head, wire]
+
+
+def encode_record(batch: Batch) -> bytes:
+    return b"".join(record_parts(batch))
 
 
 def decode_payload(payload: bytes) -> Batch:
@@ -193,10 +198,11 @@ class DiskSpool(MemorySpool):
     async def append(self, batch: Batch) -> None:
         if self._closed:
             raise RuntimeError(f"spool of {self.destination} is closed")
-        record = encode_record(batch)
+        parts = record_parts(batch)
+        size = sum(map(len, parts))
         try:
-            written = os.write(self._fd, record)
-            if written != len(record):
+            written = os.writev(self._fd, parts)
+            if written != size:
                 raise OSError(errno.ENOSPC, "short write")
         except OSError as e:
             # Leave no partial record behind, and tell the client to come back.
@@ -216,9 +222,9 @@ class DiskSpool(MemorySpool):
             telemetry.spool_write_errors.labels(self.destination).inc()
             raise SpoolFull(self.destination, f"cannot write the spool: {e.strerror or e}", self.retry_after) \
                 from None
-        self._written += len(record)
+        self._written += size
         self._seq += 1
-        entry = Entry(batch, len(record), self._seq)
+        entry = Entry(batch, size, self._seq)
         self._unacked[entry.seq] = entry
         self._queue.append(entry)
         self._bytes += entry.size
