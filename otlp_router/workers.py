@@ -33,6 +33,7 @@ from otlp_router.config import RouterConfig
 from otlp_router.peers import socket_path
 from otlp_router.receivers.listen import AsgiServer, StartupError
 from otlp_router.server import WorkerRole
+from otlp_router.spool.disk import pending_records
 
 log = logging.getLogger("otlp_router.workers")
 
@@ -65,7 +66,7 @@ def orphaned_partitions(spool_dir: Path, workers: int) -> list[Path]:
     out = []
     for path in sorted(spool_dir.glob("worker-*")):
         if path.is_dir() and path.name.split("-")[1].isdigit() and int(path.name.split("-")[1]) >= workers:
-            if any(p.stat().st_size for p in path.rglob("*.seg")):
+            if any(pending_records(d) for d in path.iterdir() if d.is_dir()):
                 out.append(path)
     return out
 

@@ -57,11 +57,24 @@ def test_two_workers_share_the_port_keep_traces_whole_and_add_up_metrics(start_r
 def test_fewer_workers_than_partitions_with_data_is_refused(tmp_path) -> None:
     import pytest
     from tests.support import RouterProcess
-    partition = tmp_path / "spool" / "worker-3" / "raw"
-    partition.mkdir(parents=True)
-    (partition / "00000000000000000001.seg").write_bytes(b"x" * 10)
+    import asyncio
+
+    from otlp_router.model.batch import Batch
+    from otlp_router.model.signals import TRACES
+    from otlp_router.spool.disk import DiskSpool
+
+    async def leave(directory, acknowledge: bool) -> None:
+        spool = DiskSpool("raw", directory, 1 << 20)
+        spool.open()
+        await spool.append(Batch(TRACES, make_request(), 3))
+        if acknowledge:
+            spool.ack(await spool.read(10, 1 << 20))
+        spool.release()
+    asyncio.run(leave(tmp_path / "spool" / "worker-2" / "raw", acknowledge=True))   # drained: no obstacle
+    asyncio.run(leave(tmp_path / "spool" / "worker-3" / "raw", acknowledge=False))  # still holds data
     config = base_config(tmp_path)
     config["workers"] = 2
     with pytest.raises(RuntimeError) as err:
         RouterProcess(config, tmp_path)
-    assert "worker-3" in str(err.value) and "run with more workers" in str(err.value)
+    assert "worker-3" in str(err.value) and "worker-2" not in str(err.value)
+    assert "run with more workers" in str(err.value)

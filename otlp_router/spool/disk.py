@@ -102,6 +102,26 @@ def scan(path: Path) -> tuple[list[tuple[int, bytes]], int, int | None]:
     return records, at, None
 
 
+def read_acked(directory: Path) -> tuple[int, set[int]]:
+    """The acknowledged mark of a spool directory, and the numbers acknowledged past it."""
+    path = directory / "acked"
+    if not path.exists():
+        return 0, set()
+    numbers = [int(n) for n in path.read_text().split()]
+    return (numbers[0], set(numbers[1:])) if numbers else (0, set())
+
+
+def pending_records(directory: Path) -> int:
+    """How many records of a (closed) spool directory are not acknowledged."""
+    mark, above = read_acked(directory)
+    pending = 0
+    for path in sorted(directory.glob("*.seg")):
+        records, _, _ = scan(path)
+        first = int(path.stem)
+        pending += sum(1 for n in range(len(records)) if first + n > mark and first + n not in above)
+    return pending
+
+
 class DiskSpool(MemorySpool):
     durable = True
 
@@ -276,12 +296,7 @@ class DiskSpool(MemorySpool):
     # -- acknowledging ----------------------------------------------------
 
     def _read_acked(self) -> tuple[int, set[int]]:
-        """The acknowledged mark, and the sequence numbers acknowledged past it."""
-        path = self.dir / "acked"
-        if not path.exists():
-            return 0, set()
-        numbers = [int(n) for n in path.read_text().split()]
-        return (numbers[0], set(numbers[1:])) if numbers else (0, set())
+        return read_acked(self.dir)
 
     def ack(self, entries: list[Entry]) -> None:
         super().ack(entries)
