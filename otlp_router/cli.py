@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
@@ -19,9 +18,7 @@ def _load(path: str) -> config_module.RouterConfig | None:
     except ConfigError as e:
         print(f"otlp-router: invalid config: {e}", file=sys.stderr)
         return None
-    mask = next((f for h in logging.getLogger().handlers for f in h.filters if isinstance(f, logs.MaskSecrets)), None)
-    if mask is not None:
-        mask.secrets = sorted({*mask.secrets, *config.secrets}, key=len, reverse=True)
+    logs.hide(config.secrets)
     return config
 
 
@@ -141,7 +138,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Send dead-lettered batches to their destination again; remove each one delivered."""
-    from otlp_router.destinations.base import ExportError
+    from otlp_router.destinations.base import ExportError, Exporter
     from otlp_router.spool.deadletter import DeadLetters
 
     config = _load(args.config)
@@ -161,7 +158,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if not letters:
                 print(f"destination {name}: no dead letters")
                 continue
-            if destination.deferred_ack:
+            if not isinstance(destination, Exporter):
                 print(f"destination {name}: stored formats are never dead-lettered; skipping")
                 continue
             await destination.start()

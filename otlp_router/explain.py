@@ -11,7 +11,7 @@ import orjson
 from otlp_router.config import RouterConfig
 from otlp_router.model import otlp_json
 from otlp_router.model.attributes import to_dict, value_of
-from otlp_router.model.batch import Batch
+from otlp_router.model.batch import Batch, items_of
 from otlp_router.model.signals import LOGS, METRICS, TRACES, Signal
 from otlp_router.pipeline import Pipeline
 from otlp_router.routing.match import walk
@@ -43,14 +43,6 @@ def signal_of(body: bytes) -> Signal:
             if key in _TOP_KEYS:
                 return _TOP_KEYS[key]
     return TRACES
-
-
-def _items(batch: Batch) -> Iterator[tuple[Any, Any]]:
-    signal = batch.signal
-    for rs in getattr(batch.message, signal.resource_field):
-        for ss in getattr(rs, signal.scope_field):
-            for item in getattr(ss, signal.items_field):
-                yield item, rs.resource
 
 
 def _key(signal: Signal, item: Any) -> Any:
@@ -105,9 +97,9 @@ def explain(config: RouterConfig, path: Path) -> list[dict[str, Any]]:
             routes_of[_key(signal, item)] = [r.name for r in table.routes_of(signal.name, chosen)]
         views: dict[Any, dict[str, Any]] = {}
         for dest, shaped in pipeline.prepare(batch):
-            for item, resource in _items(shaped):
+            for item, resource in items_of(shaped):
                 views.setdefault(_key(signal, item), {})[dest] = _view(signal, item, resource)
-        for item, _ in _items(batch):
+        for item, _ in items_of(batch):
             key = _key(signal, item)
             report.append({**_describe(signal, item), "signal": signal.name, "routes": routes_of.get(key, []),
                            "destinations": views.get(key, {})})

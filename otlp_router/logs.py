@@ -69,11 +69,18 @@ class RateLimitRepeats(logging.Filter):
         return False
 
 
-def setup(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -> MaskSecrets:
+_mask = MaskSecrets()
+
+
+def hide(secrets: Iterable[str]) -> None:
+    """Never show these values (from the config) in a log line."""
+    _mask.secrets = sorted({*_mask.secrets, *(s for s in secrets if s and len(s) >= 4)}, key=len, reverse=True)
+
+
+def setup(level: str = "info", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT))
-    mask = MaskSecrets(secrets)
-    handler.addFilter(mask)
+    handler.addFilter(_mask)
     handler.addFilter(RateLimitRepeats())
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -82,4 +89,3 @@ def setup(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -
     root.setLevel(level.upper())
     # uvicorn's own start/stop lines would repeat ours, once per listener.
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
-    return mask

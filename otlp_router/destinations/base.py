@@ -1,6 +1,7 @@
-"""What a destination is: something that takes batches and says whether it failed
-for good or for now. Queueing, retries and acknowledgement live once, in
-`delivery.py`, around every destination."""
+"""What a destination is. An `Exporter` takes batches and says whether it failed
+for good or for now; queueing, retries and acknowledgement live once, in
+`delivery.py`, around every exporter. A `Gatherer` (stored formats) gathers
+spool entries into objects and acknowledges them itself once they are written."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class CheckResult:
 
 class Destination(ABC):
     """A configured destination. Subclasses read their settings in __init__
-    (refusing unknown keys) and implement `export`."""
+    (refusing unknown keys)."""
 
     type_name: ClassVar[str]
     # The signals this destination takes (an instance may narrow it by format).
@@ -46,29 +47,15 @@ class Destination(ABC):
     default_flush_interval: ClassVar[float] = 0.0
     # Concurrent exports; 1 keeps order (files), more hide a remote's latency.
     default_max_in_flight: ClassVar[int] = 1
-    # Destinations that gather items into objects take spool entries with
-    # `take` and acknowledge them later, through the callback given to `bind`.
-    deferred_ack: ClassVar[bool] = False
     # Needs every span of a trace in one process (per-trace JSON); with several
     # workers the spans are handed to the trace's owner worker.
     whole_traces: bool = False
-
-    def bind(self, ack: Callable[[list[Entry]], None]) -> None:
-        """Receive the callback that acknowledges entries (deferred_ack destinations)."""
-
-    async def take(self, entries: list[Entry]) -> None:
-        """Take entries to acknowledge later (deferred_ack destinations)."""
-        raise NotImplementedError
 
     def __init__(self, name: str, settings: Section) -> None:
         self.name = name
 
     async def start(self) -> None:
-        """Open connections or files; called before the first export."""
-
-    @abstractmethod
-    async def export(self, batches: list[Batch]) -> None:
-        """Deliver these batches, or raise `ExportError`."""
+        """Open connections or files; called before the first batch."""
 
     async def check(self) -> CheckResult:
         """Test that the destination can be reached and written (`otlp-router check`)."""
@@ -76,3 +63,19 @@ class Destination(ABC):
 
     async def stop(self) -> None:
         """Flush and close; nothing is exported after this."""
+
+
+class Exporter(Destination):
+    @abstractmethod
+    async def export(self, batches: list[Batch]) -> None:
+        """Deliver these batches, or raise `ExportError`."""
+
+
+class Gatherer(Destination):
+    @abstractmethod
+    def bind(self, ack: Callable[[list[Entry]], None]) -> None:
+        """Receive the callback that acknowledges entries once they are written."""
+
+    @abstractmethod
+    async def take(self, entries: list[Entry]) -> None:
+        """Take entries into the objects being gathered."""

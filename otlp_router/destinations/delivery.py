@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from otlp_router import telemetry
-from otlp_router.destinations.base import Destination, ExportError
+from otlp_router.destinations.base import Destination, ExportError, Gatherer
 from otlp_router.settings import Section
 from otlp_router.spool.base import Entry, Spool
 from otlp_router.spool.deadletter import DeadLetters
@@ -64,24 +64,25 @@ class Delivery:
 
     def __init__(self, destination: Destination, spool: Spool, retry: RetrySettings, batch: BatchSettings,
                  dead_letters: DeadLetters | None = None) -> None:
-        self.destination = destination
         self.dead_letters = dead_letters
         self.spool = spool
-        self.retry = retry
-        self.batch = batch
         self._tasks: list[asyncio.Task[None]] = []
-        self.last_error: str | None = None
         self._failing_since = 0.0
+        self._use(destination, retry, batch)
+
+    def _use(self, destination: Destination, retry: RetrySettings, batch: BatchSettings) -> None:
+        self.destination, self.retry, self.batch = destination, retry, batch
         self.flush_interval = batch.flush_interval if batch.flush_interval is not None \
             else destination.default_flush_interval
         self.max_in_flight = batch.max_in_flight or destination.default_max_in_flight
+        self.last_error: str | None = None
 
     @property
     def name(self) -> str:
         return self.destination.name
 
     async def start(self) -> None:
-        if self.destination.deferred_ack:
+        if isinstance(self.destination, Gatherer):
             self.destination.bind(self._acknowledge)
         await self.destination.start()
         self._tasks = [asyncio.create_task(self._run(), name=f"delivery:{self.name}:{i}")
@@ -95,11 +96,7 @@ class Delivery:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.destination.stop()
-        self.destination, self.retry, self.batch = destination, retry, batch
-        self.flush_interval = batch.flush_interval if batch.flush_interval is not None \
-            else destination.default_flush_interval
-        self.max_in_flight = batch.max_in_flight or destination.default_max_in_flight
-        self.last_error = None
+        self._use(destination, retry, batch)
         await self.start()
 
     async def stop(self, timeout: float) -> None:
@@ -159,13 +156,13 @@ class Delivery:
         return entries
 
     def _acknowledge(self, entries: list[Entry]) -> None:
-        """A deferred-ack destination has written these entries."""
+        """A gatherer has written these entries."""
         items = sum(e.batch.items for e in entries)
         telemetry.exporter_sent.labels(self.name, entries[0].batch.signal.name).inc(items)
         self.spool.ack(entries)
 
     async def _deliver(self, entries: list[Entry]) -> None:
-        if self.destination.deferred_ack:
+        if isinstance(self.destination, Gatherer):
             await self.destination.take(entries)
             return
         # One export carries one signal: split a mixed read into runs.

@@ -4,12 +4,12 @@ For routes that drop on purpose, and for measuring ingest alone."""
 
 from __future__ import annotations
 
-from otlp_router.destinations.base import Destination
+from otlp_router.destinations.base import Exporter
 from otlp_router.model.batch import Batch
 from otlp_router.settings import Section
 
 
-class DiscardDestination(Destination):
+class DiscardDestination(Exporter):
     type_name = "discard"
 
     def __init__(self, name: str, settings: Section) -> None:

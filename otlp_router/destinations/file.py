@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from otlp_router.destinations.base import CheckResult, Destination, ExportError
+from otlp_router.destinations.base import CheckResult, ExportError, Exporter
 from otlp_router.model import otlp_json
 from otlp_router.model.batch import Batch
 from otlp_router.settings import Section
@@ -67,7 +67,7 @@ class _RotatingFile:
             self._file = None
 
 
-class FileDestination(Destination):
+class FileDestination(Exporter):
     type_name = "file"
 
     def __init__(self, name: str, settings: Section) -> None:

@@ -15,7 +15,7 @@ import bisect
 import hashlib
 from typing import Any, Callable
 
-from otlp_router.destinations.base import COMMON_KEYS, CheckResult, Destination, ExportError
+from otlp_router.destinations.base import COMMON_KEYS, CheckResult, Destination, ExportError, Exporter
 from otlp_router.model.batch import Batch, partition
 from otlp_router.settings import Section
 
@@ -45,7 +45,7 @@ def _service_of(resource: Any) -> bytes:
     return b""
 
 
-class LoadBalancedDestination(Destination):
+class LoadBalancedDestination(Exporter):
     BY = ("trace_id", "service")
 
     def __init__(self, name: str, settings: Section, make: Callable[[str, Section], Destination]) -> None:

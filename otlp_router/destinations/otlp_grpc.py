@@ -6,7 +6,7 @@ from typing import Any
 
 import grpc
 
-from otlp_router.destinations.base import CheckResult, Destination, ExportError
+from otlp_router.destinations.base import CheckResult, ExportError, Exporter
 from otlp_router.destinations.otlp_common import (connection_test_request, decode_response, merged_wire,
                                                   note_partial_success, retry_info_delay)
 from otlp_router.destinations.tls import ClientTls
@@ -19,7 +19,7 @@ RETRYABLE = frozenset({grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEE
                        grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS})
 
 
-class OtlpGrpcDestination(Destination):
+class OtlpGrpcDestination(Exporter):
     type_name = "otlp_grpc"
     default_flush_interval = 0.2
     default_max_in_flight = 4

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from otlp_router.destinations.base import CheckResult, Destination, ExportError
+from otlp_router.destinations.base import CheckResult, ExportError, Exporter
 from otlp_router.destinations.otlp_common import (connection_test_request, decode_response, merged_message,
                                                   merged_wire, note_partial_success, parse_retry_after,
                                                   status_message)
@@ -23,7 +23,7 @@ from otlp_router.settings import Section
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 
 
-class OtlpHttpDestination(Destination):
+class OtlpHttpDestination(Exporter):
     type_name = "otlp_http"
     default_flush_interval = 0.2
     default_max_in_flight = 4

@@ -13,13 +13,13 @@ import asyncio
 import gzip
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 import zstandard
 
 from otlp_router.destinations.assembly import (Group, Holds, LineBatcher, LineGroup, OpenTrace, RecordBatcher,
                                                RecordGroup, TraceAssembler)
-from otlp_router.destinations.base import CheckResult, Destination
+from otlp_router.destinations.base import CheckResult, Gatherer
 from otlp_router.destinations.formats.aperture import encode_records
 from otlp_router.destinations.formats.trace_json import encode_document, trace_document
 from otlp_router.destinations.stores.base import Store, StoreError
@@ -45,9 +45,7 @@ def _path_template(section: Section) -> str:
     return template.strip("/")
 
 
-class StorageDestination(Destination):
-    deferred_ack = True
-
+class StorageDestination(Gatherer):
     def __init__(self, name: str, settings: Section, store: Store) -> None:
         super().__init__(name, settings)
         self.store = store
@@ -86,16 +84,12 @@ class StorageDestination(Destination):
         self._last_names: dict[str, int] = {}
         self._failing = False
 
-    # The delivery loop hands entries over and is told when they are written.
-    def bind(self, ack: Any) -> None:
+    def bind(self, ack: Callable[[list[Entry]], None]) -> None:
         self._holds = Holds(ack)
 
     async def start(self) -> None:
         await self.store.start()
         self._writer = asyncio.create_task(self._write_loop(), name=f"storage:{self.name}")
-
-    async def export(self, batches: list[Any]) -> None:  # pragma: no cover - storage takes entries instead
-        raise NotImplementedError("storage destinations take spool entries")
 
     async def take(self, entries: list[Entry]) -> None:
         assert self._holds is not None, "bind() before take()"

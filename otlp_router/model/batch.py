@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from google.protobuf.message import Message
 
@@ -106,22 +106,28 @@ def select(batch: Batch, keep: list[bool]) -> Batch:
     return batch.derive(out, items)
 
 
+def items_of(batch: Batch) -> Iterator[tuple[Any, Any]]:
+    """Every item of a batch with its resource, in order."""
+    signal = batch.signal
+    for rs in getattr(batch.message, signal.resource_field):
+        for ss in getattr(rs, signal.scope_field):
+            for item in getattr(ss, signal.items_field):
+                yield item, rs.resource
+
+
 def partition(batch: Batch, key_of: Callable[[Any, Any], bytes], owner_of: Callable[[bytes], int]
               ) -> dict[int, Batch]:
     """Split a batch by owner: `key_of(resource, item)` gives an item's key,
     `owner_of(key)` its owner (asked once per distinct key). A batch with one
     owner is returned whole."""
-    signal = batch.signal
     owners = []
     cache: dict[bytes, int] = {}
-    for rs in getattr(batch.message, signal.resource_field):
-        for ss in getattr(rs, signal.scope_field):
-            for item in getattr(ss, signal.items_field):
-                key = key_of(rs.resource, item)
-                owner = cache.get(key)
-                if owner is None:
-                    owner = cache[key] = owner_of(key)
-                owners.append(owner)
+    for item, resource in items_of(batch):
+        key = key_of(resource, item)
+        owner = cache.get(key)
+        if owner is None:
+            owner = cache[key] = owner_of(key)
+        owners.append(owner)
     targets = set(owners)
     if len(targets) == 1:
         return {targets.pop(): batch}

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 
 from otlp_router import telemetry
 from otlp_router.model.signals import Signal
@@ -41,20 +40,6 @@ class GrpcSettings:
         return s
 
 
-_GRPC_STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
-                413: grpc.StatusCode.RESOURCE_EXHAUSTED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-                503: grpc.StatusCode.UNAVAILABLE}
-
-
-def _retry_trailer(code: int, message: str, retry_after: float) -> tuple[tuple[str, bytes], ...]:
-    """`grpc-status-details-bin` carrying RetryInfo, which OTLP clients read for their backoff."""
-    info = error_details_pb2.RetryInfo()
-    info.retry_delay.FromNanoseconds(int(retry_after * 1e9))
-    status = status_pb2.Status(code=code, message=message)
-    status.details.add().Pack(info)
-    return (("grpc-status-details-bin", status.SerializeToString()),)
-
-
 class GrpcReceiver:
     def __init__(self, settings: GrpcSettings, intake: Intake, signals: list[Signal],
                  reuse_port: bool = False) -> None:
@@ -82,9 +67,11 @@ class GrpcReceiver:
                 key = self.intake.authenticate(metadata.get("authorization"), metadata.get("x-api-key"))
                 rejection = await self.intake.export(signal, payload.PROTOBUF, request, key, "grpc")
             except Refused as r:
-                code = _GRPC_STATUS.get(r.status, grpc.StatusCode.INVALID_ARGUMENT)
+                code = r.grpc_code
                 telemetry.receiver_refused_requests.labels(*labels, code.name).inc()
-                trailer = _retry_trailer(code.value[0], r.message, r.retry_after) if r.retry_after is not None else ()
+                # RetryInfo in grpc-status-details-bin is what OTLP clients read for their backoff.
+                trailer = (("grpc-status-details-bin", r.rpc_status().SerializeToString()),) \
+                    if r.retry_after is not None else ()
                 await context.abort(code, r.message, trailing_metadata=trailer)
             return signal.response(rejection).SerializeToString()
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import orjson
-from google.rpc import code_pb2, error_details_pb2, status_pb2
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -31,11 +30,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _CONTENT_TYPE = {payload.PROTOBUF: b"application/x-protobuf", payload.JSON: b"application/json"}
-_GRPC_CODE = {400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED, 405: code_pb2.UNIMPLEMENTED,
-              413: code_pb2.RESOURCE_EXHAUSTED, 415: code_pb2.INVALID_ARGUMENT,
-              429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
-
-
 @dataclass(frozen=True)
 class HttpSettings:
     host: str = "127.0.0.1"
@@ -52,20 +46,15 @@ class HttpSettings:
         return s
 
 
-def _status_body(kind: str, status: int, message: str, retry_after: float | None) -> bytes:
-    code = _GRPC_CODE.get(status, code_pb2.UNKNOWN)
-    if kind == payload.JSON:
-        doc: dict[str, Any] = {"code": code, "message": message}
-        if retry_after is not None:
-            doc["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                               "retryDelay": f"{retry_after:g}s"}]
-        return orjson.dumps(doc)
-    st = status_pb2.Status(code=code, message=message)
-    if retry_after is not None:
-        info = error_details_pb2.RetryInfo()
-        info.retry_delay.FromNanoseconds(int(retry_after * 1e9))
-        st.details.add().Pack(info)
-    return st.SerializeToString()
+def _status_body(kind: str, refusal: Refused) -> bytes:
+    status = refusal.rpc_status()
+    if kind == payload.PROTOBUF:
+        return status.SerializeToString()
+    doc: dict[str, Any] = {"code": status.code, "message": status.message}
+    if refusal.retry_after is not None:
+        doc["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                           "retryDelay": f"{refusal.retry_after:g}s"}]
+    return orjson.dumps(doc)
 
 
 class ExportEndpoint:
@@ -112,8 +101,7 @@ class ExportEndpoint:
             rejection = await self.intake.export(self.signal, kind, data, key, "http")
         except Refused as r:
             telemetry.receiver_refused_requests.labels(*self._labels, str(r.status)).inc()
-            await self._respond(send, kind, r.status, _status_body(kind, r.status, r.message, r.retry_after),
-                                r.retry_after)
+            await self._respond(send, kind, r.status, _status_body(kind, r), r.retry_after)
             return
         except _ClientGone:
             return

@@ -10,6 +10,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
 from otlp_router import telemetry
 from otlp_router.model.batch import Batch
 from otlp_router.model.signals import Rejection, Signal
@@ -21,12 +24,32 @@ from otlp_router.settings import Section
 LARGE_BODY = 1 << 20
 
 
+# The gRPC code of each HTTP status a refusal can carry (the OTLP spec's pairs).
+_GRPC_CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
+               405: grpc.StatusCode.UNIMPLEMENTED, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+               415: grpc.StatusCode.INVALID_ARGUMENT, 429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+               503: grpc.StatusCode.UNAVAILABLE}
+
+
 class Refused(Exception):
     """An export answered with an error. `status` is the HTTP status; gRPC maps it."""
 
     def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.retry_after = status, message, retry_after
+
+    @property
+    def grpc_code(self) -> grpc.StatusCode:
+        return _GRPC_CODES.get(self.status, grpc.StatusCode.UNKNOWN)
+
+    def rpc_status(self) -> status_pb2.Status:
+        """The google.rpc.Status both transports send, with RetryInfo when there is a retry hint."""
+        status = status_pb2.Status(code=self.grpc_code.value[0], message=self.message)
+        if self.retry_after is not None:
+            info = error_details_pb2.RetryInfo()
+            info.retry_delay.FromNanoseconds(int(self.retry_after * 1e9))
+            status.details.add().Pack(info)
+        return status
 
 
 @dataclass

@@ -9,10 +9,9 @@ untouched; only a request that splits is regrouped per destination.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from otlp_router import telemetry
-from otlp_router.model.batch import Batch, select
+from otlp_router.model.batch import Batch, items_of, select
 from otlp_router.model.signals import SIGNALS
 from otlp_router.routing.match import ItemContext, Needs, Predicate, compile_rule, walk
 from otlp_router.routing.shaping import ROUTE_KEYS, Shaping
@@ -168,7 +167,7 @@ class RoutingTable:
         if batch.signal.weight is not None:
             # Routed per metric, counted in data points: recount what each route set carries.
             counts = {}
-            for item, chosen in zip(_items(batch), choices):
+            for (item, _), chosen in zip(items_of(batch), choices):
                 counts[chosen] = counts.get(chosen, 0) + batch.signal.weight(item)
         self._count(batch, counts)
         if len(counts) == 1:
@@ -188,9 +187,3 @@ class RoutingTable:
                 telemetry.unrouted.labels(name).inc(n)
             for route in routes:
                 telemetry.routed.labels(route.name, name).inc(n)
-
-
-def _items(batch: Batch) -> Any:
-    signal = batch.signal
-    return (item for rs in getattr(batch.message, signal.resource_field)
-            for ss in getattr(rs, signal.scope_field) for item in getattr(ss, signal.items_field))

@@ -181,7 +181,7 @@ class DiskSpool(MemorySpool):
                 self._seq = max(self._seq, seq)
                 if seq <= self._acked_seq or seq in self._acked_above:
                     continue
-                self._restore(seq, decode_payload(payload), _FRAME.size + len(payload))
+                self._enqueue(Entry(decode_payload(payload), _FRAME.size + len(payload), seq))
             if records or not last_segment:
                 self._segments.append((first, path))
         self.recovery.records = len(self._unacked)
@@ -192,14 +192,6 @@ class DiskSpool(MemorySpool):
                      self.destination, self.recovery.records, self.recovery.torn_bytes,
                      self.recovery.corrupt_records)
         return self.recovery
-
-    def _restore(self, seq: int, batch: Batch, size: int) -> None:
-        entry = Entry(batch, size, seq)
-        self._queue.append(entry)
-        self._unacked[seq] = entry
-        self._bytes += size
-        self._items += batch.items
-        self._ready.set()
 
     # -- appending --------------------------------------------------------
 
@@ -244,12 +236,7 @@ class DiskSpool(MemorySpool):
                 from None
         self._written += size
         self._seq += 1
-        entry = Entry(batch, size, self._seq)
-        self._unacked[entry.seq] = entry
-        self._queue.append(entry)
-        self._bytes += entry.size
-        self._items += batch.items
-        self._ready.set()
+        self._enqueue(Entry(batch, size, self._seq))
         if self._written >= self.segment_bytes:
             self._new_segment()
         if self.fsync == "always":

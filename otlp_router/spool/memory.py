@@ -27,12 +27,14 @@ class MemorySpool(Spool):
         if self._closed:
             raise RuntimeError(f"spool of {self.destination} is closed")
         self._seq += 1
-        size = batch.size
-        entry = Entry(batch, size, self._seq)
+        self._enqueue(Entry(batch, batch.size, self._seq))
+
+    def _enqueue(self, entry: Entry) -> None:
+        """Hand an entry out to readers and count it as pending until acknowledged."""
         self._queue.append(entry)
         self._unacked[entry.seq] = entry
-        self._bytes += size
-        self._items += batch.items
+        self._bytes += entry.size
+        self._items += entry.batch.items
         self._ready.set()
 
     async def read(self, max_items: int, max_bytes: int) -> list[Entry]:
