@@ -126,6 +126,7 @@ class Admin:
                 "durable": d.spool.durable,
                 "sent": _counter_total(telemetry.exporter_sent, destination=name),
                 "dropped": _counter_total(telemetry.exporter_dropped, destination=name),
+                "dead_lettered": d.dead_lettered, "last_dead_letter": d.last_dead_letter,
             })
         routes = [{"name": r.name, "destinations": list(r.destinations), "stop": r.stop, "default": r.default,
                    "match": r.match is not None, "routed": _counter_total(telemetry.routed, route=r.name)}

@@ -138,7 +138,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Send dead-lettered batches to their destination again; remove each one delivered."""
-    from otlp_router.destinations.base import ExportError, Exporter
+    from otlp_router.destinations.base import ExportError
+    from otlp_router.destinations.delivery import export_once
+    from otlp_router.destinations.loadbalance import LoadBalancedDestination
     from otlp_router.spool.deadletter import DeadLetters
 
     config = _load(args.config)
@@ -150,23 +152,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"otlp-router: unknown destination(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
 
+    def dead_dirs(name: str) -> list[Path]:
+        """Every dead letter folder of a destination: its own, each worker's, each endpoint's."""
+        roots = [config.spool.dir / name, *sorted(config.spool.dir.glob(f"worker-*/{name}"))]
+        return [d for root in roots for d in (root / "dead", *sorted(root.glob("endpoints/*/dead"))) if d.is_dir()]
+
     async def replay() -> int:
         failed = 0
         for name in names:
             destination = config.destinations[name].destination
-            letters = DeadLetters(config.spool.dir / name / "dead", config.spool.dead_letter_ttl).list()
+            letters = [letter for d in dead_dirs(name) for letter in DeadLetters(d, config.spool.dead_letter_ttl).list()]
             if not letters:
                 print(f"destination {name}: no dead letters")
                 continue
-            if not isinstance(destination, Exporter):
-                print(f"destination {name}: stored formats are never dead-lettered; skipping")
-                continue
-            await destination.start()
+            # A load-balanced destination's letters go straight to their endpoints again.
+            targets = destination.children if isinstance(destination, LoadBalancedDestination) else [destination]
+            for target in targets:
+                await target.start()
             try:
                 for letter in letters:
                     items = sum(b.items for b in letter.batches)
                     try:
-                        await destination.export(letter.batches)
+                        if isinstance(destination, LoadBalancedDestination):
+                            for batch in letter.batches:
+                                for child, part in destination.split(batch).items():
+                                    await export_once(destination.children[child], [part])
+                        else:
+                            await export_once(destination, letter.batches)
                     except ExportError as e:
                         failed += 1
                         print(f"destination {name}: {letter.path.name}: still failing: {e}")
@@ -175,7 +187,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     print(f"destination {name}: {letter.path.name}: delivered {items} item(s) "
                           f"(first rejected: {letter.reason})")
             finally:
-                await destination.stop()
+                for target in targets:
+                    await target.stop()
         return failed
 
     return 1 if asyncio.run(replay()) else 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from otlp_router.peers import Peers, internal_routes, socket_path
 from otlp_router import config as config_module
 from otlp_router.config import DestinationConfig, RouterConfig
 from otlp_router.settings import ConfigError
+from otlp_router.destinations.base import Destination
 from otlp_router.destinations.delivery import Delivery
 from otlp_router.model.signals import SIGNALS
 from otlp_router.pipeline import Pipeline
@@ -100,15 +102,25 @@ class Router:
             oldest = delivery.spool.oldest_pending
             telemetry.spool_oldest_age.labels(name).set(0.0 if oldest is None else max(0.0, time.time() - oldest))
 
-    def _delivery(self, name: str, d: DestinationConfig) -> Delivery:
+    def _delivery(self, name: str, d: DestinationConfig, directory: Path | None = None) -> Delivery:
+        """A destination's delivery, its spool under `directory` (default spool.dir/name)."""
         s = self.config.spool
-        spool: Spool = DiskSpool(name, s.dir / name, s.max_bytes, s.fsync, s.segment_bytes) if s.durable \
+        directory = directory or s.dir / name
+        spool: Spool = DiskSpool(name, directory, s.max_bytes, s.fsync, s.segment_bytes) if s.durable \
             else MemorySpool(name, s.max_bytes)
-        dead = DeadLetters(s.dir / name / "dead", s.dead_letter_ttl) if s.durable else None
-        return Delivery(d.destination, spool, d.retry, d.batch, dead)
+        # A memory spool loses its queue with the process, but what a destination
+        # refuses is still kept: dead letters are always on disk.
+        dead = DeadLetters(directory / "dead", s.dead_letter_ttl)
+
+        def endpoint_delivery(endpoint: str, child: Destination) -> Delivery:
+            delivery = self._delivery(child.name, replace(d, destination=child),
+                                      directory / "endpoints" / re.sub(r"[^A-Za-z0-9._-]", "_", endpoint))
+            self._open_spool(delivery)
+            return delivery
+        return Delivery(d.destination, spool, d.retry, d.batch, dead, endpoint_delivery)
 
     @staticmethod
-    async def _start_delivery(delivery: Delivery) -> None:
+    def _open_spool(delivery: Delivery) -> None:
         if isinstance(delivery.spool, DiskSpool):
             try:
                 delivery.spool.open()
@@ -116,6 +128,9 @@ class Router:
                 raise StartupError(f"spool of destination {delivery.name}: {e}") from None
         if delivery.dead_letters is not None:
             delivery.dead_letters.expire()
+
+    async def _start_delivery(self, delivery: Delivery) -> None:
+        self._open_spool(delivery)
         await delivery.start()
 
     async def start(self) -> None:
@@ -180,7 +195,7 @@ class Router:
                 await self._start_delivery(started[name])
             for name in changed:
                 d = new.destinations[name]
-                await self.deliveries[name].replace(d.destination, d.retry, d.batch)
+                await self.deliveries[name].replace(d.destination, d.retry, d.batch, new.shutdown_timeout)
             deliveries = {name: started.get(name) or self.deliveries[name] for name in new.destinations}
             # One synchronous swap: every request after it sees the new table.
             self.pipeline.routing = new.routing
@@ -226,10 +241,16 @@ async def serve(config: RouterConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task[bool]] = set()
 
+    def reloaded(task: asyncio.Task[bool]) -> None:
+        reloads.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reload failed: %r; the destinations it had not reached yet keep their old settings",
+                      task.exception(), exc_info=task.exception())
+
     def on_hup() -> None:
         task = asyncio.ensure_future(router.reload())
         reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        task.add_done_callback(reloaded)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await stop.wait()

@@ -50,12 +50,16 @@ sampled_out = Counter(
 spool_corrupt = Counter(
     "otlp_router_spool_corrupt_records", "Corrupt records found in the middle of a spool segment at start-up.",
     ("destination",), registry=REGISTRY)
+spool_lost_records = Counter(
+    "otlp_router_spool_lost_records", "Records start-up found torn (a cut final record) or missing (numbers no "
+    "segment holds that were never acknowledged), by reason.", ("destination", "reason"), registry=REGISTRY)
 spool_write_errors = Counter(
     "otlp_router_spool_write_errors", "Appends refused because the spool could not be written (disk full ...).",
     ("destination",), registry=REGISTRY)
 dead_lettered = Counter(
-    "otlp_router_dead_lettered_items", "Items a destination rejected for good, kept in its dead letter.",
-    ("destination", "signal"), registry=REGISTRY)
+    "otlp_router_dead_lettered_items",
+    "Items kept in a destination's dead letter, by reason (rejected, exhausted: past retry.max_elapsed, "
+    "poison: the router could not handle them).", ("destination", "signal", "reason"), registry=REGISTRY)
 limited_attributes = Counter(
     "otlp_router_receiver_limited_attributes", "Attributes dropped or values truncated by the receiver limits.",
     ("action",), registry=REGISTRY)

@@ -99,9 +99,11 @@ def merge_status(statuses: list[dict[str, Any]], workers: list[dict[str, Any]]) 
     destinations: dict[str, dict[str, Any]] = {}
     for s in statuses:
         for d in s["destinations"]:
-            m = destinations.setdefault(d["name"], {**d, "spool_items": 0, "spool_bytes": 0, "sent": 0, "dropped": 0})
-            for key in ("spool_items", "spool_bytes", "sent", "dropped"):
+            m = destinations.setdefault(d["name"], {**d, "spool_items": 0, "spool_bytes": 0, "sent": 0, "dropped": 0,
+                                                    "dead_lettered": 0})
+            for key in ("spool_items", "spool_bytes", "sent", "dropped", "dead_lettered"):
                 m[key] += d[key]
+            m["last_dead_letter"] = d["last_dead_letter"] or m["last_dead_letter"]
             if d["state"] != "ok":
                 m["state"], m["last_error"] = d["state"], d["last_error"]
     routes: dict[str, dict[str, Any]] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 
 from otlp_router.destinations.loadbalance import HashRing
@@ -63,3 +65,46 @@ def test_three_routers_in_two_tiers_keep_every_trace_whole(start_router, tmp_pat
     assert not set(b) & set(c)  # no trace split across routers
     for trace_docs in (*b.values(), *c.values()):
         assert len(trace_docs) == 1 and len(trace_docs[0]["observations"]) == 3  # one whole document
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_one_endpoint_down_neither_resends_nor_holds_up_the_others(start_router, tmp_path) -> None:
+    """Each endpoint has its own queue: the healthy one gets its parts once, at
+    once; the other's wait in its queue until it comes up."""
+    from tests.downstream import HttpSink
+    healthy = HttpSink()
+    down_port = _free_port()
+    front = start_router(base_config(tmp_path, destinations={"tier2": {
+        "type": "otlp_http", "compression": "none", "batch": {"flush_interval": "10ms"},
+        "retry": {"initial_interval": "50ms", "max_interval": "200ms"},
+        "loadbalance": {"endpoints": [f"http://127.0.0.1:{healthy.port}", f"http://127.0.0.1:{down_port}"]}}}))
+    ring = HashRing([f"http://127.0.0.1:{healthy.port}", f"http://127.0.0.1:{down_port}"])
+    sent = []
+    for t in range(30):
+        request = make_request(spans=2, seed=t + 1)
+        sent.append(request)
+        assert front.post("/v1/traces", request.SerializeToString(), PB)[0] == 200
+    spans = [s for r in sent for s in r.resource_spans[0].scope_spans[0].spans]
+    mine = {s.span_id for s in spans if ring.owner(s.trace_id) == 0}
+    theirs = {s.span_id for s in spans if ring.owner(s.trace_id) == 1}
+    assert mine and theirs
+    try:
+        assert wait_for(lambda: healthy.span_ids() == mine, timeout=20)
+        assert wait_for(lambda: "state failing" in front.stderr, timeout=10)
+        time.sleep(0.5)  # several retries of the other endpoint's parts
+        received = [s.span_id for s in healthy.spans()]
+        assert len(received) == len(set(received)), "the healthy endpoint got parts again"
+        late = HttpSink(port=down_port)
+        try:
+            assert wait_for(lambda: late.span_ids() == theirs, timeout=20)
+        finally:
+            late.close()
+        assert sorted(s.span_id for s in healthy.spans()) == sorted(mine)
+    finally:
+        healthy.close()

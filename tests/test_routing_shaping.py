@@ -136,6 +136,22 @@ def test_sampling_keeps_or_drops_whole_traces_deterministically() -> None:
     assert 20 < len(counts) < 100  # about 30% of 200 traces
 
 
+@pytest.mark.parametrize("by", ["trace_id", "session.id"])
+def test_log_records_without_a_trace_are_sampled_one_by_one(by: str) -> None:
+    """Issue 13, finding 7: they all hashed the empty key, so a rate kept all or none."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from otlp_router.model.signals import LOGS
+    request = ExportLogsServiceRequest(resource_logs=[{"scope_logs": [{"log_records": [
+        {"body": {"string_value": f"record {i}"}, "time_unix_nano": i} for i in range(400)]}]}])
+    again = ExportLogsServiceRequest()
+    again.CopyFrom(request)
+    removed = _sampling(rate=0.5, by=by).apply(request, LOGS)
+    assert 120 < removed < 280
+    _sampling(rate=0.5, by=by).apply(again, LOGS)
+    assert again == request   # the same records kept by every router, every time
+
+
 def test_sampling_by_session_keeps_a_session_together_across_traces() -> None:
     sampling = _sampling(rate=0.5, by="session.id")
     sessions = [f"session-{i}" for i in range(40)]

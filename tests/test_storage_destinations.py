@@ -204,24 +204,26 @@ def test_prefix_ending_in_a_slash_is_refused(tmp_path) -> None:
     assert err.value.path == "destinations.s.prefix" and "must not end with /" in err.value.problem
 
 
-def test_uploads_wait_out_an_s3_outage(start_router, tmp_path) -> None:
-    from tests.s3server import MotoServer
-    server = MotoServer()
+def test_uploads_wait_out_an_s3_outage(start_router, tmp_path, moto) -> None:
+    from tests.s3server import Gate
+    gate = Gate(moto.port)
     try:
-        bucket = server.bucket("outage")
-        router = _router(start_router, tmp_path, server.destination(bucket, format="json", trace_idle="200ms"))
-        server.stop()
+        bucket = moto.bucket(f"outage-{next(_counter)}")
+        destination = {**moto.destination(bucket, format="json", trace_idle="200ms"), "endpoint": gate.endpoint,
+                       "retry": {"initial_interval": "100ms", "max_interval": "1s"}}
+        router = _router(start_router, tmp_path, destination)
+        gate.shut()
         sent = [make_request(spans=3, seed=s) for s in (11, 12, 13)]
         for request in sent:
             assert router.post("/v1/traces", request.SerializeToString(), PB)[0] == 200
-        assert wait_for(lambda: "cannot write" in router.stderr, timeout=15)
-        server.start()
-        server.bucket("outage")  # moto keeps no state across restarts
-        objects = wait_for(lambda: len(server.objects(bucket)) == 3 and server.objects(bucket), timeout=60)
+        assert wait_for(lambda: "state failing: cannot reach the endpoint" in router.stderr, timeout=15)
+        gate.open()
+        objects = wait_for(lambda: len(moto.objects(bucket)) == 3 and moto.objects(bucket), timeout=60)
         assert objects and sorted(orjson.loads(v)["id"] for v in objects.values()) == \
             sorted(r.resource_spans[0].scope_spans[0].spans[0].trace_id.hex() for r in sent)
+        assert "dead letter" not in router.stderr
     finally:
-        server.stop()
+        gate.shut()
 
 
 def test_check_puts_and_removes_a_probe_and_explains_failures(tmp_path, moto) -> None:
@@ -250,7 +252,8 @@ def test_a_replay_after_a_crash_does_not_create_a_second_object(tmp_path, fmt) -
     from otlp_router.model.batch import Batch
     from otlp_router.model.signals import TRACES
     from otlp_router.settings import Section
-    from otlp_router.spool.base import Entry
+    from otlp_router.destinations.delivery import BatchSettings, Delivery, RetrySettings
+    from otlp_router.spool.memory import MemorySpool
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from otlp_router.model import otlp_json
 
@@ -261,16 +264,65 @@ def test_a_replay_after_a_crash_does_not_create_a_second_object(tmp_path, fmt) -
         settings = {"type": "file", "dir": str(tmp_path / "store"), "format": fmt,
                     **({"trace_idle": "10ms"} if fmt == "json" else {"every": "10ms"})}
         destination = build("store", Section(settings, "t.yaml", "destinations.store"))
-        acked: list = []
-        destination.bind(acked.extend)
-        await destination.start()
-        entry = Entry(Batch(TRACES, None, 1, request.SerializeToString(), received=received), 0, 1)
-        await destination.take([entry])
-        await destination.stop()
-        assert acked == [entry]
+        spool = MemorySpool("store", 1 << 20)
+        delivery = Delivery(destination, spool, RetrySettings(), BatchSettings())
+        await delivery.start()
+        await spool.append(Batch(TRACES, None, 1, request.SerializeToString(), received=received))
+        await delivery.stop(5.0)
+        assert spool.pending_items == 0
 
     asyncio.run(write_once())
     first = sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file())
     asyncio.run(write_once())
     assert sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file()) == first
     assert str(int(received)) in first[0]
+
+
+def test_a_missing_bucket_is_permanent_the_state_says_why_and_replay_delivers_once_it_exists(tmp_path, moto) -> None:
+    """Access and bucket errors need an operator: dead letter (not retried forever),
+    `failing` with the reason, and `otlp-router replay` once fixed."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.support import RouterProcess
+    bucket = f"later-{next(_counter)}"
+    config = base_config(tmp_path, destinations={"store": moto.destination(bucket, format="json",
+                                                                           trace_idle="50ms")})
+    router = RouterProcess(config, tmp_path)
+    sent = make_request(spans=3, seed=21)
+    try:
+        assert router.post("/v1/traces", sent.SerializeToString(), PB)[0] == 200
+        assert wait_for(lambda: "kept in the dead letter" in router.stderr, timeout=20)
+        status = orjson.loads(router.get_admin("/api/status")[2])
+        [store] = [d for d in status["destinations"] if d["name"] == "store"]
+        assert store["state"] == "failing" and "does not exist" in store["last_error"]
+        assert store["dead_lettered"] == 3 and store["spool_items"] == 0
+    finally:
+        router.stop()
+    moto.bucket(bucket)
+    (tmp_path / "router.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "otlp_router", "replay", "-c", str(tmp_path / "router.yaml")],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "delivered 3 item(s)" in result.stdout and "does not exist" in result.stdout
+    [document] = [orjson.loads(v) for v in moto.objects(bucket).values()]
+    assert document["id"] == bytes([21] * 16).hex() and len(document["observations"]) == 3
+
+
+@pytest.mark.parametrize("code, status, permanent", [
+    ("NoSuchBucket", 404, True), ("AccessDenied", 403, True), ("InvalidAccessKeyId", 403, True),
+    ("SignatureDoesNotMatch", 403, True), ("SlowDown", 503, False), ("InternalError", 500, False),
+    ("ServiceUnavailable", 503, False), ("RequestTimeout", 400, False), ("TooManyRequests", 429, False)])
+def test_store_errors_are_classified(code, status, permanent) -> None:
+    import botocore.exceptions
+
+    from otlp_router.destinations.stores.s3 import S3Settings, S3Store
+    from otlp_router.settings import Section
+    store = S3Store(S3Settings.read(Section({"bucket": "b", "region": "us-east-1"}, "t.yaml", "d")))
+    error = botocore.exceptions.ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+    assert store._explain(error).permanent is permanent
+    assert store._explain(botocore.exceptions.EndpointConnectionError(endpoint_url="http://x")).permanent is False
+    assert store._explain(botocore.exceptions.ReadTimeoutError(endpoint_url="http://x")).permanent is False

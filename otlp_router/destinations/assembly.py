@@ -1,81 +1,173 @@
-"""Gathering items into stored objects: whole traces (per-trace JSON), record
-batches (Aperture) and line batches (OTLP JSON objects).
+"""Gathering spool entries into groups, one group per export: runs of one
+signal (OTLP exporters, files), whole traces (per-trace JSON), record batches
+(Aperture) and line batches (OTLP JSON objects).
 
-A spool entry is acknowledged only once every object holding its items has
-been written, so nothing gathered here is lost with the process: after a
-restart the spool hands the same entries over again."""
+An assembler only gathers: the delivery engine holds every entry until each
+group that took items of it has been exported or dead-lettered, so nothing
+gathered here is lost with the process (the spool hands the entries over
+again after a restart). An item that cannot be gathered (a span whose record
+cannot be made) comes back as a `Poison` group, for the dead letter, and the
+rest of its entry goes on."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Protocol
 
 from otlp_router.destinations.formats.aperture import record as aperture_record
 from otlp_router.destinations.formats.trace_json import SpanRef
 from otlp_router.model import otlp_json
 from otlp_router.model.attributes import to_dict
+from otlp_router.model.batch import Batch, items_of, select
 from otlp_router.model.genai import view
 from otlp_router.spool.base import Entry
 
+log = logging.getLogger("otlp_router.delivery")
 
-class Holds:
-    """Counts, per spool entry, the open groups that still hold its items."""
-
-    def __init__(self, ack: Callable[[list[Entry]], None]) -> None:
-        self._ack = ack
-        self._open: dict[int, list[Any]] = {}   # id(entry) -> [entry, groups still open]
-
-    def hold(self, entry: Entry, groups: int) -> None:
-        if groups == 0:
-            self._ack([entry])
-            return
-        held = self._open.get(id(entry))
-        if held is None:
-            self._open[id(entry)] = [entry, groups]
-        else:
-            held[1] += groups
-
-    def release(self, entries: Iterable[Entry]) -> None:
-        done = []
-        for entry in entries:
-            held = self._open[id(entry)]
-            held[1] -= 1
-            if held[1] == 0:
-                del self._open[id(entry)]
-                done.append(entry)
-        if done:
-            self._ack(done)
-
-    def __len__(self) -> int:
-        return len(self._open)
+Hold = Callable[[Entry], None]   # called once per (entry, group) the entry joins
 
 
-@dataclass
+@dataclass(eq=False)
 class Group:
-    """Items on their way into one object."""
+    """Items on their way into one export."""
 
     opened: float                                   # monotonic
     touched: float
+    signal: str = "traces"
     entries: dict[int, Entry] = field(default_factory=dict)
     size: int = 0
+    items: int = 0
     api_key_name: str | None = None
-    first_received: float = float("inf")            # unix time the first item arrived: names the object
+    first_received: float = float("inf")            # unix time the first item arrived: names stored objects
 
-    def take(self, entry: Entry, size: int, now: float) -> bool:
-        """Count the entry in; True when it is new to this group."""
+    def take(self, entry: Entry, size: int, items: int, now: float, hold: Hold) -> None:
         self.size += size
+        self.items += items
         self.touched = now
-        if id(entry) in self.entries:
-            return False
-        self.entries[id(entry)] = entry
-        self.first_received = min(self.first_received, entry.batch.received)
-        return True
+        if id(entry) not in self.entries:
+            self.entries[id(entry)] = entry
+            self.first_received = min(self.first_received, entry.batch.received)
+            hold(entry)
+
+    def batches(self) -> list[Batch]:
+        """Exactly the items of this group, as batches (for OTLP exports and dead letters)."""
+        return [e.batch for e in self.entries.values()]
 
 
-@dataclass
+@dataclass(eq=False)
+class Poison(Group):
+    """Items that could not be gathered, with the reason: they go to the dead letter."""
+
+    reason: str = ""
+    parts: list[Batch] = field(default_factory=list)
+
+    def batches(self) -> list[Batch]:
+        return self.parts
+
+
+def poison(entry: Entry, part: Batch, error: BaseException, now: float, hold: Hold) -> Poison:
+    log.error("destination: cannot gather %d %s of a batch (%r); they go to the dead letter",
+              part.items, part.signal.name, error, exc_info=error)
+    group = Poison(now, now, signal=part.signal.name, reason=f"cannot gather: {error!r}", parts=[part])
+    group.take(entry, part.size, part.items, now, hold)
+    return group
+
+
+class Assembler(Protocol):
+    def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
+        """Gather an entry's items; returns what could not be gathered."""
+
+    def due(self, now: float, everything: bool = False) -> list[Group]:
+        """Take the groups ready to export (all of them with `everything`)."""
+
+    def next_due(self) -> float | None:
+        """When the next group comes due (monotonic), None when nothing is open."""
+
+
+@dataclass(eq=False)
+class Run(Group):
+    pass
+
+
+class Runs:
+    """Entries of one signal in arrival order, a run per `max_items` /
+    `max_bytes`, or `flush_interval` after its first entry."""
+
+    def __init__(self, max_items: int, max_bytes: int, flush_interval: float) -> None:
+        self.max_items, self.max_bytes, self.flush_interval = max_items, max_bytes, flush_interval
+        self.current: dict[str, Run] = {}
+        self.full: list[Group] = []
+
+    def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
+        signal, items = entry.batch.signal.name, entry.batch.items
+        run = self.current.get(signal)
+        if run is not None and (run.items + items > self.max_items or run.size + entry.size > self.max_bytes):
+            self.full.append(self.current.pop(signal))
+            run = None
+        if run is None:
+            run = self.current[signal] = Run(now, now, signal=signal)
+        run.take(entry, entry.size, items, now, hold)
+        if run.items >= self.max_items or run.size >= self.max_bytes:
+            self.full.append(self.current.pop(signal))
+        return []
+
+    def due(self, now: float, everything: bool = False) -> list[Group]:
+        ready, self.full = self.full, []
+        for signal, run in list(self.current.items()):
+            if everything or now - run.opened >= self.flush_interval:
+                ready.append(self.current.pop(signal))
+        return ready
+
+    def next_due(self) -> float | None:
+        if self.full:
+            return 0.0
+        return min((r.opened + self.flush_interval for r in self.current.values()), default=None)
+
+
+@dataclass(eq=False)
 class OpenTrace(Group):
     trace_id: bytes = b""
     spans: list[SpanRef] = field(default_factory=list)
+
+    def batches(self) -> list[Batch]:
+        out = []
+        for entry in self.entries.values():
+            flags = [item.trace_id == self.trace_id for item, _ in items_of(entry.batch)]
+            out.append(entry.batch if all(flags) else select(entry.batch, flags))
+        return out
+
+
+def _spans(entry: Entry, now: float, hold: Hold, poisoned: list[Poison]) -> list[tuple[int, Any, SpanRef]]:
+    """The spans of an entry, each with its position in the entry and what
+    travels with it; a resource whose attributes cannot be read makes its spans poison."""
+    out = []
+    position = 0
+    bad: list[int] = []
+    error: BaseException | None = None
+    for rs in entry.batch.message.resource_spans:
+        count = sum(len(ss.spans) for ss in rs.scope_spans)
+        try:
+            resource = to_dict(rs.resource.attributes)
+        except Exception as e:  # noqa: BLE001 - one bad resource must not stop the others
+            bad.extend(range(position, position + count))
+            error = error or e
+            position += count
+            continue
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                out.append((position, span, SpanRef(span, resource, ss.scope.name, ss.scope.version)))
+                position += 1
+    if bad:
+        assert error is not None
+        poisoned.append(poison(entry, _only(entry.batch, set(bad)), error, now, hold))
+    return out
+
+
+def _only(batch: Batch, positions: set[int]) -> Batch:
+    """The items of a batch at these positions (all of them: the batch itself)."""
+    flags = [n in positions for n, _ in enumerate(items_of(batch))]
+    return batch if all(flags) else select(batch, flags)
 
 
 class TraceAssembler:
@@ -89,30 +181,25 @@ class TraceAssembler:
         self.open: dict[bytes, OpenTrace] = {}
         self.bytes = 0
 
-    def add(self, entry: Entry, now: float) -> int:
-        """Take an entry's spans; returns how many open traces now hold it."""
-        touched = 0
-        batch = entry.batch
-        for rs in batch.message.resource_spans:
-            resource = to_dict(rs.resource.attributes)
-            for ss in rs.scope_spans:
-                scope_name, scope_version = ss.scope.name, ss.scope.version
-                for span in ss.spans:
-                    trace = self.open.get(span.trace_id)
-                    if trace is None:
-                        trace = self.open[span.trace_id] = OpenTrace(now, now, trace_id=span.trace_id,
-                                                                     api_key_name=batch.api_key_name)
-                    size = span.ByteSize()
-                    self.bytes += size
-                    touched += trace.take(entry, size, now)
-                    trace.spans.append(SpanRef(span, resource, scope_name, scope_version))
-        return touched
+    def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
+        poisoned: list[Poison] = []
+        for _, span, ref in _spans(entry, now, hold, poisoned):
+            trace = self.open.get(span.trace_id)
+            if trace is None:
+                trace = self.open[span.trace_id] = OpenTrace(now, now, trace_id=span.trace_id,
+                                                             api_key_name=entry.batch.api_key_name)
+            size = span.ByteSize()
+            self.bytes += size
+            trace.take(entry, size, 1, now, hold)
+            trace.spans.append(ref)
+        return poisoned
 
-    def due(self, now: float, everything: bool = False) -> list[OpenTrace]:
-        ready = [t for t in self.open.values()
-                 if everything or now - t.touched >= self.idle or now - t.opened >= self.max_age]
-        for trace in ready:
+    def due(self, now: float, everything: bool = False) -> list[Group]:
+        ready: list[Group] = []
+        for trace in [t for t in self.open.values()
+                      if everything or now - t.touched >= self.idle or now - t.opened >= self.max_age]:
             self._close(trace)
+            ready.append(trace)
         # Over a bound: write the oldest early rather than drop or grow without end.
         if len(self.open) > self.max_traces or self.bytes > self.max_bytes:
             for trace in sorted(self.open.values(), key=lambda t: t.opened):
@@ -132,9 +219,13 @@ class TraceAssembler:
         return min(min(t.touched + self.idle, t.opened + self.max_age) for t in self.open.values())
 
 
-@dataclass
+@dataclass(eq=False)
 class RecordGroup(Group):
     records: list[dict[str, Any]] = field(default_factory=list)
+    members: dict[int, set[int]] = field(default_factory=dict)   # id(entry) -> positions of the spans in it
+
+    def batches(self) -> list[Batch]:
+        return [_only(entry.batch, self.members[key]) for key, entry in self.entries.items()]
 
 
 class RecordBatcher:
@@ -143,7 +234,7 @@ class RecordBatcher:
     def __init__(self, every: float, limit: int, privacy: bool) -> None:
         self.every, self.limit, self.privacy = every, limit, privacy
         self.current: RecordGroup | None = None
-        self.full: list[RecordGroup] = []
+        self.full: list[Group] = []
         self._last_id = 0
 
     def _next_id(self, received: float, index: int) -> int:
@@ -152,33 +243,40 @@ class RecordBatcher:
         self._last_id = max(self._last_id + 1, int(received * 1_000_000) + index)
         return self._last_id
 
-    def add(self, entry: Entry, now: float) -> int:
-        touched = 0
+    def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
         batch = entry.batch
+        poisoned: list[Poison] = []
+        bad: set[int] = set()
+        first_error: BaseException | None = None
         index = 0
-        for rs in batch.message.resource_spans:
-            resource = to_dict(rs.resource.attributes)
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    ref = SpanRef(span, resource, ss.scope.name, ss.scope.version)
-                    genai = view(span, resource)
-                    if not genai.is_genai:
-                        continue
-                    index += 1
-                    rec = aperture_record(ref, genai, record_id=self._next_id(batch.received, index),
-                                          privacy=self.privacy, api_key_name=batch.api_key_name)
-                    if rec is None:
-                        continue
-                    if self.current is None:
-                        self.current = RecordGroup(now, now)
-                    touched += self.current.take(entry, 1, now)
-                    self.current.records.append(rec)
-                    if len(self.current.records) >= self.limit:
-                        self.full.append(self.current)
-                        self.current = None
-        return touched
+        for position, span, ref in _spans(entry, now, hold, poisoned):
+            try:
+                genai = view(span, ref.resource)
+                if not genai.is_genai:
+                    continue
+                index += 1
+                rec = aperture_record(ref, genai, record_id=self._next_id(batch.received, index),
+                                      privacy=self.privacy, api_key_name=batch.api_key_name)
+            except Exception as e:  # noqa: BLE001 - one bad span must not stop the destination
+                bad.add(position)
+                first_error = first_error or e
+                continue
+            if rec is None:
+                continue
+            if self.current is None:
+                self.current = RecordGroup(now, now)
+            self.current.take(entry, 1, 1, now, hold)
+            self.current.records.append(rec)
+            self.current.members.setdefault(id(entry), set()).add(position)
+            if len(self.current.records) >= self.limit:
+                self.full.append(self.current)
+                self.current = None
+        if bad:
+            assert first_error is not None
+            poisoned.append(poison(entry, _only(batch, bad), first_error, now, hold))
+        return poisoned
 
-    def due(self, now: float, everything: bool = False) -> list[RecordGroup]:
+    def due(self, now: float, everything: bool = False) -> list[Group]:
         ready, self.full = self.full, []
         if self.current is not None and (everything or now - self.current.opened >= self.every):
             ready.append(self.current)
@@ -191,9 +289,8 @@ class RecordBatcher:
         return None if self.current is None else self.current.opened + self.every
 
 
-@dataclass
+@dataclass(eq=False)
 class LineGroup(Group):
-    signal: str = "traces"
     lines: list[bytes] = field(default_factory=list)
 
 
@@ -204,21 +301,24 @@ class LineBatcher:
     def __init__(self, max_bytes: int, max_age: float) -> None:
         self.max_bytes, self.max_age = max_bytes, max_age
         self.current: dict[str, LineGroup] = {}
-        self.full: list[LineGroup] = []
+        self.full: list[Group] = []
 
-    def add(self, entry: Entry, now: float) -> int:
+    def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
         signal = entry.batch.signal.name
-        line = otlp_json.encode(entry.batch.message) + b"\n"
+        try:
+            line = otlp_json.encode(entry.batch.message) + b"\n"
+        except Exception as e:  # noqa: BLE001 - one bad batch must not stop the destination
+            return [poison(entry, entry.batch, e, now, hold)]
         group = self.current.get(signal)
         if group is None:
             group = self.current[signal] = LineGroup(now, now, signal=signal)
-        group.take(entry, len(line), now)
+        group.take(entry, len(line), entry.batch.items, now, hold)
         group.lines.append(line)
         if group.size >= self.max_bytes:
             self.full.append(self.current.pop(signal))
-        return 1
+        return []
 
-    def due(self, now: float, everything: bool = False) -> list[LineGroup]:
+    def due(self, now: float, everything: bool = False) -> list[Group]:
         ready, self.full = self.full, []
         for signal, group in list(self.current.items()):
             if everything or now - group.opened >= self.max_age:

@@ -1,17 +1,19 @@
-"""What a destination is. An `Exporter` takes batches and says whether it failed
-for good or for now; queueing, retries and acknowledgement live once, in
-`delivery.py`, around every exporter. A `Gatherer` (stored formats) gathers
-spool entries into objects and acknowledges them itself once they are written."""
+"""What a destination is: something that takes one group of items at a time
+(`export`) and says whether a failure is for good or for now. Queueing,
+gathering, retries, dead letters and acknowledgement live once, in
+`delivery.py`, around every destination; `assembler` says how the items read
+from the spool are gathered into groups first (`assembly.py`)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from otlp_router.model.batch import Batch
 from otlp_router.settings import Section
-from otlp_router.spool.base import Entry
+
+if TYPE_CHECKING:
+    from otlp_router.destinations.assembly import Assembler, Group
 
 
 # Keys every destination has, read by the router around the destination itself
@@ -20,9 +22,9 @@ COMMON_KEYS = ("type", "retry", "batch", "max_in_flight", "privacy", "redaction"
 
 
 class ExportError(Exception):
-    """An export failed. `permanent` failures are never retried (the data is
-    rejected as such); others are retried, after `retry_after` if the
-    destination said when."""
+    """An export failed. `permanent`: the data is refused as such and never
+    retried (it goes to the dead letter); otherwise it is retried, no sooner
+    than `retry_after` seconds when the destination said so (throttling)."""
 
     def __init__(self, message: str, permanent: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -46,7 +48,7 @@ class Destination(ABC):
     # How long delivery waits to fill a batch before exporting what it has.
     default_flush_interval: ClassVar[float] = 0.0
     # Concurrent exports; 1 keeps order (files), more hide a remote's latency.
-    default_max_in_flight: ClassVar[int] = 1
+    default_max_in_flight: int = 1
     # Needs every span of a trace in one process (per-trace JSON); with several
     # workers the spans are handed to the trace's owner worker.
     whole_traces: bool = False
@@ -54,28 +56,22 @@ class Destination(ABC):
     def __init__(self, name: str, settings: Section) -> None:
         self.name = name
 
+    def assembler(self, max_items: int, max_bytes: int, flush_interval: float) -> Assembler:
+        """How spool entries become exports: by default runs of one signal, cut
+        at `max_items` / `max_bytes` or `flush_interval` after the first."""
+        from otlp_router.destinations.assembly import Runs
+        return Runs(max_items, max_bytes, flush_interval)
+
     async def start(self) -> None:
-        """Open connections or files; called before the first batch."""
+        """Open connections or files; called before the first export."""
+
+    @abstractmethod
+    async def export(self, group: Group) -> None:
+        """Deliver one group (`group.batches()` for plain exports), or raise `ExportError`."""
 
     async def check(self) -> CheckResult:
         """Test that the destination can be reached and written (`otlp-router check`)."""
         return CheckResult(True, "nothing to check")
 
     async def stop(self) -> None:
-        """Flush and close; nothing is exported after this."""
-
-
-class Exporter(Destination):
-    @abstractmethod
-    async def export(self, batches: list[Batch]) -> None:
-        """Deliver these batches, or raise `ExportError`."""
-
-
-class Gatherer(Destination):
-    @abstractmethod
-    def bind(self, ack: Callable[[list[Entry]], None]) -> None:
-        """Receive the callback that acknowledges entries once they are written."""
-
-    @abstractmethod
-    async def take(self, entries: list[Entry]) -> None:
-        """Take entries into the objects being gathered."""
+        """Close connections; nothing is exported after this."""

@@ -1,5 +1,21 @@
-"""The loop between a destination's spool and the destination: read, export,
-retry what may succeed later, acknowledge, and account for everything."""
+"""The delivery engine, one for every destination:
+
+    spool → assembler → export → classify → retry with backoff → ack, or dead letter
+
+A reader takes entries from the destination's spool into its assembler; a
+writer exports the groups that come due, at most `max_in_flight` at a time,
+each through the one retry loop (`_deliver`). An entry is acknowledged to the
+spool once every group holding items of it is exported or dead-lettered.
+Whatever is held when the engine stops — shutdown, reload, a crash of its own
+tasks — goes back to the spool in one place (`_run`'s `finally`), so a
+cancellation at any await point loses nothing.
+
+The promise is at-least-once: an item is acknowledged only after its
+destination took it or it is in the dead letter. Duplicates appear when the
+process dies between an export and its acknowledgement, when a reload or
+shutdown interrupts an export that had in fact arrived, and when an entry
+spread over several groups (per-trace JSON) is handed out again after some
+of them were written."""
 
 from __future__ import annotations
 
@@ -8,9 +24,13 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from otlp_router import telemetry
-from otlp_router.destinations.base import Destination, ExportError, Gatherer
+from otlp_router.destinations.assembly import Assembler, Group, Poison, poison
+from otlp_router.destinations.base import Destination, ExportError
+from otlp_router.destinations.loadbalance import LoadBalancedDestination
+from otlp_router.model.batch import Batch
 from otlp_router.settings import Section
 from otlp_router.spool.base import Entry, Spool
 from otlp_router.spool.deadletter import DeadLetters
@@ -22,7 +42,7 @@ log = logging.getLogger("otlp_router.delivery")
 class RetrySettings:
     initial_interval: float = 1.0
     max_interval: float = 30.0
-    max_elapsed: float = 300.0   # 0: retry forever
+    max_elapsed: float = 0.0   # 0: retry for as long as the spool has room
 
     @classmethod
     def read(cls, section: Section) -> "RetrySettings":
@@ -32,11 +52,11 @@ class RetrySettings:
         section.done()
         return s
 
-    def backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter over the upper half, so a crowd of
-        routers does not retry in lockstep."""
-        ceiling = min(self.max_interval, self.initial_interval * (2 ** attempt))
-        return ceiling * random.uniform(0.5, 1.0)
+    def delay(self, attempt: int, hint: float | None = None) -> float:
+        """Exponential backoff with jitter over the upper half (a crowd of routers
+        does not retry in lockstep); a server's hint raises it, never lowers it."""
+        ceiling = min(self.max_interval, self.initial_interval * (2 ** min(attempt, 60)))
+        return max(ceiling * random.uniform(0.5, 1.0), hint or 0.0)
 
 
 @dataclass(frozen=True)
@@ -59,55 +79,135 @@ class BatchSettings:
         return s
 
 
+class Holds:
+    """Counts, per spool entry, the reader and the groups that still hold it;
+    `ack` is called for entries once nothing holds them."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, list] = {}   # id(entry) -> [entry, holders]
+
+    def hold(self, entry: Entry) -> None:
+        held = self._open.get(id(entry))
+        if held is None:
+            self._open[id(entry)] = [entry, 1]
+        else:
+            held[1] += 1
+
+    def release(self, entries: list[Entry]) -> list[Entry]:
+        """Let go of these entries once each; returns those nothing holds now."""
+        done = []
+        for entry in entries:
+            held = self._open[id(entry)]
+            held[1] -= 1
+            if held[1] == 0:
+                del self._open[id(entry)]
+                done.append(entry)
+        return done
+
+    def abandon(self) -> list[Entry]:
+        """Everything still held, oldest first; forgotten here."""
+        entries = sorted((held[0] for held in self._open.values()), key=lambda e: e.seq)
+        self._open.clear()
+        return entries
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
 class Delivery:
-    """Runs one destination from its spool until the spool is closed and drained."""
+    """Runs one destination from its spool until the spool is closed and drained.
+
+    A `loadbalance:` destination has a child delivery per endpoint, each with
+    its own spool (`endpoint_delivery` makes them); this one only splits what
+    it reads into theirs."""
 
     def __init__(self, destination: Destination, spool: Spool, retry: RetrySettings, batch: BatchSettings,
-                 dead_letters: DeadLetters | None = None) -> None:
+                 dead_letters: DeadLetters | None = None,
+                 endpoint_delivery: Callable[[str, Destination], "Delivery"] | None = None) -> None:
         self.dead_letters = dead_letters
         self.spool = spool
-        self._tasks: list[asyncio.Task[None]] = []
+        self.children: dict[str, Delivery] = {}
+        self._endpoint_delivery = endpoint_delivery
+        self._error: str | None = None
+        self.dead_lettered = 0                       # items, since start
+        self.last_dead_letter: str | None = None     # its reason, for the status page
         self._failing_since = 0.0
+        self._main: asyncio.Task[None] | None = None
         self._use(destination, retry, batch)
 
     def _use(self, destination: Destination, retry: RetrySettings, batch: BatchSettings) -> None:
         self.destination, self.retry, self.batch = destination, retry, batch
-        self.flush_interval = batch.flush_interval if batch.flush_interval is not None \
-            else destination.default_flush_interval
+        flush = batch.flush_interval if batch.flush_interval is not None else destination.default_flush_interval
+        self.flush_interval = flush
         self.max_in_flight = batch.max_in_flight or destination.default_max_in_flight
-        self.last_error: str | None = None
 
     @property
     def name(self) -> str:
         return self.destination.name
 
-    async def start(self) -> None:
-        if isinstance(self.destination, Gatherer):
-            self.destination.bind(self._acknowledge)
-        await self.destination.start()
-        self._tasks = [asyncio.create_task(self._run(), name=f"delivery:{self.name}:{i}")
-                       for i in range(self.max_in_flight)]
+    # -- lifecycle --------------------------------------------------------
 
-    async def replace(self, destination: Destination, retry: RetrySettings, batch: BatchSettings) -> None:
+    async def start(self) -> None:
+        destination = self.destination
+        if isinstance(destination, LoadBalancedDestination):
+            assert self._endpoint_delivery is not None, "a loadbalance destination needs endpoint deliveries"
+            for endpoint, child in zip(destination.endpoints, destination.children):
+                if endpoint not in self.children:
+                    self.children[endpoint] = self._endpoint_delivery(endpoint, child)
+                    await self.children[endpoint].start()
+            destination.queues = [self.children[e].spool for e in destination.endpoints]
+        await destination.start()
+        self._main = asyncio.create_task(self._supervise(), name=f"delivery:{self.name}")
+
+    async def replace(self, destination: Destination, retry: RetrySettings, batch: BatchSettings,
+                      timeout: float = 10.0) -> None:
         """Carry on from the same spool with a new destination (a reload changed
-        its settings): exports in flight go back to the spool, the old
-        destination flushes what it gathered, the new one takes over."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.destination.stop()
+        its settings): what the old one held goes back to the spool, the new
+        one takes over. An endpoint a reload removed hands its queue back here,
+        to be split over the endpoints there are now."""
+        await self._halt()
+        await self._bounded(self.destination.stop(), timeout, "stopping")
+        kept = dict(zip(destination.endpoints, destination.children)) \
+            if isinstance(destination, LoadBalancedDestination) else {}
+        for endpoint, child in list(self.children.items()):
+            if endpoint in kept:
+                await child.replace(kept[endpoint], retry, batch, timeout)
+            else:
+                await child.hand_back(self.spool, timeout)
+                del self.children[endpoint]
         self._use(destination, retry, batch)
         await self.start()
 
-    async def stop(self, timeout: float) -> None:
-        """Close the spool, deliver what is in it within `timeout`, then stop the destination."""
+    async def hand_back(self, spool: Spool, timeout: float) -> None:
+        """Stop, moving everything this delivery's spool holds into `spool`."""
+        await self._halt()
         self.spool.close()
-        if self._tasks:
-            done, pending = await asyncio.wait(self._tasks, timeout=timeout)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        await self.destination.stop()
+        moved = 0
+        try:
+            while entries := await self.spool.read(1 << 30, 1 << 62):
+                for entry in entries:
+                    await spool.append(entry.batch)
+                self.spool.ack(entries)
+                moved += sum(e.batch.items for e in entries)
+        except Exception as e:  # noqa: BLE001 - what could not be moved stays in this spool
+            log.error("destination %s: cannot hand its queue back (%s); %d item(s) stay in its spool",
+                      self.name, e, self.spool.pending_items)
+        if moved:
+            log.info("destination %s: removed; handed %d item(s) back to be sent elsewhere", self.name, moved)
+        await self.stop(timeout)
+
+    async def stop(self, timeout: float) -> None:
+        """Close the spool, deliver what is in it within `timeout`, then stop the
+        destination; what is left stays in a durable spool for the next start."""
+        deadline = time.monotonic() + timeout
+        self.spool.close()
+        if self._main is not None:
+            done, _ = await asyncio.wait([self._main], timeout=timeout)
+            if not done:
+                await self._halt()
+        await self._bounded(self.destination.stop(), max(0.1, deadline - time.monotonic()), "stopping")
+        # Endpoint queues last: what this one split went into them.
+        await asyncio.gather(*(c.stop(max(0.1, deadline - time.monotonic())) for c in self.children.values()))
         left = self.spool.pending_items
         if left:
             if self.spool.durable:
@@ -120,116 +220,230 @@ class Delivery:
         if release is not None:
             release()
 
-    async def _run(self) -> None:
+    async def _halt(self) -> None:
+        if self._main is not None:
+            self._main.cancel()
+            await asyncio.gather(self._main, return_exceptions=True)
+            self._main = None
+
+    async def _bounded(self, step: object, timeout: float, what: str) -> None:
+        try:
+            await asyncio.wait_for(step, timeout)  # type: ignore[arg-type]
+        except asyncio.TimeoutError:
+            log.error("destination %s: %s took longer than %.1fs; left behind", self.name, what, timeout)
+        except Exception:  # noqa: BLE001 - a destination failing to close must not stop the router
+            log.exception("destination %s: error while %s", self.name, what)
+
+    async def _supervise(self) -> None:
+        """Run the engine; should a task of its own die of a bug, say so, mark the
+        destination failing, and start again (its entries are back in the spool)."""
+        attempt = 0
         while True:
-            entries = await self._next()
-            if not entries:
-                return
-            await self._deliver(entries)
-
-    async def _next(self) -> list[Entry]:
-        """Entries for one export: what is there, topped up for `flush_interval`."""
-        entries = await self.spool.read(self.batch.max_items, self.batch.max_bytes)
-        if not entries or self.flush_interval <= 0:
-            return entries
-        items = sum(e.batch.items for e in entries)
-        size = sum(e.size for e in entries)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.flush_interval
-        while items < self.batch.max_items and size < self.batch.max_bytes:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
             try:
-                more = await asyncio.wait_for(
-                    self.spool.read(self.batch.max_items - items, self.batch.max_bytes - size), remaining)
-            except asyncio.TimeoutError:
-                break
+                await self._run()
+                return
             except asyncio.CancelledError:
-                self.spool.requeue(entries)  # stopping mid-gather: hand them out again later
                 raise
-            if not more:
+            except Exception as e:  # noqa: BLE001 - the engine restarts rather than stop delivering silently
+                log.exception("destination %s: delivery stopped by an unexpected error; restarting", self.name)
+                self._failed(f"delivery stopped by an unexpected error: {e!r}")
+                await asyncio.sleep(self.retry.delay(attempt))
+                attempt += 1
+
+    # -- the engine -------------------------------------------------------
+
+    async def _run(self) -> None:
+        self._holds = Holds()
+        self._assembler: Assembler = self.destination.assembler(
+            self.batch.max_items, self.batch.max_bytes, self.flush_interval)
+        self._wake = asyncio.Event()
+        self._reading = True
+        self._slots = asyncio.Semaphore(self.max_in_flight)
+        self._exports: set[asyncio.Task[None]] = set()
+        reader = asyncio.create_task(self._read_loop(), name=f"delivery:{self.name}:read")
+        writer = asyncio.create_task(self._write_loop(), name=f"delivery:{self.name}:write")
+        try:
+            done, _ = await asyncio.wait([reader, writer], return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()                      # a crash of either is the engine's crash
+            await writer
+        finally:
+            for task in (reader, writer, *self._exports):
+                task.cancel()
+            await asyncio.gather(reader, writer, *self._exports, return_exceptions=True)
+            held = self._holds.abandon()
+            if held:
+                self.spool.requeue(held)
+
+    async def _read_loop(self) -> None:
+        while True:
+            # Do not read far ahead of a slow destination: what is read waits in memory.
+            while len(self._holds) > 4 * max(self.max_in_flight, 1) * 64 and self._exports:
+                await asyncio.wait(set(self._exports), return_when=asyncio.FIRST_COMPLETED)
+            entries = await self.spool.read(self.batch.max_items, self.batch.max_bytes)
+            if not entries:
+                self._reading = False
+                self._wake.set()
+                return
+            now = time.monotonic()
+            for entry in entries:
+                self._holds.hold(entry)               # the reader's own hold, until gathered
+                try:
+                    poisoned = self._assembler.add(entry, now, self._holds.hold)
+                except Exception as e:  # noqa: BLE001 - a bug in an assembler: the whole entry is poison
+                    poisoned = [poison(entry, entry.batch, e, now, self._holds.hold)]
+                for group in poisoned:
+                    self._start(self._dead_letter_group(group, group.reason))
+                self._done([entry])
+            self._wake.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            due_at = self._assembler.next_due()
+            if due_at is None and not self._reading:
                 break
-            entries.extend(more)
-            items += sum(e.batch.items for e in more)
-            size += sum(e.size for e in more)
-        return entries
+            timeout = None if due_at is None else max(0.0, due_at - time.monotonic())
+            if timeout != 0.0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except asyncio.TimeoutError:
+                    pass
+            self._wake.clear()
+            for group in self._assembler.due(time.monotonic(), everything=not self._reading):
+                await self._slots.acquire()
+                self._start(self._deliver(group), release_slot=True)
+        while self._exports:
+            await asyncio.wait(set(self._exports))
 
-    def _acknowledge(self, entries: list[Entry]) -> None:
-        """A gatherer has written these entries."""
-        items = sum(e.batch.items for e in entries)
-        telemetry.exporter_sent.labels(self.name, entries[0].batch.signal.name).inc(items)
-        self.spool.ack(entries)
+    def _start(self, work: object, release_slot: bool = False) -> None:
+        task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+        self._exports.add(task)
 
-    async def _deliver(self, entries: list[Entry]) -> None:
-        if isinstance(self.destination, Gatherer):
-            await self.destination.take(entries)
-            return
-        # One export carries one signal: split a mixed read into runs.
-        start = 0
-        for i in range(1, len(entries) + 1):
-            if i == len(entries) or entries[i].batch.signal is not entries[start].batch.signal:
-                await self._deliver_run(entries[start:i])
-                start = i
+        def finished(t: asyncio.Task[None]) -> None:
+            self._exports.discard(t)
+            if release_slot:
+                self._slots.release()
+            if not t.cancelled() and t.exception() is not None:
+                # _deliver catches everything an export raises; this is a bug in the engine itself.
+                log.error("destination %s: export task failed", self.name, exc_info=t.exception())
+                self._failed(f"export task failed: {t.exception()!r}")
+        task.add_done_callback(finished)
 
-    async def _deliver_run(self, entries: list[Entry]) -> None:
-        batches = [e.batch for e in entries]
-        items = sum(b.items for b in batches)
-        signal = batches[0].signal.name
+    def _done(self, entries: list[Entry]) -> None:
+        ready = self._holds.release(entries)
+        if ready:
+            self.spool.ack(ready)
+
+    async def _deliver(self, group: Group) -> None:
+        """The one retry loop: export until it works, is refused for good, or
+        outlives `max_elapsed`; the last two go to the dead letter."""
         started = time.monotonic()
         attempt = 0
-        telemetry.export_batch_items.labels(self.name).observe(items)
+        telemetry.export_batch_items.labels(self.name).observe(group.items)
         while True:
             attempt_started = time.monotonic()
             try:
-                await self.destination.export(batches)
+                await self.destination.export(group)
             except ExportError as e:
                 error = e
-            except asyncio.CancelledError:
-                self.spool.requeue(entries)
-                raise
-            except Exception as e:  # a bug in a destination must not stop delivery
-                log.exception("destination %s: unexpected error while exporting", self.name)
-                error = ExportError(f"unexpected error: {e!r}")
+            except Exception as e:  # noqa: BLE001 - an item the exporter cannot handle is refused, not retried forever
+                log.exception("destination %s: cannot export %d %s", self.name, group.items, group.signal)
+                error = ExportError(f"cannot export: {e!r}", permanent=True)
             else:
                 telemetry.export_latency.labels(self.name).observe(time.monotonic() - attempt_started)
-                telemetry.exporter_sent.labels(self.name, signal).inc(items)
-                self.spool.ack(entries)
-                if self.last_error is not None:
-                    log.info("destination %s: state ok (delivering again after %.1fs)", self.name,
-                             time.monotonic() - self._failing_since)
-                    self.last_error = None
+                telemetry.exporter_sent.labels(self.name, group.signal).inc(group.items)
+                self._recovered()
+                self._done(list(group.entries.values()))
                 return
             telemetry.export_latency.labels(self.name).observe(time.monotonic() - attempt_started)
-            if self.last_error is None:
-                self._failing_since = time.monotonic()
-                log.error("destination %s: state failing: %s", self.name, error)
-            self.last_error = str(error)
-            reason = "permanent" if error.permanent else "retryable"
-            telemetry.exporter_failed.labels(self.name, signal, reason).inc(items)
+            telemetry.exporter_failed.labels(self.name, group.signal,
+                                             "permanent" if error.permanent else "retryable").inc(group.items)
+            self._failed(str(error))
             if error.permanent:
-                if self.dead_letters is not None:
-                    path = self.dead_letters.put(batches, str(error))
-                    log.error("destination %s: rejected %d %s (%s); kept in the dead letter %s "
-                              "(otlp-router replay)", self.name, items, signal, error, path.name)
-                    telemetry.dead_lettered.labels(self.name, signal).inc(items)
-                    self.spool.ack(entries)
-                    return
-                self._give_up(entries, items, signal, "rejected", str(error))
+                await self._dead_letter_group(group, str(error))
                 return
-            delay = error.retry_after if error.retry_after is not None else self.retry.backoff(attempt)
-            delay = max(delay, 0.0)
+            delay = self.retry.delay(attempt, error.retry_after)
             elapsed = time.monotonic() - started
             if self.retry.max_elapsed and elapsed + delay > self.retry.max_elapsed:
-                self._give_up(entries, items, signal, "retries_exhausted",
-                              f"{error} (gave up after {attempt + 1} attempt(s) over {elapsed:.1f}s)")
+                await self._dead_letter_group(
+                    group, f"{error} (gave up after {attempt + 1} attempt(s) over {elapsed:.1f}s)", "exhausted")
                 return
             log.warning("destination %s: export of %d %s failed, retry %d in %.2fs: %s",
-                        self.name, items, signal, attempt + 1, delay, error)
+                        self.name, group.items, group.signal, attempt + 1, delay, error)
             attempt += 1
             await asyncio.sleep(delay)
 
-    def _give_up(self, entries: list[Entry], items: int, signal: str, reason: str, message: str) -> None:
-        log.error("destination %s: dropped %d %s (%s): %s", self.name, items, signal, reason, message)
-        telemetry.exporter_dropped.labels(self.name, signal, reason).inc(items)
-        self.spool.ack(entries)
+    async def _dead_letter_group(self, group: Group, reason: str, why: str = "rejected") -> None:
+        """Keep a group's items in the dead letter, then let go of its entries.
+        A dead letter that cannot be written (disk full) is tried again: until
+        it is written, the entries stay in the spool."""
+        attempt = 0
+        while True:
+            try:
+                path = await self._put_dead_letter(group, reason)
+                break
+            except OSError as e:
+                self._failed(f"cannot write the dead letter: {e.strerror or e}")
+                log.error("destination %s: cannot write the dead letter (%s); trying again", self.name,
+                          e.strerror or e)
+                await asyncio.sleep(self.retry.delay(attempt))
+                attempt += 1
+        kind = "poison" if isinstance(group, Poison) else why
+        self.dead_lettered += group.items
+        self.last_dead_letter = reason
+        if path:
+            telemetry.dead_lettered.labels(self.name, group.signal, kind).inc(group.items)
+        where = f"kept in the dead letter {path}" if path else "lost: this destination has no dead letter"
+        log.error("destination %s: %s %d %s (%s); %s (otlp-router replay)", self.name,
+                  {"rejected": "rejected", "exhausted": "gave up on", "poison": "could not handle"}[kind],
+                  group.items, group.signal, reason, where)
+        self._done(list(group.entries.values()))
+
+    async def _put_dead_letter(self, group: Group, reason: str) -> str | None:
+        if self.dead_letters is None:
+            telemetry.exporter_dropped.labels(self.name, group.signal, "no_dead_letter").inc(group.items)
+            return None
+        put_async = getattr(self.dead_letters, "put_async", None)
+        batches = group.batches()
+        if put_async is not None:
+            path = await put_async(batches, reason)
+        else:
+            path = await asyncio.to_thread(self.dead_letters.put, batches, reason)
+        return path.name
+
+    # -- state ------------------------------------------------------------
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the destination (or one of its endpoints) is failing; None when it is ok."""
+        if self._error is not None:
+            return self._error
+        for endpoint, child in self.children.items():
+            if child.last_error is not None:
+                return f"endpoint {endpoint}: {child.last_error}"
+        return None
+
+    def _failed(self, error: str) -> None:
+        if self._error is None:
+            self._failing_since = time.monotonic()
+            log.error("destination %s: state failing: %s", self.name, error)
+        self._error = error
+
+    def _recovered(self) -> None:
+        if self._error is not None:
+            log.info("destination %s: state ok (delivering again after %.1fs)", self.name,
+                     time.monotonic() - self._failing_since)
+            self._error = None
+
+
+async def export_once(destination: Destination, batches: list[Batch]) -> None:
+    """Gather `batches` as the destination does and export every group once,
+    now (`otlp-router replay`); raises the first `ExportError`."""
+    assembler = destination.assembler(1 << 62, 1 << 62, 0.0)
+    now = time.monotonic()
+    for n, batch in enumerate(batches):
+        poisoned = assembler.add(Entry(batch, batch.size, n), now, lambda entry: None)
+        if poisoned:
+            raise ExportError(poisoned[0].reason, permanent=True)
+    for group in assembler.due(now, everything=True):
+        await destination.export(group)

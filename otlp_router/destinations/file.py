@@ -8,12 +8,15 @@ and shipped once closed."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import time
 from pathlib import Path
 from typing import IO
 
-from otlp_router.destinations.base import CheckResult, ExportError, Exporter
+from otlp_router.destinations.assembly import Group
+from otlp_router.destinations.base import CheckResult, Destination, ExportError
+from otlp_router.destinations.stores.local import NEEDS_AN_OPERATOR, fsync_dir
 from otlp_router.model import otlp_json
 from otlp_router.model.batch import Batch
 from otlp_router.settings import Section
@@ -36,12 +39,34 @@ class _RotatingFile:
         if self._file is None:
             self._open()
         assert self._file is not None
-        self._file.write(data)
-        self._written += len(data)
+        rest = memoryview(data)  # unbuffered: a short write is followed up, or raises
+        while rest:
+            n = self._file.write(rest)
+            if not n:
+                raise OSError(errno.ENOSPC, "no progress writing")
+            rest = rest[n:]
+            self._written += n
 
-    def flush(self) -> None:
+    def mark(self) -> tuple[object, int]:
+        return self._file, self._written
+
+    def rewind(self, mark: tuple[object, int]) -> None:
+        """Undo what an export wrote (its retry writes it again): no half lines, no repeats."""
+        file, written = mark
+        if self._file is None:
+            return
+        if self._file is not file:
+            written = 0          # opened during this export
+        try:
+            self._file.truncate(written)
+            self._written = written
+        except OSError:
+            self.close()         # cannot cut: the next write starts a new file
+
+    def sync(self) -> None:
+        """An export is acknowledged only once it is on disk."""
         if self._file is not None:
-            self._file.flush()
+            os.fsync(self._file.fileno())
 
     def _open(self) -> None:
         now = time.time()
@@ -52,12 +77,13 @@ class _RotatingFile:
         for n in range(1000):
             path = folder / f"{self.signal}-{stamp}{'-' + str(n) if n else ''}.jsonl"
             try:
-                self._file = open(path, "xb")
+                self._file = open(path, "xb", buffering=0)
                 break
             except FileExistsError:
                 continue
         else:
             raise FileExistsError(f"no free file name in {folder}")
+        fsync_dir(folder)
         self._opened = time.monotonic()
         self._written = 0
 
@@ -67,7 +93,7 @@ class _RotatingFile:
             self._file = None
 
 
-class FileDestination(Exporter):
+class FileDestination(Destination):
     type_name = "file"
 
     def __init__(self, name: str, settings: Section) -> None:
@@ -88,18 +114,27 @@ class FileDestination(Exporter):
         return f
 
     def _write(self, batches: list[Batch]) -> None:
-        for batch in batches:
-            self._file(batch.signal.name).write(otlp_json.encode(batch.message) + b"\n")
-        for f in self._files.values():
-            f.flush()
+        lines = [(batch.signal.name, otlp_json.encode(batch.message) + b"\n") for batch in batches]
+        marks = [(f, f.mark()) for f in (self._file(signal) for signal in {s for s, _ in lines})]
+        try:
+            for signal, line in lines:
+                self._file(signal).write(line)
+            for f in self._files.values():
+                f.sync()
+        except OSError:
+            for f, mark in marks:
+                f.rewind(mark)
+            raise
 
-    async def export(self, batches: list[Batch]) -> None:
+    async def export(self, group: Group) -> None:
         # Encoding and disk writes off the event loop keep receivers answering.
         try:
-            await asyncio.to_thread(self._write, batches)
+            await asyncio.to_thread(self._write, group.batches())
         except OSError as e:
-            # A full or read-only disk may recover: retry rather than drop.
-            raise ExportError(f"cannot write under {self.dir}: {e.strerror or e}") from None
+            # A full disk may recover: retry. A directory that cannot be written as
+            # configured needs an operator: dead letter, replay once fixed.
+            raise ExportError(f"cannot write under {self.dir}: {e.strerror or e}",
+                              permanent=e.errno in NEEDS_AN_OPERATOR) from None
 
     async def check(self) -> CheckResult:
         try:

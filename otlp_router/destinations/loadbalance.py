@@ -6,7 +6,10 @@ Collector's loadbalancing exporter does.
     tier2: {type: otlp_grpc, insecure: true,
             loadbalance: {by: trace_id, endpoints: ["10.0.0.1:4317", "10.0.0.2:4317"]}}
 
-Adding or removing an endpoint moves only about 1/N of the keys."""
+Adding or removing an endpoint moves only about 1/N of the keys. As in the
+Collector, each endpoint has its own queue and its own retries: the
+destination's delivery only splits what it reads into those queues, so one
+endpoint's outage neither resends nor holds up the others' parts."""
 
 from __future__ import annotations
 
@@ -15,9 +18,11 @@ import bisect
 import hashlib
 from typing import Any, Callable
 
-from otlp_router.destinations.base import COMMON_KEYS, CheckResult, Destination, ExportError, Exporter
+from otlp_router.destinations.assembly import Group
+from otlp_router.destinations.base import COMMON_KEYS, CheckResult, Destination, ExportError
 from otlp_router.model.batch import Batch, partition
 from otlp_router.settings import Section
+from otlp_router.spool.base import Spool, SpoolFull
 
 _VIRTUAL_NODES = 128
 
@@ -45,7 +50,7 @@ def _service_of(resource: Any) -> bytes:
     return b""
 
 
-class LoadBalancedDestination(Exporter):
+class LoadBalancedDestination(Destination):
     BY = ("trace_id", "service")
 
     def __init__(self, name: str, settings: Section, make: Callable[[str, Section], Destination]) -> None:
@@ -65,9 +70,9 @@ class LoadBalancedDestination(Exporter):
                          for e in self.endpoints]
         settings.mark_read(*base)
         self.accepts = self.children[0].accepts
-        self.default_flush_interval = self.children[0].default_flush_interval
-        self.default_max_in_flight = self.children[0].default_max_in_flight
         self.ring = HashRing(self.endpoints)
+        # Each endpoint's queue (a spool of its own), attached by the delivery engine.
+        self.queues: list[Spool] = []
 
     def _key(self, resource: Any, item: Any) -> bytes:
         # Metrics have no trace, nor do some logs: those go by service.
@@ -75,30 +80,31 @@ class LoadBalancedDestination(Exporter):
             return _service_of(resource)
         return getattr(item, "trace_id", b"") or _service_of(resource)
 
-    def _split(self, batch: Batch) -> dict[int, Batch]:
+    def split(self, batch: Batch) -> dict[int, Batch]:
+        """A batch's items by endpoint (an index into `endpoints`)."""
         return partition(batch, self._key, self.ring.owner)
 
-    async def start(self) -> None:
-        await asyncio.gather(*(c.start() for c in self.children))
-
-    async def export(self, batches: list[Batch]) -> None:
+    async def export(self, group: Group) -> None:
+        """Hand each endpoint its part: into that endpoint's own queue, which its
+        own delivery drains. All parts or none, so a retry never repeats one."""
+        if len(self.queues) != len(self.children):
+            raise ExportError("endpoint queues are not attached", permanent=False)
         per_child: dict[int, list[Batch]] = {}
-        for batch in batches:
-            for child, part in self._split(batch).items():
+        for batch in group.batches():
+            for child, part in self.split(batch).items():
                 per_child.setdefault(child, []).append(part)
-        results = await asyncio.gather(*(self.children[c].export(parts) for c, parts in per_child.items()),
-                                       return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        for error in errors:
-            if not isinstance(error, ExportError):
-                raise error
-        if errors:
-            # Retrying resends to the endpoints that took their part (at-least-once);
-            # the retry waits as long as the slowest hint asks.
-            permanent = all(e.permanent for e in errors)
-            hints = [e.retry_after for e in errors if e.retry_after is not None]
-            raise ExportError("; ".join(str(e) for e in errors), permanent=permanent,
-                              retry_after=max(hints) if hints else None)
+        try:
+            for child, parts in per_child.items():
+                self.queues[child].check_room(sum(p.size for p in parts))
+        except SpoolFull as e:
+            raise ExportError(f"endpoint {self.endpoints[child]}: {e.reason}", retry_after=e.retry_after) from None
+        for child, parts in per_child.items():
+            for part in parts:
+                try:
+                    await self.queues[child].append(part)
+                except SpoolFull as e:  # the disk failed: parts already queued are repeated by the retry
+                    raise ExportError(f"endpoint {self.endpoints[child]}: {e.reason}",
+                                      retry_after=e.retry_after) from None
 
     async def check(self) -> CheckResult:
         results = await asyncio.gather(*(c.check() for c in self.children))
@@ -106,5 +112,3 @@ class LoadBalancedDestination(Exporter):
                            "; ".join(f"{e}: {'ok' if r.ok else 'FAILED'} ({r.detail})"
                                      for e, r in zip(self.endpoints, results)))
 
-    async def stop(self) -> None:
-        await asyncio.gather(*(c.stop() for c in self.children))

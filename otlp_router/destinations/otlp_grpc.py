@@ -6,11 +6,11 @@ from typing import Any
 
 import grpc
 
-from otlp_router.destinations.base import CheckResult, ExportError, Exporter
+from otlp_router.destinations.assembly import Group
+from otlp_router.destinations.base import CheckResult, Destination, ExportError
 from otlp_router.destinations.otlp_common import (connection_test_request, decode_response, merged_wire,
                                                   note_partial_success, retry_info_delay)
 from otlp_router.destinations.tls import ClientTls
-from otlp_router.model.batch import Batch
 from otlp_router.model.signals import TRACES, Signal
 from otlp_router.settings import Section, parse_endpoint
 
@@ -19,7 +19,7 @@ RETRYABLE = frozenset({grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEE
                        grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS})
 
 
-class OtlpGrpcDestination(Exporter):
+class OtlpGrpcDestination(Destination):
     type_name = "otlp_grpc"
     default_flush_interval = 0.2
     default_max_in_flight = 4
@@ -73,7 +73,8 @@ class OtlpGrpcDestination(Exporter):
                 raise ExportError(message, retry_after=delay) from None
             raise ExportError(message, permanent=True) from None
 
-    async def export(self, batches: list[Batch]) -> None:
+    async def export(self, group: Group) -> None:
+        batches = group.batches()
         if self._channel is None:
             await self.start()
         assert self._channel is not None

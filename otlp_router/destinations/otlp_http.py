@@ -4,12 +4,14 @@ keep-alive connection."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from urllib.parse import urlsplit
 
 import httpx
 
-from otlp_router.destinations.base import CheckResult, ExportError, Exporter
+from otlp_router.destinations.assembly import Group
+from otlp_router.destinations.base import CheckResult, Destination, ExportError
 from otlp_router.destinations.otlp_common import (connection_test_request, decode_response, merged_message,
                                                   merged_wire, note_partial_success, parse_retry_after,
                                                   status_message)
@@ -21,9 +23,10 @@ from otlp_router.settings import Section
 
 # OTLP/HTTP: these may succeed later; every other 4xx/5xx is final for this data.
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+LARGE_EXPORT = 256 * 1024
 
 
-class OtlpHttpDestination(Exporter):
+class OtlpHttpDestination(Destination):
     type_name = "otlp_http"
     default_flush_interval = 0.2
     default_max_in_flight = 4
@@ -97,7 +100,8 @@ class OtlpHttpDestination(Exporter):
         except httpx.HTTPError as e:
             raise ExportError(f"cannot reach {url}: {e or type(e).__name__}") from None
 
-    async def export(self, batches: list[Batch]) -> None:
+    async def export(self, group: Group) -> None:
+        batches = group.batches()
         if self._client is None:
             await self.start()
         assert self._client is not None
@@ -105,7 +109,9 @@ class OtlpHttpDestination(Exporter):
         url = self.endpoints.get(signal.name)
         if url is None:
             raise ExportError(f"no endpoint for {signal.name} (set {signal.name}_endpoint)", permanent=True)
-        body, headers = self._body(batches)
+        # Encoding and gzip of a large export off the event loop: it would stall acknowledgements.
+        large = sum(b.size for b in batches) > LARGE_EXPORT
+        body, headers = await asyncio.to_thread(self._body, batches) if large else self._body(batches)
         response = await self._post(self._client, url, body, headers)
         status = response.status_code
         if 200 <= status < 300:

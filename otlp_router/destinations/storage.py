@@ -4,8 +4,9 @@
     format: cbor_zstd   Aperture batches [{prefix}/]ts-aperture-export-<unix-timestamp>.cbor.zstd
     format: otlp_json   OTLP JSON lines, [{prefix}/]{signal}/{date}/{signal}-{time}.jsonl[.gz|.zst]
 
-Objects are written by a background loop as groups come due, each retried
-until the store takes it; spool entries are acknowledged once written."""
+The delivery engine gathers items with the format's assembler and exports each
+group that comes due: the format encodes it (a pure function), the store puts
+the bytes."""
 
 from __future__ import annotations
 
@@ -13,20 +14,19 @@ import asyncio
 import gzip
 import logging
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import zstandard
 
-from otlp_router.destinations.assembly import (Group, Holds, LineBatcher, LineGroup, OpenTrace, RecordBatcher,
+from otlp_router.destinations.assembly import (Assembler, Group, LineBatcher, LineGroup, OpenTrace, RecordBatcher,
                                                RecordGroup, TraceAssembler)
-from otlp_router.destinations.base import CheckResult, Gatherer
+from otlp_router.destinations.base import CheckResult, Destination, ExportError
 from otlp_router.destinations.formats.aperture import encode_records
 from otlp_router.destinations.formats.trace_json import encode_document, trace_document
 from otlp_router.destinations.stores.base import Store, StoreError
 from otlp_router.destinations.stores.local import LocalStore
 from otlp_router.destinations.stores.s3 import S3Settings, S3Store
 from otlp_router.settings import Section
-from otlp_router.spool.base import Entry
 
 log = logging.getLogger("otlp_router.destinations.storage")
 
@@ -45,7 +45,9 @@ def _path_template(section: Section) -> str:
     return template.strip("/")
 
 
-class StorageDestination(Gatherer):
+class StorageDestination(Destination):
+    default_max_in_flight = 16   # many small objects (a document per trace): written side by side
+
     def __init__(self, name: str, settings: Section, store: Store) -> None:
         super().__init__(name, settings)
         self.store = store
@@ -55,99 +57,57 @@ class StorageDestination(Gatherer):
             settings.fail("must not end with /", "prefix")
         # Aperture records leave out the capture in privacy mode; the rest of
         # privacy happens upstream, in the destination's shaping.
-        privacy = settings.data.get("privacy") is True
-        self.assembler: Any
+        self.privacy = settings.data.get("privacy") is True
         if self.format != "otlp_json":
             self.accepts = frozenset({"traces"})  # per-trace JSON and Aperture records are trace formats
         if self.format == "json":
             self.whole_traces = True
             self.path_template = _path_template(settings)
-            self.assembler = TraceAssembler(
-                settings.duration("trace_idle", 5.0, minimum=0.001),
-                settings.duration("trace_max_age", 300.0, minimum=0.001),
-                settings.int("max_open_traces", 100_000, minimum=1),
-                settings.size("max_open_bytes", 256 * 1024 * 1024, minimum=1024))
+            self._trace_settings = (settings.duration("trace_idle", 5.0, minimum=0.001),
+                                    settings.duration("trace_max_age", 300.0, minimum=0.001),
+                                    settings.int("max_open_traces", 100_000, minimum=1),
+                                    settings.size("max_open_bytes", 256 * 1024 * 1024, minimum=1024))
         elif self.format == "cbor_zstd":
-            self.assembler = RecordBatcher(
-                settings.duration("every", 3600.0, minimum=0.001),
-                settings.int("limit", 1000, minimum=1, maximum=APERTURE_LIMIT_CAP), privacy)
+            self._record_settings = (settings.duration("every", 3600.0, minimum=0.001),
+                                     settings.int("limit", 1000, minimum=1, maximum=APERTURE_LIMIT_CAP))
         else:
             rotate = settings.section("rotate")
-            self.assembler = LineBatcher(rotate.size("max_bytes", 64 * 1024 * 1024, minimum=1),
-                                         rotate.duration("max_age", 300.0, minimum=0.001))
+            self._line_settings = (rotate.size("max_bytes", 64 * 1024 * 1024, minimum=1),
+                                   rotate.duration("max_age", 300.0, minimum=0.001))
             rotate.done()
             self.compression = settings.str("compression", "gzip", choices=("gzip", "zstd", "none"))
-        self._holds: Holds | None = None
-        self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.int("write_concurrency", 16, minimum=1))
-        self._writer: asyncio.Task[None] | None = None
-        self._last_names: dict[str, int] = {}
-        self._failing = False
+        self.default_max_in_flight = settings.int("write_concurrency", 16, minimum=1)
 
-    def bind(self, ack: Callable[[list[Entry]], None]) -> None:
-        self._holds = Holds(ack)
+    def assembler(self, max_items: int, max_bytes: int, flush_interval: float) -> Assembler:
+        if self.format == "json":
+            return TraceAssembler(*self._trace_settings)
+        if self.format == "cbor_zstd":
+            return RecordBatcher(*self._record_settings, self.privacy)
+        return LineBatcher(*self._line_settings)
 
     async def start(self) -> None:
         await self.store.start()
-        self._writer = asyncio.create_task(self._write_loop(), name=f"storage:{self.name}")
 
-    async def take(self, entries: list[Entry]) -> None:
-        assert self._holds is not None, "bind() before take()"
-        now = time.monotonic()
-        for entry in entries:
-            self._holds.hold(entry, self.assembler.add(entry, now))
-        self._wake.set()
+    async def export(self, group: Group) -> None:
+        try:
+            key_for, data = await asyncio.to_thread(self._encode, group)
+        except Exception as e:  # noqa: BLE001 - formats are pure: what fails once fails every time
+            raise ExportError(f"cannot encode the {self.format} object: {e!r}", permanent=True) from e
+        await self._put_unique(group, key_for, data)
 
-    async def _write_loop(self) -> None:
-        while True:
-            due_at = self.assembler.next_due()
-            timeout = None if due_at is None else max(0.0, due_at - time.monotonic())
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
-            due = self.assembler.due(time.monotonic())
-            if due:
-                # Many small objects (a document per trace): write them side by side.
-                async def write(group: Group) -> None:
-                    async with self._slots:
-                        await self._write(group)
-                await asyncio.gather(*(write(g) for g in due))
-
-    async def _write(self, group: Group) -> None:
-        """Write one group, retrying until the store takes it."""
-        delay = 0.5
-        while True:
-            try:
-                await self._put(group)
-                break
-            except StoreError as e:
-                if not self._failing:
-                    log.error("destination %s: cannot write (%s); retrying until it works", self.name, e)
-                self._failing = True
-                await asyncio.sleep(delay * (4 if e.throttled else 1))
-                delay = min(delay * 2, 30.0)
-        if self._failing:
-            log.info("destination %s: writing again", self.name)
-            self._failing = False
-        assert self._holds is not None
-        self._holds.release(group.entries.values())
-
-    async def _put(self, group: Group) -> None:
+    def _encode(self, group: Group) -> tuple[Callable[[int], str], bytes]:
+        """The object's bytes and its key for a given second (pure; off the event loop)."""
         if isinstance(group, OpenTrace):
-            data = await asyncio.to_thread(lambda: encode_document(trace_document(group.trace_id, group.spans)))
-            await self._put_unique(group, lambda ts: self._trace_key(group, ts), data)
-        elif isinstance(group, RecordGroup):
-            data = await asyncio.to_thread(encode_records, group.records)
+            data = encode_document(trace_document(group.trace_id, group.spans))
+            return (lambda ts: self._trace_key(group, ts)), data
+        if isinstance(group, RecordGroup):
             base = f"{self.prefix}/" if self.prefix else ""
-            await self._put_unique(group, lambda ts: f"{base}ts-aperture-export-{ts}.cbor.zstd", data)
-        else:
-            assert isinstance(group, LineGroup)
-            data, suffix = self._compress(b"".join(group.lines))
-            await self._put_unique(group, lambda ts: self._lines_key(group.signal, ts, suffix), data)
+            return (lambda ts: f"{base}ts-aperture-export-{ts}.cbor.zstd"), encode_records(group.records)
+        assert isinstance(group, LineGroup)
+        data, suffix = self._compress(b"".join(group.lines))
+        return (lambda ts: self._lines_key(group.signal, ts, suffix)), data
 
-    async def _put_unique(self, group: Group, key_for: Any, data: bytes) -> None:
+    async def _put_unique(self, group: Group, key_for: Callable[[int], str], data: bytes) -> None:
         """Objects are named by the unix second their first item arrived, which a
         replay after a crash gives again: written only if absent, an existing
         object with the same bytes is that earlier write, and one with other
@@ -202,12 +162,6 @@ class StorageDestination(Gatherer):
         return await self.store.check(self.prefix)
 
     async def stop(self) -> None:
-        """Write everything still gathering: open traces and part-filled batches."""
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
-        for group in self.assembler.due(time.monotonic(), everything=True):
-            await self._write(group)
         await self.store.stop()
 
 

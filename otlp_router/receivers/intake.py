@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ from otlp_router.pipeline import Pipeline, SpoolFull
 from otlp_router.receivers import payload
 from otlp_router.settings import Section
 
+
+log = logging.getLogger("otlp_router.receivers")
 
 LARGE_BODY = 1 << 20
 
@@ -165,6 +168,7 @@ class Intake:
         self.auth = auth
         self.limits = limits or Limits()
         self.draining = False
+        self._logged: set[type] = set()   # exception types whose traceback was logged
 
     def authenticate(self, authorization: str | None, api_key: str | None) -> ApiKey | None:
         """`Authorization: Bearer <key>` or `x-api-key: <key>`; None when auth is off."""
@@ -184,6 +188,22 @@ class Intake:
         return key
 
     async def export(self, signal: Signal, kind: str, data: bytes, key: ApiKey | None, transport: str) -> Rejection:
+        try:
+            return await self._export(signal, kind, data, key, transport)
+        except Refused:
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug must not look like a final refusal to the client
+            # 503 / UNAVAILABLE: clients retry, and nothing was acknowledged.
+            if type(e) not in self._logged:
+                self._logged.add(type(e))
+                log.exception("unexpected error while accepting a %s request; answered 503", signal.name)
+            else:
+                log.error("unexpected error while accepting a %s request; answered 503: %r", signal.name, e)
+            raise Refused(503, f"internal error while accepting the request ({type(e).__name__}); retry",
+                          1.0) from None
+
+    async def _export(self, signal: Signal, kind: str, data: bytes, key: ApiKey | None, transport: str
+                      ) -> Rejection:
         labels = ("otlp", transport, signal.name)
         try:
             if len(data) > LARGE_BODY:

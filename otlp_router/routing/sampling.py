@@ -5,7 +5,9 @@ dropped together, by every router that sees it.
 
 With `by: session.id`, spans of a trace without the attribute follow the
 session of any other span of that trace (in the same request, or seen before).
-Log records follow their trace; metrics are not sampled.
+Log records follow their trace; a log record without a trace id is sampled on
+its own (by its content, so a resent record gets the same decision); metrics
+are not sampled.
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ class Sampling:
             drop = []
             for i, item in enumerate(items):
                 trace_id = item.trace_id
+                if not trace_id:
+                    # No trace (or session) to follow: each item is decided alone,
+                    # by its own bytes, so the same record is decided the same way again.
+                    if not self.keeps(b"i:" + item.SerializeToString(deterministic=True)):
+                        drop.append(i)
+                    continue
                 keep = decisions.get(trace_id)
                 if keep is None:
                     key = self._sessions.get(trace_id, b"t:" + trace_id) if self.by == "session.id" \

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from otlp_router.destinations.base import CheckResult
+from otlp_router.destinations.base import CheckResult, ExportError
 
 
-class StoreError(Exception):
-    """A put failed; storage failures are retried until they succeed, so this only
-    carries the words for the log and whether to back off harder (throttling)."""
-
-    def __init__(self, message: str, throttled: bool = False) -> None:
-        super().__init__(message)
-        self.throttled = throttled
+class StoreError(ExportError):
+    """A store operation failed, classified like any export: `permanent` for what
+    needs an operator (access denied, no such bucket: the group goes to the dead
+    letter, `otlp-router replay` once fixed), otherwise retried with backoff."""
 
 
 class Store(ABC):

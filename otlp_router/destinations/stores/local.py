@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import uuid
 from pathlib import Path
 
 from otlp_router.destinations.base import CheckResult
 from otlp_router.destinations.stores.base import Store, StoreError
+
+
+# A directory that is not writable as configured; a full disk or an I/O error may pass.
+NEEDS_AN_OPERATOR = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
+                                errno.ENAMETOOLONG, errno.EINVAL, errno.ELOOP})
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a created, renamed or removed name in `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class LocalStore(Store):
@@ -20,7 +35,9 @@ class LocalStore(Store):
 
     def _put(self, key: str, data: bytes, if_absent: bool) -> bool:
         path = self.dir / key
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fsync_dir(path.parent.parent)
         # Written whole under a temporary name, then linked into place: readers
         # never see half an object, and a link cannot replace an existing one.
         tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
@@ -40,13 +57,15 @@ class LocalStore(Store):
         finally:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
+        fsync_dir(path.parent)  # acknowledged only once the name is on disk too
         return True
 
     async def put(self, key: str, data: bytes, if_absent: bool = False) -> bool:
         try:
             return await asyncio.to_thread(self._put, key, data, if_absent)
         except OSError as e:
-            raise StoreError(f"cannot write {self.location(key)}: {e.strerror or e}") from None
+            raise StoreError(f"cannot write {self.location(key)}: {e.strerror or e}",
+                             permanent=e.errno in NEEDS_AN_OPERATOR) from None
 
     async def get(self, key: str) -> bytes | None:
         try:

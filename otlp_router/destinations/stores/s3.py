@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import boto3
 import botocore.config
@@ -18,7 +19,10 @@ from otlp_router.destinations.base import CheckResult
 from otlp_router.destinations.stores.base import Store, StoreError
 from otlp_router.settings import Section
 
-_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests"}
+T = TypeVar("T")
+
+_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests",
+              "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable"}
 _PLAIN = {
     "NoSuchBucket": "bucket {bucket} does not exist",
     "AccessDenied": "access denied to bucket {bucket} (check the key's permissions for PutObject)",
@@ -71,6 +75,9 @@ class S3Store(Store):
         self.settings = settings
         self._client: Any = None
         self._slots = asyncio.Semaphore(settings.max_concurrency)
+        # Its own threads: a slow store must not hold up the spool's fsyncs or
+        # the encoders, which use other pools.
+        self._threads = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="s3")
         self._conditional = settings.conditional_writes
 
     def location(self, key: str) -> str:
@@ -90,9 +97,16 @@ class S3Store(Store):
                                         aws_session_token=s.session_token, region_name=s.region)
         return session.client("s3", endpoint_url=s.endpoint, config=config)
 
+    async def _in_thread(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
+
     async def start(self) -> None:
         if self._client is None:
-            self._client = await asyncio.to_thread(self._make_client)
+            self._client = await self._in_thread(self._make_client)
+
+    async def stop(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._threads = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="s3")
 
     def _explain(self, e: Exception) -> StoreError:
         if isinstance(e, botocore.exceptions.ClientError):
@@ -100,12 +114,16 @@ class S3Store(Store):
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             plain = _PLAIN.get(code, "").format(bucket=self.settings.bucket, region=self.settings.region)
             words = plain or f"{code or 'error'} (HTTP {status}): {e.response.get('Error', {}).get('Message', '')}"
-            return StoreError(words.rstrip(": "), throttled=code in _THROTTLED or status in (429, 503))
+            # 5xx, throttling and timeouts may pass; any other 4xx (access, bucket,
+            # credentials, a refused object) needs someone to change something.
+            retryable = code in _THROTTLED or status >= 500 or status in (0, 408, 429)
+            return StoreError(words.rstrip(": "), permanent=not retryable)
         if isinstance(e, botocore.exceptions.NoCredentialsError):
             return StoreError("no credentials: set access_key_id and secret_access_key, or configure the "
-                              "standard AWS credential chain")
+                              "standard AWS credential chain", permanent=True)
         if isinstance(e, botocore.exceptions.EndpointConnectionError):
             return StoreError(f"cannot reach the endpoint {self.settings.endpoint or 'of AWS S3'}")
+        # Connection resets, read timeouts and the like.
         return StoreError(f"{type(e).__name__}: {e}")
 
     def _put(self, key: str, data: bytes, if_absent: bool) -> bool:
@@ -137,7 +155,7 @@ class S3Store(Store):
         await self.start()
         async with self._slots:
             try:
-                return await asyncio.to_thread(self._put, key, data, if_absent)
+                return await self._in_thread(self._put, key, data, if_absent)
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
                 raise self._explain(e) from None
 
@@ -149,7 +167,7 @@ class S3Store(Store):
         key = f"{prefix.rstrip('/') + '/' if prefix else ''}.otlp-router-check-{uuid.uuid4().hex}"
         try:
             await self.start()
-            await asyncio.to_thread(self._probe, key)
+            await self._in_thread(self._probe, key)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
             return CheckResult(False, f"{self.location(key)}: {self._explain(e)}")
         return CheckResult(True, f"wrote and removed {self.location(key)}")
@@ -170,4 +188,4 @@ class S3Store(Store):
     async def get(self, key: str) -> bytes | None:
         await self.start()
         async with self._slots:
-            return await asyncio.to_thread(self.read, key)
+            return await self._in_thread(self.read, key)

@@ -1,0 +1,331 @@
+"""The delivery engine: one retry loop, classification, dead letters, and a
+cancellation at any await point that leaves every entry in the spool.
+
+In-process, with a scripted destination; each test names the finding of
+issue 13 it first reproduced."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from otlp_router.destinations.assembly import Group, RecordBatcher, Runs
+from otlp_router.destinations.base import Destination, ExportError
+from otlp_router.destinations.delivery import BatchSettings, Delivery, RetrySettings
+from otlp_router.model.batch import Batch
+from otlp_router.model.signals import TRACES
+from otlp_router.settings import Section
+from otlp_router.spool.deadletter import DeadLetters
+from otlp_router.spool.disk import DiskSpool
+from otlp_router.spool.memory import MemorySpool
+from tests.support import make_request
+
+FAST = RetrySettings(initial_interval=0.01, max_interval=0.02, max_elapsed=0.0)
+
+
+class Scripted(Destination):
+    """A destination whose export runs `behaviour(group, attempt)`; it records what it took."""
+
+    type_name = "scripted"
+
+    def __init__(self, behaviour: Callable[[Group, int], Any] | None = None, **attrs: Any) -> None:
+        super().__init__("scripted", Section({}, "t.yaml", "destinations.scripted"))
+        self.behaviour = behaviour or (lambda group, attempt: None)
+        self.attempts = 0
+        self.delivered: list[bytes] = []    # span ids
+        self.stopped = False
+        for k, v in attrs.items():
+            setattr(self, k, v)
+
+    async def export(self, group: Group) -> None:
+        self.attempts += 1
+        outcome = self.behaviour(group, self.attempts)
+        if asyncio.iscoroutine(outcome):
+            outcome = await outcome
+        for batch in group.batches():
+            for rs in batch.message.resource_spans:
+                for ss in rs.scope_spans:
+                    self.delivered.extend(s.span_id for s in ss.spans)
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+def batch(seed: int, spans: int = 2) -> Batch:
+    request = make_request(spans=spans, seed=seed)
+    return Batch(TRACES, request, spans, request.SerializeToString())
+
+
+def span_ids(*seeds: int, spans: int = 2) -> list[bytes]:
+    return [s.span_id for seed in seeds for s in make_request(spans=spans, seed=seed).resource_spans[0]
+            .scope_spans[0].spans]
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
+    """Wait for a condition; a liveness bound, not a timing assertion."""
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+    await asyncio.wait_for(poll(), timeout)
+
+
+def delivery(destination: Destination, spool: Any = None, retry: RetrySettings = FAST,
+             dead: DeadLetters | None = None, **batch: Any) -> Delivery:
+    return Delivery(destination, spool or MemorySpool("scripted", 1 << 24), retry,
+                    BatchSettings(**batch), dead)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_a_batch_is_exported_and_acknowledged() -> None:
+    async def go() -> None:
+        dest = Scripted()
+        d = delivery(dest)
+        await d.start()
+        await d.spool.append(batch(1))
+        await until(lambda: d.spool.pending_items == 0)
+        await d.stop(1.0)
+        assert dest.delivered == span_ids(1)
+        assert d.last_error is None and dest.stopped
+    run(go())
+
+
+def test_retries_exhausted_go_to_the_dead_letter_not_away(tmp_path: Path) -> None:
+    """Finding 2: past max_elapsed a batch used to be acknowledged and dropped."""
+    async def go() -> None:
+        dest = Scripted(lambda g, a: (_ for _ in ()).throw(ExportError("HTTP 503: busy")))
+        dead = DeadLetters(tmp_path / "dead", 3600)
+        d = delivery(dest, retry=RetrySettings(0.01, 0.02, max_elapsed=0.1), dead=dead)
+        await d.start()
+        await d.spool.append(batch(1))
+        await until(lambda: d.spool.pending_items == 0)
+        await d.stop(1.0)
+        letters = dead.list()
+        assert len(letters) == 1 and "gave up after" in letters[0].reason and "503" in letters[0].reason
+        assert [s.span_id for s in letters[0].batches[0].message.resource_spans[0].scope_spans[0].spans] == \
+            span_ids(1)
+        assert d.last_error is not None  # the state says failing until an export works again
+    run(go())
+
+
+def test_by_default_retries_go_on_for_as_long_as_the_spool_has_room() -> None:
+    assert RetrySettings().max_elapsed == 0.0
+    assert RetrySettings.read(Section({}, "t.yaml", "retry")).max_elapsed == 0.0
+
+
+@pytest.mark.parametrize("hint", [None, 0.0, 0.001])
+def test_a_retry_hint_raises_the_backoff_and_never_lowers_it(hint: float | None) -> None:
+    """Finding 3: `Retry-After: 0` replaced the backoff and made a hot loop."""
+    retry = RetrySettings(initial_interval=1.0, max_interval=30.0)
+    for attempt in range(10):
+        assert retry.delay(attempt, hint) >= 0.5 * min(30.0, 2 ** attempt)
+    assert retry.delay(0, 12.0) >= 12.0
+    assert retry.delay(100, None) <= 30.0
+
+
+def test_retry_after_zero_backs_off_in_the_engine() -> None:
+    async def go() -> None:
+        dest = Scripted(lambda g, a: (_ for _ in ()).throw(ExportError("HTTP 429", retry_after=0.0)))
+        d = delivery(dest, retry=RetrySettings(initial_interval=0.05, max_interval=0.1))
+        await d.start()
+        await d.spool.append(batch(1))
+        await asyncio.sleep(0.3)
+        await d.stop(0.1)
+        assert dest.attempts <= 10   # about 5 with the backoff; thousands without
+    run(go())
+
+
+def test_a_reload_during_the_backoff_hands_the_entries_to_the_new_destination() -> None:
+    """Finding 4: a cancel during the backoff sleep stranded the entries."""
+    async def go() -> None:
+        failing = Scripted(lambda g, a: (_ for _ in ()).throw(ExportError("down")))
+        d = delivery(failing, retry=RetrySettings(initial_interval=30.0, max_interval=30.0))
+        await d.start()
+        await d.spool.append(batch(1))
+        await until(lambda: failing.attempts == 1)
+        await asyncio.sleep(0.05)              # now in the 15-30 s backoff sleep
+        working = Scripted()
+        await d.replace(working, FAST, BatchSettings())
+        await until(lambda: d.spool.pending_items == 0)
+        assert working.delivered == span_ids(1) and failing.stopped
+        await d.stop(1.0)
+    run(go())
+
+
+def test_shutdown_with_a_destination_that_never_answers_is_bounded_and_keeps_the_spool(tmp_path: Path) -> None:
+    """Finding 5: stop used to retry an unwritable store without end."""
+    async def hang(group: Group, attempt: int) -> None:
+        await asyncio.sleep(3600)
+
+    async def first() -> None:
+        spool = DiskSpool("scripted", tmp_path / "spool", 1 << 24)
+        spool.open()
+        d = delivery(Scripted(hang), spool)
+        await d.start()
+        await spool.append(batch(1))
+        await spool.append(batch(2))
+        await asyncio.wait_for(d.stop(0.3), 1.3)   # shutdown_timeout plus a second
+
+    async def second() -> list[bytes]:
+        spool = DiskSpool("scripted", tmp_path / "spool", 1 << 24)
+        spool.open()
+        dest = Scripted()
+        d = delivery(dest, spool)
+        await d.start()
+        await until(lambda: spool.pending_items == 0)
+        await d.stop(1.0)
+        return dest.delivered
+
+    run(first())
+    assert sorted(run(second())) == sorted(span_ids(1, 2))
+
+
+def test_a_permanent_refusal_is_dead_lettered_and_the_rest_goes_on(tmp_path: Path) -> None:
+    async def go() -> None:
+        def refuse_seed_2(group: Group, attempt: int) -> None:
+            if any(b.message.resource_spans[0].scope_spans[0].spans[0].trace_id == bytes([2] * 16)
+                   for b in group.batches()):
+                raise ExportError("HTTP 400: bad", permanent=True)
+        dest = Scripted(refuse_seed_2)
+        dead = DeadLetters(tmp_path / "dead", 3600)
+        d = delivery(dest, dead=dead, max_items=2)
+        await d.start()
+        for seed in (1, 2, 3):
+            await d.spool.append(batch(seed))
+        await until(lambda: d.spool.pending_items == 0)
+        await d.stop(1.0)
+        assert sorted(dest.delivered) == sorted(span_ids(1, 3))
+        assert [letter.reason for letter in dead.list()] == ["HTTP 400: bad"]
+    run(go())
+
+
+def test_an_exception_in_an_export_is_poison_for_that_group_only(tmp_path: Path) -> None:
+    """Finding 12: an error that was not an ExportError killed the destination silently."""
+    async def go() -> None:
+        def crash_on_seed_2(group: Group, attempt: int) -> None:
+            if group.batches()[0].message.resource_spans[0].scope_spans[0].spans[0].trace_id == bytes([2] * 16):
+                raise OverflowError("cannot convert float infinity to integer")
+        dest = Scripted(crash_on_seed_2)
+        dead = DeadLetters(tmp_path / "dead", 3600)
+        d = delivery(dest, dead=dead, max_items=2)
+        await d.start()
+        for seed in (1, 2, 3):
+            await d.spool.append(batch(seed))
+        await until(lambda: d.spool.pending_items == 0)
+        assert "OverflowError" in d.last_dead_letter and d.dead_lettered == 2   # on the status page
+        await d.spool.append(batch(4))
+        await until(lambda: d.spool.pending_items == 0)
+        await d.stop(1.0)
+        assert sorted(dest.delivered) == sorted(span_ids(1, 3, 4))
+        assert ["OverflowError" in letter.reason for letter in dead.list()] == [True]
+    run(go())
+
+
+def test_a_span_that_cannot_be_gathered_is_dead_lettered_alone(tmp_path: Path, monkeypatch) -> None:
+    """Finding 12, at the item: one span's record fails, its neighbours are written."""
+    from otlp_router.destinations import assembly
+
+    def record(ref: Any, genai: Any, **kw: Any) -> dict[str, str]:
+        if ref.span.name == "span-1":
+            raise TypeError("'list' object is not a mapping")
+        return {"span": ref.span.name}
+    monkeypatch.setattr(assembly, "aperture_record", record)
+    monkeypatch.setattr(assembly, "view", lambda span, resource: type("GenAI", (), {"is_genai": True})())
+
+    class Records(Scripted):
+        def assembler(self, max_items: int, max_bytes: int, flush_interval: float) -> Any:
+            return RecordBatcher(0.01, 100, False)
+
+    async def go() -> None:
+        dest = Records()
+        dead = DeadLetters(tmp_path / "dead", 3600)
+        d = delivery(dest, dead=dead)
+        await d.start()
+        await d.spool.append(batch(1, spans=3))
+        await until(lambda: d.spool.pending_items == 0)
+        await d.stop(1.0)
+        ids = span_ids(1, spans=3)
+        assert sorted(dest.delivered) == sorted([ids[0], ids[2]])
+        [letter] = dead.list()
+        assert "TypeError" in letter.reason
+        assert [s.span_id for s in letter.batches[0].message.resource_spans[0].scope_spans[0].spans] == [ids[1]]
+    run(go())
+
+
+def test_a_dead_letter_that_cannot_be_written_is_tried_again_and_the_entry_kept(tmp_path: Path) -> None:
+    """Finding 13: ENOSPC while dead-lettering must neither lose nor kill."""
+    class FullOnce(DeadLetters):
+        failures = 2
+
+        def put(self, batches: list[Batch], reason: str) -> Path:
+            if self.failures:
+                self.failures -= 1
+                raise OSError(28, "No space left on device")
+            return super().put(batches, reason)
+
+    async def go() -> None:
+        dest = Scripted(lambda g, a: (_ for _ in ()).throw(ExportError("HTTP 400", permanent=True)))
+        dead = FullOnce(tmp_path / "dead", 3600)
+        d = delivery(dest, dead=dead)
+        await d.start()
+        await d.spool.append(batch(1))
+        await until(lambda: d.spool.pending_items == 0)
+        await d.stop(1.0)
+        assert dead.failures == 0 and len(dead.list()) == 1
+    run(go())
+
+
+def test_an_engine_task_that_dies_marks_the_destination_failing_and_restarts() -> None:
+    """Finding 10: an exception in the gathering path stopped a destination silently."""
+    class Broken(Runs):
+        crashes = 1
+
+        def due(self, now: float, everything: bool = False) -> list[Group]:
+            groups = super().due(now, everything)
+            if groups and Broken.crashes:
+                Broken.crashes -= 1
+                raise RuntimeError("bug in an assembler")
+            return groups
+
+    class WithBroken(Scripted):
+        def assembler(self, max_items: int, max_bytes: int, flush_interval: float) -> Any:
+            return Broken(max_items, max_bytes, flush_interval)
+
+    async def go() -> None:
+        dest = WithBroken()
+        d = delivery(dest)
+        await d.start()
+        await d.spool.append(batch(1))
+        await until(lambda: d.last_error is not None)
+        assert "bug in an assembler" in d.last_error
+        await until(lambda: d.spool.pending_items == 0)   # restarted: the entry was requeued and delivered
+        assert dest.delivered == span_ids(1) and d.last_error is None
+        await d.stop(1.0)
+    run(go())
+
+
+def test_concurrent_exports_finishing_out_of_order_acknowledge_each_entry_once(tmp_path: Path) -> None:
+    async def go() -> None:
+        async def jitter(group: Group, attempt: int) -> None:
+            await asyncio.sleep(0.05 if attempt % 2 else 0.0)
+            if attempt % 3 == 0:
+                raise ExportError("HTTP 503")
+        spool = DiskSpool("scripted", tmp_path / "spool", 1 << 24)
+        spool.open()
+        dest = Scripted(jitter)
+        d = delivery(dest, spool, max_items=2, max_in_flight=4)
+        await d.start()
+        for seed in range(1, 21):
+            await spool.append(batch(seed))
+        await until(lambda: spool.pending_items == 0)
+        await d.stop(1.0)
+        assert sorted(set(dest.delivered)) == sorted(span_ids(*range(1, 21)))
+    run(go())
+    spool = DiskSpool("scripted", tmp_path / "spool", 1 << 24)
+    assert spool.open().records == 0
+    spool.release()
