@@ -111,6 +111,7 @@ def _text(value: Any) -> str | None:
 
 
 _MAX_DEPTH = 200   # below orjson's serialisation limit (254), so a view always serialises
+_ORJSON_MAX_DEPTH = 254   # the deepest nesting orjson.dumps writes
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -139,7 +140,14 @@ def _content(value: Any) -> Any:
         if value.lstrip()[:1] in ('{', '[', '"'):
             try:
                 parsed = orjson.loads(value)
-                orjson.dumps(parsed)   # nesting orjson can parse but not write back stays a string
+                # JSON nested deeper than _MAX_DEPTH stays a string, as deep structured values end at
+                # _MAX_DEPTH in _plain: then a document or record holding the view (a few levels
+                # more) still serialises.  Wrapped in the levels above _MAX_DEPTH, deeper nesting
+                # passes orjson's limit and fails here.
+                probe = parsed
+                for _ in range(_ORJSON_MAX_DEPTH - _MAX_DEPTH):
+                    probe = [probe]
+                orjson.dumps(probe)
                 return parsed
             except (orjson.JSONDecodeError, orjson.JSONEncodeError):
                 return value
@@ -373,7 +381,7 @@ def view_from_attributes(attributes: dict[str, Any], events: Sequence[Span.Event
     output_tokens = get("output_tokens")
     total_tokens = get("total_tokens")
     if total_tokens is None and input_tokens is not None and output_tokens is not None:
-        total_tokens = input_tokens + output_tokens
+        total_tokens = _count(input_tokens + output_tokens)   # None past int64, like a given total
 
     type_ = (_OPERATION_TYPES.get(operation or "")
              or get("openinference_kind") or get("langfuse_type") or get("traceloop_kind"))
@@ -386,7 +394,7 @@ def view_from_attributes(attributes: dict[str, Any], events: Sequence[Span.Event
     output_cost = get("output_cost")
     cost = get("cost")
     if cost is None and input_cost is not None and output_cost is not None:
-        cost = input_cost + output_cost
+        cost = _usd(input_cost + output_cost)   # None when the sum overflows to infinity
     for key, amount in (("input", input_cost), ("output", output_cost), ("total", cost)):
         if amount is not None:
             cost_details[key] = amount
@@ -464,12 +472,18 @@ def _messages(flat: dict[str, Any]) -> list[Any]:
             for m in messages]
 
 
+def _index_order(segment: str) -> tuple[int, str]:
+    """Numeric order of an index without int(), which refuses more than 4300 digits."""
+    digits = segment.lstrip("0")
+    return len(digits), digits
+
+
 def _listed(node: Any) -> Any:
     """Dicts keyed by indexes become lists ordered by index."""
     if not isinstance(node, dict):
         return node
     if node and all(_is_index(k) for k in node):
-        return [_listed(node[k]) for k in sorted(node, key=int)]
+        return [_listed(node[k]) for k in sorted(node, key=_index_order)]
     return {k: _listed(v) for k, v in node.items()}
 
 

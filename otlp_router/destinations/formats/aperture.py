@@ -275,7 +275,10 @@ def _path(value: Any) -> str | None:
 
 def _status(value: Any) -> int | None:
     if isinstance(value, str) and value.isdigit():
-        value = int(value)
+        try:
+            value = int(value)
+        except ValueError:   # digits int() refuses ("²"), or more than its digit limit
+            return None
     return value if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599 else None
 
 
@@ -323,7 +326,7 @@ def _tool_uses(output: Any) -> list[dict[str, Any]]:
             message = message["message"]
         if not isinstance(message, dict):
             continue
-        if message.get("type") in _CALL_TYPES:
+        if _is_call(message):
             uses.append(_tool_use(message))
             continue
         calls = message.get("tool_calls")
@@ -332,11 +335,15 @@ def _tool_uses(output: Any) -> list[dict[str, Any]]:
         for key in ("parts", "content"):   # OTel GenAI parts, Anthropic content blocks
             items = message.get(key)
             if isinstance(items, list):
-                uses.extend(_tool_use(item) for item in items
-                            if isinstance(item, dict) and item.get("type") in _CALL_TYPES)
+                uses.extend(_tool_use(item) for item in items if isinstance(item, dict) and _is_call(item))
         if isinstance(message.get("function_call"), dict):   # OpenAI's legacy single call
             uses.append(_tool_use(message["function_call"]))
     return uses
+
+
+def _is_call(item: dict[str, Any]) -> bool:
+    kind = item.get("type")   # any JSON value: a list or object must not reach the set lookup
+    return isinstance(kind, str) and kind in _CALL_TYPES
 
 
 def _tool_use(call: dict[str, Any]) -> dict[str, Any]:

@@ -170,7 +170,10 @@ def _completion_start(extra: dict[str, Any], start_nano: int) -> str | None:
         return given
     for key, unit in _TIME_TO_FIRST_CHUNK:
         offset = _offset(extra.get(key))
-        if offset is not None and (nanos := start_nano + round(offset * unit)) < _MAX_UNIX_NANO:
+        if offset is None:
+            continue
+        delta = offset * unit   # inf when a finite but absurd offset overflows: skipped, never rounded
+        if delta < _MAX_UNIX_NANO and (nanos := start_nano + round(delta)) < _MAX_UNIX_NANO:
             return rfc3339(nanos)
     return None
 
