@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +39,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         pass
-    return 0
+    # Everything that had to be kept is in the spool by now; a store call still
+    # running in a thread (an unreachable S3 endpoint) must not hold the exit past
+    # shutdown_timeout, as joining its thread at interpreter exit would.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -119,6 +119,10 @@ class Gate:
 
     def shut(self) -> None:
         if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)   # wakes the accepting thread, frees the port
+            except OSError:
+                pass
             self._listener.close()
             self._listener = None
         for conn in self._conns:

@@ -10,6 +10,7 @@ import threading
 import time
 
 import grpc
+import orjson
 import pytest
 import yaml
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
@@ -204,3 +205,48 @@ def test_a_full_disk_pushes_back_and_recovers_once_space_is_freed(tmp_path) -> N
     finally:
         router.stop()
         sink.close()
+
+
+@pytest.mark.parametrize("kind", ["s3", "otlp"])
+def test_sigterm_with_an_unreachable_destination_ends_in_time_and_keeps_the_spool(tmp_path, moto, kind) -> None:
+    """Shutdown with a destination that cannot be written ends within
+    shutdown_timeout plus a second; what it did not deliver is still in the
+    spool at the next start (issue 13, finding 5)."""
+    from tests.s3server import Gate
+    bucket = moto.bucket(f"sigterm-{kind}")
+    gate = Gate(moto.port)
+    sink = HttpSink()
+    port = sink.port
+    sink.close()
+    destination = {**moto.destination(bucket, format="json", trace_idle="100ms"), "endpoint": gate.endpoint} \
+        if kind == "s3" else {"type": "otlp_http", "endpoint": f"http://127.0.0.1:{port}", "timeout": "30s"}
+    config = base_config(tmp_path, destinations={"down": {**destination, "retry": FAST_RETRY}},
+                         shutdown_timeout="1s")
+    gate.shut()
+    router = RouterProcess(config, tmp_path)
+    sent = [numbered_request(n) for n in range(5)]
+    ids = {s.span_id for r in sent for s in r.resource_spans[0].scope_spans[0].spans}
+    try:
+        for request in sent:
+            assert router.post("/v1/traces", request.SerializeToString(), PB)[0] == 200
+        assert wait_for(lambda: "state failing" in router.stderr, timeout=15)
+        assert router.stop(timeout=1.0 + 1.0 + 2.0) == 0   # shutdown_timeout, a second, the interpreter's exit
+        assert "stay in the spool for the next start" in router.stderr
+    finally:
+        router.kill()
+    gate.open()
+    sink = HttpSink(port)
+    router = RouterProcess(config, tmp_path)
+    try:
+        if kind == "s3":
+            def written() -> set[bytes]:
+                docs = [orjson.loads(v) for v in moto.objects(bucket).values()]
+                return {bytes.fromhex(o["id"]) for d in docs for o in d["observations"]}
+            assert wait_for(lambda: ids <= written(), timeout=30)
+        else:
+            assert wait_for(lambda: ids <= sink.span_ids(), timeout=30)
+        assert "dead letter" not in router.stderr
+    finally:
+        router.stop()
+        sink.close()
+        gate.shut()

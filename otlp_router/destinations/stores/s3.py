@@ -88,7 +88,8 @@ class S3Store(Store):
         config = botocore.config.Config(
             region_name=s.region,
             s3={"addressing_style": s.addressing_style},
-            retries={"mode": "standard", "max_attempts": 3},
+            # One attempt per call: the delivery engine's retry loop (and `retry:`) decides the rest.
+            retries={"mode": "standard", "total_max_attempts": 1},
             request_checksum_calculation=s.request_checksum,
             response_checksum_validation=s.request_checksum,
             connect_timeout=10, read_timeout=60, max_pool_connections=s.max_concurrency,
