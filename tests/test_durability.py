@@ -250,3 +250,53 @@ def test_sigterm_with_an_unreachable_destination_ends_in_time_and_keeps_the_spoo
         router.stop()
         sink.close()
         gate.shut()
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A real 512 KiB filesystem (tmpfs), mounted for the test and always unmounted."""
+    import os
+    directory = tmp_path / "small"
+    directory.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root; the RLIMIT_FSIZE test stands in")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(directory)],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True, stdin=subprocess.DEVNULL)
+
+
+def test_a_full_disk_under_a_local_store_is_waited_out_not_dead_lettered(tmp_path, small_filesystem) -> None:
+    """ENOSPC writing a stored object is retryable: once space is back the
+    documents are written by themselves, and nothing went to the dead letter."""
+    filler = small_filesystem / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while f.write(b"x" * 4096):
+                pass
+        except OSError:
+            pass   # full
+    config = base_config(tmp_path, destinations={"store": {
+        "type": "file", "dir": str(small_filesystem / "store"), "format": "json", "trace_idle": "50ms",
+        "retry": FAST_RETRY}})
+    router = RouterProcess(config, tmp_path)
+    sent = [numbered_request(n, spans=3) for n in range(4)]
+    try:
+        for request in sent:
+            assert router.post("/v1/traces", request.SerializeToString(), PB)[0] == 200
+        assert wait_for(lambda: "No space left on device" in router.stderr, timeout=15)
+        filler.unlink()
+
+        def written() -> set[bytes]:
+            docs = [orjson.loads(p.read_bytes()) for p in (small_filesystem / "store").rglob("*.json")]
+            return {bytes.fromhex(o["id"]) for d in docs for o in d["observations"]}
+        ids = {s.span_id for r in sent for s in r.resource_spans[0].scope_spans[0].spans}
+        assert wait_for(lambda: written() == ids, timeout=20)
+        assert wait_for(lambda: "state ok" in router.stderr, timeout=10)
+        assert "dead letter" not in router.stderr
+    finally:
+        router.stop()

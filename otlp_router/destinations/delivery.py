@@ -37,6 +37,8 @@ from otlp_router.spool.deadletter import DeadLetters
 
 log = logging.getLogger("otlp_router.delivery")
 
+READ_AHEAD_ENTRIES = 4096
+
 
 @dataclass(frozen=True)
 class RetrySettings:
@@ -277,8 +279,9 @@ class Delivery:
 
     async def _read_loop(self) -> None:
         while True:
-            # Do not read far ahead of a slow destination: what is read waits in memory.
-            while len(self._holds) > 4 * max(self.max_in_flight, 1) * 64 and self._exports:
+            # Do not read far ahead of a destination that is the bottleneck (every
+            # export slot busy): what is read waits in memory, not in the spool.
+            while self._slots.locked() and len(self._holds) > READ_AHEAD_ENTRIES and self._exports:
                 await asyncio.wait(set(self._exports), return_when=asyncio.FIRST_COMPLETED)
             entries = await self.spool.read(self.batch.max_items, self.batch.max_bytes)
             if not entries:
