@@ -329,3 +329,30 @@ def test_concurrent_exports_finishing_out_of_order_acknowledge_each_entry_once(t
     spool = DiskSpool("scripted", tmp_path / "spool", 1 << 24)
     assert spool.open().records == 0
     spool.release()
+
+
+def test_reloads_under_load_never_hang_and_lose_nothing() -> None:
+    """A reload's cancellation arriving as the writer wakes used to be swallowed
+    (asyncio.wait_for on 3.11): the engine then waited for ever."""
+    async def go() -> None:
+        delivered: list[bytes] = []
+
+        async def jitter(group: Group, attempt: int) -> None:
+            await asyncio.sleep(0.002 * (attempt % 3))
+
+        def fresh() -> Scripted:
+            dest = Scripted(jitter)
+            dest.delivered = delivered
+            return dest
+        d = delivery(fresh(), max_items=3, max_in_flight=4)
+        await d.start()
+        seeds = list(range(1, 121))
+        for n, seed in enumerate(seeds):
+            await d.spool.append(batch(seed))
+            if n % 4 == 0:
+                await asyncio.wait_for(d.replace(fresh(), FAST, BatchSettings(max_items=1 + n % 5, flush_interval=0.001,
+                                                                             max_in_flight=4)), 5)
+        await until(lambda: d.spool.pending_items == 0)
+        await asyncio.wait_for(d.stop(1.0), 3)
+        assert set(delivered) == set(span_ids(*seeds))
+    run(go())

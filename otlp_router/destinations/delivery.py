@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 from otlp_router import telemetry
 from otlp_router.destinations.assembly import Assembler, Group, Poison, poison
@@ -228,10 +228,11 @@ class Delivery:
             await asyncio.gather(self._main, return_exceptions=True)
             self._main = None
 
-    async def _bounded(self, step: object, timeout: float, what: str) -> None:
+    async def _bounded(self, step: Awaitable[None], timeout: float, what: str) -> None:
         try:
-            await asyncio.wait_for(step, timeout)  # type: ignore[arg-type]
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                await step
+        except TimeoutError:
             log.error("destination %s: %s took longer than %.1fs; left behind", self.name, what, timeout)
         except Exception:  # noqa: BLE001 - a destination failing to close must not stop the router
             log.exception("destination %s: error while %s", self.name, what)
@@ -307,9 +308,13 @@ class Delivery:
                 break
             timeout = None if due_at is None else max(0.0, due_at - time.monotonic())
             if timeout != 0.0:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+                # cancellation of a reload or shutdown when the event fires at the
+                # same moment, and this loop would then wait for ever.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                except TimeoutError:
                     pass
             self._wake.clear()
             for group in self._assembler.due(time.monotonic(), everything=not self._reading):
