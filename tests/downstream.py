@@ -4,8 +4,10 @@ as scripted, for forwarding and failure-injection tests."""
 from __future__ import annotations
 
 import gzip
+import random
 import threading
 import time
+from collections import Counter
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -116,6 +118,92 @@ class HttpSink(_Sink):
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+
+class _CountingArrivals(list):  # type: ignore[type-arg]
+    """FlakySink.arrivals: counts the spans of every successful export as it is
+    appended (under the sink's lock) and keeps the Arrival only if asked to."""
+
+    def __init__(self, sink: "FlakySink", keep: bool) -> None:
+        super().__init__()
+        self.sink, self.keep = sink, keep
+
+    def append(self, arrival: Arrival) -> None:
+        sink = self.sink
+        if arrival.request is not None and arrival.signal is TRACES:
+            ids = [s.span_id for rs in arrival.request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+            if ids:
+                first = min(ids)
+                if first < sink._highest_first:
+                    sink.out_of_order += 1
+                sink._highest_first = max(sink._highest_first, first)
+                sink.counts.update(ids)
+            sink.exports += 1
+        elif arrival.request is None:
+            sink.refused += 1
+        if self.keep:
+            super().append(arrival)
+
+
+class FlakySink(HttpSink):
+    """An HttpSink that fails and stalls at random (seeded; safe across its
+    handler threads): each export waits a delay drawn from `delay` (seconds,
+    uniform), so concurrent exports complete out of order, then is answered 503
+    with probability `failure_rate`, with a `Retry-After` drawn from
+    `retry_after` (None: no header). `down = True` answers 503 (no Retry-After)
+    to everything: an outage. A scripted Reply (`script`) still goes first.
+
+    Span deliveries are counted as they arrive: `counts` (span id -> times
+    delivered), `exports`, `refused`, `out_of_order` (exports whose lowest span
+    id is below the lowest of an earlier one). keep_arrivals=False keeps no
+    Arrival (memory stays flat over long runs; spans() is then empty)."""
+
+    def __init__(self, failure_rate: float = 0.0, delay: tuple[float, float] = (0.0, 0.0),
+                 retry_after: tuple[str | None, ...] = (None, "0", "1"), seed: int = 1,
+                 keep_arrivals: bool = True, port: int = 0) -> None:
+        self.rng = random.Random(seed)
+        self.failure_rate, self.delay, self.retry_after = failure_rate, delay, retry_after
+        self.down = False
+        self.counts: Counter[bytes] = Counter()
+        self.exports = self.refused = self.out_of_order = 0
+        self._highest_first = b""
+        super().__init__(port)
+        self.arrivals = _CountingArrivals(self, keep_arrivals)
+
+    def configure(self, failure_rate: float | None = None, delay: tuple[float, float] | None = None,
+                  down: bool | None = None) -> None:
+        with self.lock:
+            if failure_rate is not None:
+                self.failure_rate = failure_rate
+            if delay is not None:
+                self.delay = delay
+            if down is not None:
+                self.down = down
+
+    def next_reply(self) -> Reply | None:
+        scripted = super().next_reply()
+        if scripted is not None:
+            return scripted
+        with self.lock:
+            low, high = self.delay
+            delay = self.rng.uniform(low, high) if high > 0 else 0.0
+            if self.down:
+                return Reply(503, body=b"outage", delay=delay)
+            if self.rng.random() < self.failure_rate:
+                retry_after = self.rng.choice(self.retry_after)
+                return Reply(503, {} if retry_after is None else {"Retry-After": retry_after},
+                             body=b"flaky", delay=delay)
+            return Reply(delay=delay)
+
+    def undelivered(self, span_ids: "set[bytes]") -> set[bytes]:
+        """The span ids among these that never arrived in a successful export."""
+        with self.lock:
+            return {i for i in span_ids if i not in self.counts}
+
+    def snapshot(self) -> Counter[bytes]:
+        with self.lock:
+            return Counter(self.counts)
 
 
 class GrpcSink(_Sink):
