@@ -17,7 +17,8 @@ class JsonFormatter(logging.Formatter):
         doc = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
                "level": record.levelname, "logger": record.name, "message": record.getMessage()}
         if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
+            # exc_text: the traceback as MaskSecrets left it (masked)
+            doc["exception"] = record.exc_text or self.formatException(record.exc_info)
         return orjson.dumps(doc).decode()
 
 
@@ -31,14 +32,24 @@ class MaskSecrets(logging.Filter):
         super().__init__()
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:  # longest first: "Bearer xyz" before "xyz"
+            if secret in text:
+                text = text.replace(secret, "****")
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             message = record.getMessage()
-            masked = message
-            for secret in self.secrets:
-                masked = masked.replace(secret, "****")
+            masked = self.mask(message)
             if masked != message:
                 record.msg, record.args = masked, None
+            if record.exc_info and not record.exc_text:
+                # An exception's text can quote a secret too (a backend's answer):
+                # format it here, masked; formatters use exc_text when it is set.
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self.mask(record.exc_text)
         return True
 
 
@@ -73,8 +84,15 @@ _mask = MaskSecrets()
 
 
 def hide(secrets: Iterable[str]) -> None:
-    """Never show these values (from the config) in a log line."""
+    """Never show these values (from the config) in a log line, nor where `mask` is applied."""
     _mask.secrets = sorted({*_mask.secrets, *(s for s in secrets if s and len(s) >= 4)}, key=len, reverse=True)
+
+
+def mask(text: str) -> str:
+    """`text` with every secret `hide` was given replaced by ****: the log filter's own
+    masking, for texts shown elsewhere (the admin port, dead letters), such as a
+    backend's error answer that quotes the request's Authorization header."""
+    return _mask.mask(text) if _mask.secrets and text else text
 
 
 def setup(level: str = "info", fmt: str = "text") -> None:

@@ -7,11 +7,19 @@ trace has an owner worker, chosen by trace id on a consistent-hash ring, and
 a worker hands the spans it does not own to their owner over a local socket
 before it answers the client. The owner acknowledges once they are in its
 spool, so durability is the same as for spans received directly.
+
+The local sockets (mode 0600) take only requests that carry this start's
+internal token (`x-otlp-router-internal`), which the supervisor draws at
+random and gives its workers in the environment: another local user, or a
+process that found the socket, can neither read the status nor append to a
+spool.
 """
 
 from __future__ import annotations
 
+import hmac
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +27,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from otlp_router.destinations.loadbalance import HashRing
 from otlp_router.model.batch import Batch, partition
@@ -26,8 +35,40 @@ from otlp_router.model.signals import SIGNALS
 from otlp_router.spool.base import SpoolFull
 
 
+INTERNAL_TOKEN_ENV = "OTLP_ROUTER_INTERNAL_TOKEN"
+INTERNAL_HEADER = "x-otlp-router-internal"
+
+
 def socket_path(spool_dir: Path, index: int) -> Path:
     return spool_dir / f"worker-{index}.sock"
+
+
+def internal_token() -> str | None:
+    """This start's token for the workers' sockets (set by the supervisor), if any."""
+    return os.environ.get(INTERNAL_TOKEN_ENV) or None
+
+
+def internal_headers(token: str | None = None) -> dict[str, str]:
+    """The header every request to a worker's socket carries."""
+    token = token or internal_token()
+    return {INTERNAL_HEADER: token} if token else {}
+
+
+class RequireInternalToken:
+    """ASGI middleware for a worker's socket: 403 unless the request carries the
+    internal token (constant-time compare); without a token, nothing passes."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            presented = dict(scope["headers"]).get(INTERNAL_HEADER.encode(), b"")
+            if self.token is None or not hmac.compare_digest(presented, self.token):
+                await Response(b"forbidden\n", status_code=403, media_type="text/plain")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class Peers:
@@ -38,7 +79,7 @@ class Peers:
         self.destinations = destinations
         self.ring = HashRing([f"worker-{k}" for k in range(count)])
         self._clients = {k: httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(socket_path(spool_dir, k))),
-                                              base_url="http://worker", timeout=30)
+                                              base_url="http://worker", timeout=30, headers=internal_headers())
                          for k in range(count) if k != index}
 
     def split(self, batch: Batch) -> dict[int, Batch]:

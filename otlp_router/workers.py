@@ -6,6 +6,10 @@ has its own spool partition (`spool.dir/worker-<i>`). The supervisor serves
 the admin endpoint, adding up the workers' metrics and status read over their
 local sockets; it passes SIGHUP on, restarts a worker that dies, and on
 SIGTERM stops them all, each draining as a single router does.
+
+The admin token (`admin.auth`) guards the supervisor's admin endpoint as it
+does a single router's. The workers' sockets take only this start's internal
+token, drawn here and passed to the workers in their environment.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -28,9 +33,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from otlp_router.admin import STATUS_PAGE
+from otlp_router import logs
+from otlp_router.admin import STATUS_PAGE, guard
 from otlp_router.config import RouterConfig
-from otlp_router.peers import socket_path
+from otlp_router.peers import INTERNAL_TOKEN_ENV, internal_headers, socket_path
 from otlp_router.receivers.listen import AsgiServer, StartupError
 from otlp_router.server import WorkerRole
 from otlp_router.spool.disk import pending_records
@@ -133,6 +139,9 @@ class Supervisor:
         self._sockets: list[socket.socket] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.admin: AsgiServer | None = None
+        # New at every start: a worker's socket answers only its own supervisor and siblings.
+        self.internal_token = secrets.token_urlsafe(32)
+        logs.hide([self.internal_token])
 
     # -- admin, added up over the workers ------------------------------------
 
@@ -140,7 +149,8 @@ class Supervisor:
         async def get(worker: Worker) -> httpx.Response | None:
             transport = httpx.AsyncHTTPTransport(uds=str(socket_path(self.config.spool.dir, worker.role.index)))
             try:
-                async with httpx.AsyncClient(transport=transport, base_url="http://worker", timeout=5) as client:
+                async with httpx.AsyncClient(transport=transport, base_url="http://worker", timeout=5,
+                                             headers=internal_headers(self.internal_token)) as client:
                     return await client.get(path)
             except httpx.HTTPError:
                 return None
@@ -180,7 +190,7 @@ class Supervisor:
     # -- processes ----------------------------------------------------------
 
     async def _spawn(self, worker: Worker) -> None:
-        env = {**os.environ, WorkerRole.ENV: worker.role.to_env()}
+        env = {**os.environ, WorkerRole.ENV: worker.role.to_env(), INTERNAL_TOKEN_ENV: self.internal_token}
         worker.ready.clear()
         worker.proc = await asyncio.create_subprocess_exec(
             *self.argv, env=env, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
@@ -236,7 +246,8 @@ class Supervisor:
             app = Starlette(routes=[Route("/", self.page), Route("/metrics", self.metrics),
                                     Route("/healthz", self.healthz), Route("/readyz", self.readyz),
                                     Route("/api/status", self.status)])
-            self.admin = AsgiServer(app, "admin endpoint", c.admin.host, c.admin.port, http="h11", tls=c.admin.tls)
+            self.admin = AsgiServer(guard(app, c.admin.auth), "admin endpoint", c.admin.host, c.admin.port,
+                                    http="h11", tls=c.admin.tls)
             await self.admin.start()
             parts.append("admin=%s:%d" % self.admin.address)
         (c.spool.dir / "otlp-router.pid").write_text(f"{os.getpid()}\n")
