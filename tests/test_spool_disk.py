@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import errno
+import logging
 import os
+import stat
+import threading
 from pathlib import Path
 
 import pytest
 
+from otlp_router import telemetry
 from otlp_router.model.batch import Batch
 from otlp_router.model.signals import TRACES
-from otlp_router.spool.base import SpoolFull
-from otlp_router.spool.disk import DiskSpool
+from otlp_router.spool.base import FAULT_POINTS, SpoolFull
+from otlp_router.spool.disk import DiskSpool, missing_ranges, read_acked
 from tests.support import make_request
 
 
@@ -144,8 +150,8 @@ def test_a_full_spool_refuses_with_a_retry_hint(tmp_path) -> None:
 
 def test_a_write_error_is_a_refusal_not_a_crash(tmp_path) -> None:
     spool = _spool(tmp_path)
-    os.close(spool._fd)
-    spool._fd = os.open("/dev/full", os.O_WRONLY)  # every write fails with ENOSPC
+    os.close(spool._file.fd)
+    spool._file.fd = os.open("/dev/full", os.O_WRONLY)  # every write fails with ENOSPC
 
     async def go():
         await spool.append(_batch(1))
@@ -160,4 +166,412 @@ def test_one_directory_one_router(tmp_path) -> None:
     spool = _spool(tmp_path)
     with pytest.raises(RuntimeError, match="in use by another router"):
         _spool(tmp_path)
+    spool.release()
+
+
+# -- helpers for the findings below ------------------------------------------
+
+class Inline(concurrent.futures.Executor):
+    """Runs spool I/O at once on the calling thread: deterministic saves and commits."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as e:
+            future.set_exception(e)
+        return future
+
+
+def crash(spool: DiskSpool) -> None:
+    """kill -9: descriptors closed, nothing saved, synced or deleted, the object dropped."""
+    spool._abandon()
+
+
+def _keys(entries) -> list[str]:
+    return [e.batch.api_key_name for e in entries]
+
+
+def _counter(metric, *labels) -> float:
+    return metric.labels(*labels)._value.get()
+
+
+def _enospc(*points: str, times: int = 1 << 30):
+    """A fault hook failing the given steps with ENOSPC (`times` times)."""
+    left = [times]
+
+    def hook(point: str) -> None:
+        if point in points and left[0] > 0:
+            left[0] -= 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return hook
+
+
+def _drain(spool: DiskSpool) -> list:
+    async def go():
+        out = []
+        while spool._queue:
+            out.extend(await spool.read(1000, 1 << 30))
+        return out
+    return run(go())
+
+
+# -- 1. sequence numbers are never reused, whatever the crash order ------------
+
+def test_acknowledged_records_survive_two_crashes(tmp_path) -> None:
+    """append A B C, ack B, then A and C (their segments deleted, the mark not
+    yet saved), crash, append D E, crash: D and E must both come back."""
+    async def first():
+        spool = _spool(tmp_path, segment_bytes=1)  # a segment per record
+        for seed in (1, 2, 3):
+            await spool.append(_batch(seed))
+        a, b, c = [*(await spool.read(3, 1 << 30)), *(await spool.read(3, 1 << 30)),
+                   *(await spool.read(3, 1 << 30))]
+        spool.ack_interval = 0
+        spool.ack([b])                              # saved: "0 2"
+        spool.ack_interval = 3600
+        spool.ack([a, c])                           # not saved before the crash
+        await asyncio.sleep(0)
+        crash(spool)
+    run(first())
+
+    async def second():
+        spool = _spool(tmp_path, segment_bytes=1)
+        spool.ack_interval = 3600
+        while spool._queue:  # A and C again (their acknowledgement was not saved): fine, duplicates
+            spool.ack(await spool.read(100, 1 << 30))
+        for seed in (4, 5):
+            await spool.append(_batch(seed))
+        crash(spool)
+    run(second())
+    spool = _spool(tmp_path)
+    keys = _keys(_drain(spool))
+    spool.release()
+    assert {"key-4", "key-5"} <= set(keys)
+
+
+def test_numbering_goes_on_past_every_number_on_disk(tmp_path) -> None:
+    (tmp_path / "acked").write_text("0 7 9")          # acknowledged out of order, no segment holds them
+    (tmp_path / f"{12:020d}.seg").write_bytes(b"")    # an empty current segment of a crashed router
+    spool = _spool(tmp_path)
+    run(spool.append(_batch(1)))
+    (entry,) = _drain(spool)
+    assert entry.seq == 12                               # past 9 and the segment named 12
+    assert sorted(p.name for p in tmp_path.glob("*.seg")) == [f"{12:020d}.seg"]
+    spool.release()
+
+
+def test_a_segment_is_deleted_only_once_a_saved_mark_covers_it(tmp_path) -> None:
+    spool = _spool(tmp_path, segment_bytes=1, executor=Inline())
+    spool.fault = _enospc("ack.save")
+
+    async def go():
+        for seed in (1, 2, 3):
+            await spool.append(_batch(seed))
+        spool.ack(await spool.read(100, 1 << 30))
+    run(go())
+    assert len(list(tmp_path.glob("*.seg"))) == 4        # the mark is not on disk: all kept
+    crash(spool)
+    spool = _spool(tmp_path)
+    assert spool.recovery.records == 3 and spool.recovery.missing_records == 0  # duplicates, no gap
+    spool.release()
+
+
+# -- 2. durability: the directory is synced, fsync on the spool executor -------
+
+@pytest.fixture
+def syncs(monkeypatch):
+    """Every fsync: (thread name, 'dir' | 'file', path)."""
+    calls: list[tuple[str, str, str]] = []
+    real = os.fsync
+
+    def fsync(fd):
+        kind = "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        calls.append((threading.current_thread().name, kind, os.readlink(f"/proc/self/fd/{fd}")))
+        return real(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+@pytest.mark.parametrize("fsync", ["always", "batch"])
+def test_appends_sync_on_the_spool_executor_and_sync_the_directory_after_a_new_segment(tmp_path, syncs,
+                                                                                   fsync) -> None:
+    spool = _spool(tmp_path, fsync=fsync, segment_bytes=1)
+    syncs.clear()
+
+    async def go():
+        await spool.append(_batch(1))  # rotates: a new segment file
+    run(go())
+    assert syncs and all(name.startswith("otlp-spool-io") for name, _, _ in syncs)
+    assert ("dir", str(tmp_path)) in {(kind, path) for _, kind, path in syncs}
+    spool.release()
+
+
+def test_an_ack_save_syncs_the_file_and_the_directory_off_the_event_loop(tmp_path, syncs) -> None:
+    spool = _spool(tmp_path, segment_bytes=1)
+    syncs.clear()
+
+    async def go():
+        await spool.append(_batch(1))
+        await spool.append(_batch(2))
+        syncs.clear()
+        spool.ack(await spool.read(100, 1 << 30))
+        assert await spool.flush_acks()
+    run(go())
+    saved = [(name, kind, path) for name, kind, path in syncs]
+    assert ("file", str(tmp_path / "acked.tmp")) in {(k, p) for _, k, p in saved}
+    assert sum(1 for _, k, p in saved if k == "dir") >= 2       # after the rename, after the deletions
+    assert all(name.startswith("otlp-spool-io") for name, _, _ in saved)
+    assert len(list(tmp_path.glob("*.seg"))) == 1
+    spool.release()
+
+
+def test_appends_do_not_wait_for_a_busy_default_executor(tmp_path) -> None:
+    """S3 uploads fill the loop's default pool; an fsync must not queue behind them."""
+    gate = threading.Event()
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        busy = concurrent.futures.ThreadPoolExecutor(1)
+        loop.set_default_executor(busy)
+        blocker = loop.run_in_executor(None, gate.wait, 10)
+        spool = _spool(tmp_path)
+        try:
+            await asyncio.wait_for(spool.append(_batch(1)), 5)
+        finally:
+            gate.set()
+            await blocker
+            spool.release()
+    run(go())
+
+
+def test_release_while_a_commit_runs_closes_each_descriptor_once(tmp_path, monkeypatch) -> None:
+    closed: list[int] = []
+    bad: list[str] = []
+    real_close, real_fsync = os.close, os.fsync
+
+    def checked(fd, what):
+        try:
+            os.fstat(fd)
+        except OSError:
+            bad.append(f"{what} of a closed descriptor {fd}")
+
+    def close(fd):
+        checked(fd, "close")
+        closed.append(fd)
+        return real_close(fd)
+
+    def fsync(fd):
+        checked(fd, "fsync")
+        return real_fsync(fd)
+    monkeypatch.setattr(os, "close", close)
+    monkeypatch.setattr(os, "fsync", fsync)
+    entered, gate = threading.Event(), threading.Event()
+
+    def hook(point: str) -> None:
+        if point == "commit.fsync":
+            entered.set()
+            gate.wait(5)
+
+    async def go():
+        spool = _spool(tmp_path, segment_bytes=1)  # every append rotates: commits own the old segments
+        await spool.append(_batch(1))
+        spool.fault = hook
+        tasks = [asyncio.ensure_future(spool.append(_batch(seed))) for seed in (2, 3, 4)]
+        for _ in range(1000):
+            if entered.is_set():
+                break
+            await asyncio.sleep(0.005)
+        assert entered.is_set(), "no commit ran"
+        threading.Timer(0.1, gate.set).start()
+        spool.release()  # waits for the commit in flight, then closes what is left
+        await asyncio.gather(*tasks)
+    run(go())
+    assert not bad
+    spool = _spool(tmp_path)
+    assert _keys(_drain(spool)) == ["key-1", "key-2", "key-3", "key-4"]
+    spool.release()
+
+
+# -- 3. a full disk never fails an acknowledgement -----------------------------
+
+def test_ack_never_raises_when_the_mark_cannot_be_saved_and_retries(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, "otlp_router.spool")
+    spool = _spool(tmp_path, segment_bytes=1, executor=Inline())
+    spool.ack_interval = 0
+    spool.fault = _enospc("ack.save")
+    errors = _counter(telemetry.spool_write_errors, "dest")
+
+    async def go():
+        for seed in range(1, 5):
+            await spool.append(_batch(seed))
+        a, b, c, d = [(await spool.read(3, 1 << 30))[0] for _ in range(4)]
+        spool.ack([a])
+        spool.ack([c])
+        assert spool.pending_items == 6 and spool.pending_bytes == b.size + d.size
+        assert len(list(tmp_path.glob("*.seg"))) == 5          # nothing deleted yet
+        spool.fault = None                                       # space is back
+        spool.ack([b])
+        assert len(list(tmp_path.glob("*.seg"))) == 2          # c's and d's... d's and the current one
+        return d
+    d = run(go())
+    assert _counter(telemetry.spool_write_errors, "dest") - errors == 2
+    logged = [r for r in caplog.records if "cannot save the acknowledged mark" in r.getMessage()]
+    assert len(logged) == 1                                      # once per episode
+    assert any("saved again" in r.getMessage() for r in caplog.records)
+    spool.release()
+    spool = _spool(tmp_path)
+    assert [e.seq for e in _drain(spool)] == [d.seq]
+    spool.release()
+
+
+def test_a_failed_save_is_retried_without_another_ack(tmp_path) -> None:
+    spool = _spool(tmp_path, segment_bytes=1)
+    spool.ack_interval = 0.05
+    spool.fault = _enospc("ack.save", times=1)
+    spool.reserve_bytes = 0
+
+    async def go():
+        for seed in (1, 2):
+            await spool.append(_batch(seed))
+        spool.ack(await spool.read(100, 1 << 30))
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if len(list(tmp_path.glob("*.seg"))) == 1:
+                return
+        raise AssertionError("the mark was not saved again")
+    run(go())
+    assert read_acked(tmp_path)[0] == 2
+    spool.release()
+
+
+def test_the_reserve_lets_the_mark_be_saved_on_a_full_disk(tmp_path, caplog) -> None:
+    spool = _spool(tmp_path, segment_bytes=1, executor=Inline())
+    assert (tmp_path / "reserve").stat().st_size == 64 * 1024
+    spool.fault = _enospc("ack.save", times=1)  # the first write of the mark: disk full
+
+    async def go():
+        await spool.append(_batch(1))
+        spool.ack(await spool.read(100, 1 << 30))
+    run(go())
+    assert read_acked(tmp_path)[0] == 1 and len(list(tmp_path.glob("*.seg"))) == 1
+    assert any("used the reserve" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / "reserve").exists()       # taken again once the deletion gave space back
+    spool.release()
+
+
+def test_ack_saves_without_blocking_the_loop(tmp_path) -> None:
+    """The save (and its fsyncs) run on the spool executor: the loop goes on meanwhile."""
+    gate = threading.Event()
+    threads: list[str] = []
+
+    def hook(point: str) -> None:
+        if point == "ack.save":
+            threads.append(threading.current_thread().name)
+            gate.wait(5)
+
+    async def go():
+        spool = _spool(tmp_path)
+        await spool.append(_batch(1))
+        spool.fault = hook
+        spool.ack(await spool.read(100, 1 << 30))  # returns while the save waits on the gate
+        gate.set()
+        assert await spool.flush_acks()
+        spool.release()
+    run(go())
+    assert threads and threads[0].startswith("otlp-spool-io")
+
+
+# -- 4. gaps and torn records are reported and counted -------------------------
+
+def test_a_missing_segment_is_reported_with_its_range(tmp_path, caplog) -> None:
+    async def go():
+        spool = _spool(tmp_path, segment_bytes=1)
+        for seed in range(1, 6):
+            await spool.append(_batch(seed))
+        spool.release()
+    run(go())
+    (tmp_path / f"{3:020d}.seg").unlink()  # lost outside the router
+    before = _counter(telemetry.spool_lost_records, "dest", "missing")
+    spool = _spool(tmp_path)
+    assert spool.recovery.missing == [(3, 3)] and spool.recovery.missing_records == 1
+    assert _counter(telemetry.spool_lost_records, "dest", "missing") - before == 1
+    assert any(r.levelname == "ERROR" and "3..3" in r.getMessage() for r in caplog.records)
+    assert _keys(_drain(spool)) == ["key-1", "key-2", "key-4", "key-5"]
+    spool.release()
+
+
+def test_missing_ranges_leave_out_acknowledged_numbers() -> None:
+    assert missing_ranges(2, {5, 6}, [(3, 1), (9, 2)], 12) == [(4, 4), (7, 8), (11, 12)]
+    assert missing_ranges(0, set(), [(1, 3), (4, 2)], 5) == []
+
+
+def test_a_torn_final_record_is_counted(tmp_path) -> None:
+    async def go():
+        spool = _spool(tmp_path)
+        for seed in (1, 2):
+            await spool.append(_batch(seed))
+        spool.release()
+    run(go())
+    (segment,) = tmp_path.glob("*.seg")
+    segment.write_bytes(segment.read_bytes()[:-5])
+    before = _counter(telemetry.spool_lost_records, "dest", "torn")
+    spool = _spool(tmp_path)
+    assert spool.recovery.torn_records == 1 and spool.recovery.missing_records == 0
+    assert _counter(telemetry.spool_lost_records, "dest", "torn") - before == 1
+    spool.release()
+
+
+# -- 5/6. fault points ---------------------------------------------------------
+
+def test_every_fault_point_is_reached(tmp_path) -> None:
+    from otlp_router.spool.deadletter import DeadLetters
+    seen: set[str] = set()
+    spool = _spool(tmp_path, segment_bytes=1)
+    spool.fault = seen.add
+
+    async def go():
+        await spool.append(_batch(1))
+        spool.ack(await spool.read(100, 1 << 30))
+        assert await spool.flush_acks()
+        dead = DeadLetters(tmp_path / "dead", 60)
+        dead.fault = seen.add
+        await dead.put_async([_batch(2)], "HTTP 400")
+    run(go())
+    spool.release()
+    assert seen == set(FAULT_POINTS)
+
+
+@pytest.mark.parametrize("point", ["append.write", "append.after_write"])
+def test_a_failed_write_leaves_no_partial_record(tmp_path, point) -> None:
+    spool = _spool(tmp_path)
+    run(spool.append(_batch(1)))
+    spool.fault = _enospc(point, times=1)
+    with pytest.raises(SpoolFull):
+        run(spool.append(_batch(2)))
+    spool.fault = None
+    run(spool.append(_batch(3)))
+    spool.release()
+    spool = _spool(tmp_path)
+    assert _keys(_drain(spool)) == ["key-1", "key-3"]
+    assert spool.recovery.corrupt_records == 0 and spool.recovery.torn_bytes == 0
+    spool.release()
+
+
+def test_a_failed_rotation_keeps_the_record_and_the_segment(tmp_path) -> None:
+    spool = _spool(tmp_path, segment_bytes=1)
+    spool.fault = _enospc("segment.create", times=1)
+    run(spool.append(_batch(1)))          # written; the next segment could not be made
+    run(spool.append(_batch(2)))          # goes on in the same segment, then rotates
+    spool.release()
+    spool = _spool(tmp_path)
+    assert _keys(_drain(spool)) == ["key-1", "key-2"]
+    spool.release()
+
+
+def test_a_failed_commit_is_a_refusal(tmp_path) -> None:
+    spool = _spool(tmp_path, fsync="always")
+    spool.fault = _enospc("commit.fsync", times=1)
+    with pytest.raises(SpoolFull, match="cannot sync"):
+        run(spool.append(_batch(1)))
     spool.release()

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from otlp_router import telemetry
+from otlp_router import logs, telemetry
 from otlp_router.destinations.assembly import Assembler, Group, Poison, poison
 from otlp_router.destinations.base import Destination, ExportError
 from otlp_router.destinations.loadbalance import LoadBalancedDestination
@@ -218,6 +218,7 @@ class Delivery:
                 log.error("destination %s: %d item(s) not delivered by the shutdown timeout are lost "
                           "(memory spool)", self.name, left)
                 telemetry.exporter_dropped.labels(self.name, "traces", "shutdown").inc(left)
+        await self.spool.flush_acks()   # off the event loop; release() then has little left to write
         release = getattr(self.spool, "release", None)
         if release is not None:
             release()
@@ -385,6 +386,9 @@ class Delivery:
         """Keep a group's items in the dead letter, then let go of its entries.
         A dead letter that cannot be written (disk full) is tried again: until
         it is written, the entries stay in the spool."""
+        # The reason often quotes the backend's answer, which can echo a secret
+        # header back; it goes to a file, the status page and the log: masked.
+        reason = logs.mask(reason)
         attempt = 0
         while True:
             try:
@@ -411,12 +415,7 @@ class Delivery:
         if self.dead_letters is None:
             telemetry.exporter_dropped.labels(self.name, group.signal, "no_dead_letter").inc(group.items)
             return None
-        put_async = getattr(self.dead_letters, "put_async", None)
-        batches = group.batches()
-        if put_async is not None:
-            path = await put_async(batches, reason)
-        else:
-            path = await asyncio.to_thread(self.dead_letters.put, batches, reason)
+        path = await self.dead_letters.put_async(group.batches(), reason)
         return path.name
 
     # -- state ------------------------------------------------------------
@@ -432,6 +431,9 @@ class Delivery:
         return None
 
     def _failed(self, error: str) -> None:
+        # Masked before it is kept: last_error reaches /api/status and /readyz,
+        # and a backend's answer can quote the request's secret headers.
+        error = logs.mask(error)
         if self._error is None:
             self._failing_since = time.monotonic()
             log.error("destination %s: state failing: %s", self.name, error)

@@ -4,8 +4,26 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Callable
 
 from otlp_router.model.batch import Batch
+
+# Fault injection for tests: a spool (or dead letter) with a `fault` hook set
+# calls it with the name of each step below just before taking it; the hook
+# raises OSError (ENOSPC ...) to fail that step, or its own exception to stand
+# for a crash there. Unset (None) it costs one attribute test per step.
+FaultHook = Callable[[str], None]
+FAULT_POINTS = (
+    "append.write",        # before a record is written
+    "append.after_write",  # written, not yet handed out (an OSError here cuts it like a short write)
+    "commit.fsync",        # before a group commit / `always` fsync (on the spool executor)
+    "segment.create",      # before a segment file is created
+    "ack.save",            # before the acknowledged mark is written (on the spool executor)
+    "ack.after_save",      # the mark is on disk, the segments it frees not yet deleted
+    "segment.delete",      # before each acknowledged segment is deleted
+    "deadletter.write",    # before a dead letter's temporary file is written
+    "deadletter.rename",   # before it is renamed into place
+)
 
 
 class SpoolFull(Exception):
@@ -59,6 +77,11 @@ class Spool(ABC):
     @abstractmethod
     def requeue(self, entries: list[Entry]) -> None:
         """Handed out but not delivered (shutdown): hand them out again first."""
+
+    async def flush_acks(self) -> bool:
+        """Make the acknowledgements so far durable now (a durable spool saves them
+        by itself within a moment); False if that failed (it is retried)."""
+        return True
 
     @abstractmethod
     def close(self) -> None:

@@ -10,20 +10,12 @@ from pathlib import Path
 
 from otlp_router.destinations.base import CheckResult
 from otlp_router.destinations.stores.base import Store, StoreError
+from otlp_router.spool.disk import fsync_dir
 
 
 # A directory that is not writable as configured; a full disk or an I/O error may pass.
 NEEDS_AN_OPERATOR = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
                                 errno.ENAMETOOLONG, errno.EINVAL, errno.ELOOP})
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a created, renamed or removed name in `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalStore(Store):
