@@ -59,6 +59,7 @@ class _RotatingFile:
             written = 0          # opened during this export
         try:
             self._file.truncate(written)
+            self._file.seek(written)   # truncate leaves the position where it was: a hole otherwise
             self._written = written
         except OSError:
             self.close()         # cannot cut: the next write starts a new file
