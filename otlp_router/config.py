@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
 from otlp_router import destinations
 from otlp_router.admin import AdminSettings
 from otlp_router.destinations.base import Destination
@@ -21,7 +19,7 @@ from otlp_router.receivers.http import HttpSettings
 from otlp_router.receivers.intake import Auth, Limits
 from otlp_router.routing.shaping import Shaping
 from otlp_router.routing.table import RoutingTable
-from otlp_router.settings import ConfigError, Section, substitute_env
+from otlp_router.settings import MAX_CONFIG_BYTES, ConfigError, Section, load_yaml, substitute_env
 from otlp_router.spool.disk import FSYNC_POLICIES
 
 __all__ = ["ConfigError", "DestinationConfig", "RouterConfig", "load", "parse"]
@@ -97,10 +95,18 @@ def _secrets(raw: object, header: bool = False) -> Iterator[str]:
 def load(path: str | Path) -> RouterConfig:
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-        mode = Path(path).stat().st_mode
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            # One byte past the cap says "too large" without reading a 50 MB file (or /dev/zero).
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(file, "", f"cannot read the config file: {e.strerror or e}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(file, "", f"the config file is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(file, "", f"not UTF-8 text: {e}") from None
     config = parse(text, file)
     literal = [s for s in config.secrets if s in text]  # secrets written in the file, not from ${env:...}
     if literal and mode & stat.S_IROTH:
@@ -109,10 +115,7 @@ def load(path: str | Path) -> RouterConfig:
 
 
 def parse(text: str, file: str = "router.yaml") -> RouterConfig:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(file, "", f"not valid YAML: {e}") from None
+    raw = load_yaml(text, file)  # bounded: size, aliases, depth
     raw = substitute_env(raw, file)
     top = Section(raw, file)
 

@@ -176,7 +176,10 @@ class Router:
         A config that does not load is refused and the running one stays."""
         async with self._reloading:
             try:
-                new = config_module.load(self.config.file)
+                # In a worker thread: reading and parsing a large file must not stall
+                # the event loop (receivers, admin). Building the config touches no
+                # loop; destinations open their connections in start().
+                new = await asyncio.to_thread(config_module.load, self.config.file)
             except ConfigError as e:
                 log.error("reload refused, the running config stays: %s", e)
                 return False

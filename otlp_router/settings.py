@@ -12,7 +12,15 @@ import os
 import re
 from typing import Any, Iterator, NoReturn, TypeVar
 
+import yaml
+
 T = TypeVar("T")
+
+# Bounds on what a config file may cost to read (issue 14). A real router.yaml
+# is a few KiB, a dozen levels deep, and uses an alias or two, if any.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_ALIAS_VALUES = 100_000   # values aliases may add once expanded (a billion-laughs file adds 9**9)
+MAX_DEPTH = 100              # nesting, aliases expanded: the readers of the tree recurse
 
 _MISSING: Any = object()
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -31,6 +39,75 @@ class ConfigError(Exception):
     def __init__(self, file: str, path: str, problem: str) -> None:
         self.file, self.path, self.problem = file, path, problem
         super().__init__(f"{file}: {path or '(top level)'}: {problem}")
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses alias bombs, recursive aliases and deep nesting while composing.
+
+    Composing is cheap, as an alias is the anchored node itself; what costs is
+    every reader after it (`substitute_env`, `_secrets`, comparisons on reload),
+    which walks the tree as if each alias were a copy. So each node records the
+    values and the depth it stands for once expanded, and the file is refused
+    as soon as those pass the bounds, before anything is expanded."""
+
+    def __init__(self, stream: str, file: str) -> None:
+        super().__init__(stream)
+        self.file = file
+        self._expanded: dict[int, tuple[int, int]] = {}   # id(node) → (values, depth), aliases expanded
+        self._composed = 0   # distinct nodes so far
+        self._depth = 0
+
+    def _refuse(self, problem: str, mark: yaml.Mark | None) -> NoReturn:
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(self.file, "", problem + where)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = super().compose_node(parent, index)
+            if id(node) not in self._expanded:  # its anchor is still open: the alias is inside what it names
+                self._refuse(f"recursive alias *{event.anchor}", event.start_mark)
+            return node
+        self._depth += 1
+        if self._depth > MAX_DEPTH:  # before the composer's own recursion gets there
+            self._refuse(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._composed += 1
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        values, depth = 1, 1
+        for child in children:
+            child_values, child_depth = self._expanded[id(child)]
+            values += child_values
+            depth = max(depth, child_depth + 1)
+        # The values this node adds over the distinct nodes composed so far can
+        # only grow with the rest of the file: refusing now is never too early.
+        if values - self._composed > MAX_ALIAS_VALUES:
+            self._refuse(f"too many aliases: expanded, they would add more than {MAX_ALIAS_VALUES} values",
+                         node.start_mark)
+        if depth > MAX_DEPTH:
+            self._refuse(f"nested more than {MAX_DEPTH} levels deep once aliases are expanded", node.start_mark)
+        self._expanded[id(node)] = (values, depth)
+        return node
+
+
+def load_yaml(text: str, file: str) -> Any:
+    """The YAML tree of a config file's text, refused (ConfigError) when too large for a config,
+    not valid YAML, or made of aliases that would expand past `MAX_ALIAS_VALUES`."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(file, "", f"the config is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB")
+    loader = _BoundedLoader(text, file)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        raise ConfigError(file, "", f"not valid YAML: {e}") from None
+    finally:
+        loader.dispose()
 
 
 def substitute_env(value: Any, file: str, path: str = "") -> Any:

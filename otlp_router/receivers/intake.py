@@ -62,15 +62,18 @@ class ApiKey:
     routes: frozenset[str] | None = None        # None: every route
     requests_per_second: float | None = None
     _tokens: float = field(default=0.0, repr=False)
-    _at: float = field(default=0.0, repr=False)
+    _at: float | None = field(default=None, repr=False)   # None: no request yet
 
     def take(self) -> float | None:
-        """Token bucket (burst = one second of requests): None when allowed, else seconds to wait."""
+        """Token bucket: None when allowed, else seconds to wait."""
         rate = self.requests_per_second
         if rate is None:
             return None
         now = time.monotonic()
-        self._tokens = min(rate, self._tokens + (now - self._at) * rate) if self._at else rate
+        # Burst: one second of requests, and at least one: below one request
+        # per second a bucket of `rate` tokens would never hold a whole one.
+        capacity = max(1.0, rate)
+        self._tokens = capacity if self._at is None else min(capacity, self._tokens + (now - self._at) * rate)
         self._at = now
         if self._tokens >= 1:
             self._tokens -= 1
