@@ -170,24 +170,32 @@ def _only(batch: Batch, positions: set[int]) -> Batch:
     return batch if all(flags) else select(batch, flags)
 
 
+TraceKey = tuple[str | None, bytes]   # (API key name, trace id)
+
+
 class TraceAssembler:
     """Spans gathered by trace until the trace is quiet for `idle` seconds or
     older than `max_age`; past `max_traces` or `max_bytes` open, the oldest are
-    let go early (written, never dropped)."""
+    let go early (written, never dropped).
+
+    A trace is open per API key: trace ids come from clients, so a span sent
+    with one key never joins (or is written under the name of) a trace sent
+    with another, even with the same trace id; each gets its own document."""
 
     def __init__(self, idle: float, max_age: float, max_traces: int, max_bytes: int) -> None:
         self.idle, self.max_age = idle, max_age
         self.max_traces, self.max_bytes = max_traces, max_bytes
-        self.open: dict[bytes, OpenTrace] = {}
+        self.open: dict[TraceKey, OpenTrace] = {}
         self.bytes = 0
 
     def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
         poisoned: list[Poison] = []
+        key_name = entry.batch.api_key_name
         for _, span, ref in _spans(entry, now, hold, poisoned):
-            trace = self.open.get(span.trace_id)
+            trace = self.open.get((key_name, span.trace_id))
             if trace is None:
-                trace = self.open[span.trace_id] = OpenTrace(now, now, trace_id=span.trace_id,
-                                                             api_key_name=entry.batch.api_key_name)
+                trace = self.open[(key_name, span.trace_id)] = OpenTrace(now, now, trace_id=span.trace_id,
+                                                                         api_key_name=key_name)
             size = span.ByteSize()
             self.bytes += size
             trace.take(entry, size, 1, now, hold)
@@ -210,7 +218,7 @@ class TraceAssembler:
         return ready
 
     def _close(self, trace: OpenTrace) -> None:
-        del self.open[trace.trace_id]
+        del self.open[(trace.api_key_name, trace.trace_id)]
         self.bytes -= trace.size
 
     def next_due(self) -> float | None:
@@ -229,11 +237,12 @@ class RecordGroup(Group):
 
 
 class RecordBatcher:
-    """Aperture records, one object every `every` seconds of at most `limit` records."""
+    """Aperture records, one object every `every` seconds of at most `limit`
+    records, and of one API key: an object never holds two keys' records."""
 
     def __init__(self, every: float, limit: int, privacy: bool) -> None:
         self.every, self.limit, self.privacy = every, limit, privacy
-        self.current: RecordGroup | None = None
+        self.current: dict[str | None, RecordGroup] = {}   # by API key name
         self.full: list[Group] = []
         self._last_id = 0
 
@@ -263,14 +272,14 @@ class RecordBatcher:
                 continue
             if rec is None:
                 continue
-            if self.current is None:
-                self.current = RecordGroup(now, now)
-            self.current.take(entry, 1, 1, now, hold)
-            self.current.records.append(rec)
-            self.current.members.setdefault(id(entry), set()).add(position)
-            if len(self.current.records) >= self.limit:
-                self.full.append(self.current)
-                self.current = None
+            group = self.current.get(batch.api_key_name)
+            if group is None:
+                group = self.current[batch.api_key_name] = RecordGroup(now, now, api_key_name=batch.api_key_name)
+            group.take(entry, 1, 1, now, hold)
+            group.records.append(rec)
+            group.members.setdefault(id(entry), set()).add(position)
+            if len(group.records) >= self.limit:
+                self.full.append(self.current.pop(batch.api_key_name))
         if bad:
             assert first_error is not None
             poisoned.append(poison(entry, _only(batch, bad), first_error, now, hold))
@@ -278,15 +287,15 @@ class RecordBatcher:
 
     def due(self, now: float, everything: bool = False) -> list[Group]:
         ready, self.full = self.full, []
-        if self.current is not None and (everything or now - self.current.opened >= self.every):
-            ready.append(self.current)
-            self.current = None
+        for key_name, group in list(self.current.items()):
+            if everything or now - group.opened >= self.every:
+                ready.append(self.current.pop(key_name))
         return ready
 
     def next_due(self) -> float | None:
         if self.full:
             return 0.0
-        return None if self.current is None else self.current.opened + self.every
+        return min((g.opened + self.every for g in self.current.values()), default=None)
 
 
 @dataclass(eq=False)

@@ -18,6 +18,7 @@ from typing import Callable
 
 import zstandard
 
+from otlp_router.destinations import paths
 from otlp_router.destinations.assembly import (Assembler, Group, LineBatcher, LineGroup, OpenTrace, RecordBatcher,
                                                RecordGroup, TraceAssembler)
 from otlp_router.destinations.base import CheckResult, Destination, ExportError
@@ -37,12 +38,28 @@ APERTURE_LIMIT_CAP = 10_000
 
 def _path_template(section: Section) -> str:
     template = section.str("path_template", "openrouter-traces/{date}")
+    variables = ', '.join('{' + v + '}' for v in _TEMPLATE_VARIABLES)
     try:
-        template.format(**{v: "x" for v in _TEMPLATE_VARIABLES})
-    except (KeyError, IndexError, ValueError) as e:
-        section.fail(f"unknown variable or bad braces in {template!r} ({e}); "
-                     f"variables: {', '.join('{' + v + '}' for v in _TEMPLATE_VARIABLES)}", "path_template")
+        unknown = [f for f in paths.template_fields(template) if f not in _TEMPLATE_VARIABLES]
+        if unknown:
+            raise paths.UnsafeKey(f"unknown variable {{{unknown[0]}}}")
+        # The operator's literal parts must make a safe key too ("../x", "a b" would not).
+        sample = paths.render(template, {v: "x" for v in _TEMPLATE_VARIABLES if v != "prefix"}, {"prefix": "x"})
+        paths.check_key(f"{sample}/x.json" if sample else "x.json")
+    except paths.UnsafeKey as e:
+        section.fail(f"{e} in {template!r}; variables: {variables}; literal parts: A-Z a-z 0-9 . _ - "
+                     "and / between segments", "path_template")
     return template.strip("/")
+
+
+def _prefix(section: Section) -> str:
+    prefix = section.str("prefix", "")
+    if prefix.endswith("/"):
+        section.fail("must not end with /", "prefix")
+    try:
+        return paths.check_prefix(prefix)
+    except paths.UnsafeKey as e:
+        section.fail(f"{e}; a prefix is segments of A-Z a-z 0-9 . _ - joined by /", "prefix")
 
 
 class StorageDestination(Destination):
@@ -52,9 +69,7 @@ class StorageDestination(Destination):
         super().__init__(name, settings)
         self.store = store
         self.format = settings.str("format", "json", choices=FORMATS)
-        self.prefix = settings.str("prefix", "")
-        if self.prefix.endswith("/"):
-            settings.fail("must not end with /", "prefix")
+        self.prefix = _prefix(settings)
         # Aperture records leave out the capture in privacy mode; the rest of
         # privacy happens upstream, in the destination's shaping.
         self.privacy = settings.data.get("privacy") is True
@@ -114,7 +129,7 @@ class StorageDestination(Destination):
         bytes (two objects in one second) moves this one to the next second."""
         ts = int(group.first_received)
         for _ in range(3600):
-            key = key_for(ts)
+            key = await self._checked(key_for(ts))
             if await self.store.put(key, data, if_absent=True):
                 return
             if await self.store.get(key) == data:
@@ -124,12 +139,25 @@ class StorageDestination(Destination):
             ts += 1
         raise StoreError(f"no free object name near {key_for(int(group.first_received))}")
 
+    async def _checked(self, key: str) -> str:
+        """The key, if it is safe to write; a permanent error otherwise: retrying
+        cannot make it safe, and it must never be written elsewhere instead."""
+        try:
+            return paths.check_key(key)
+        except paths.UnsafeKey as e:
+            raise ExportError(f"refusing to write the object: {e}", permanent=True) from None
+
     def _variables(self, api_key_name: str | None, when: float) -> dict[str, str]:
+        """The template's values but `prefix` (the operator's, put in as it is);
+        `paths.render` makes each one a single safe segment."""
         t = time.gmtime(when)
-        return {"prefix": self.prefix, "date": time.strftime("%Y-%m-%d", t), "year": f"{t.tm_year:04d}",
+        return {"date": time.strftime("%Y-%m-%d", t), "year": f"{t.tm_year:04d}",
                 "month": f"{t.tm_mon:02d}", "day": f"{t.tm_mday:02d}", "apiKeyName": api_key_name or "default"}
 
     def _trace_key(self, trace: OpenTrace, ts: int) -> str:
+        # With auth on, every item carries the authenticated key's name and the
+        # assembler never mixes keys in a trace: that name alone. Only without
+        # one (auth off) is the client-supplied attribute used, sanitised below.
         key_name = trace.api_key_name
         if key_name is None:
             for ref in trace.spans:
@@ -139,14 +167,14 @@ class StorageDestination(Destination):
                         break
                 if key_name:
                     break
-        path = self.path_template.format(**self._variables(key_name, ts)).strip("/")
+        path = paths.render(self.path_template, self._variables(key_name, ts), {"prefix": self.prefix})
         # A template without {prefix} still lands under the destination's prefix.
         if self.prefix and "{prefix}" not in self.path_template:
-            path = f"{self.prefix}/{path}"
+            path = f"{self.prefix}/{path}" if path else self.prefix
         return f"{path}/{trace.trace_id.hex()}-{ts}.json" if path else f"{trace.trace_id.hex()}-{ts}.json"
 
     def _lines_key(self, signal: str, ts: int, suffix: str) -> str:
-        v = self._variables(None, ts)
+        v = self._variables(None, ts)   # date only: nothing from clients in these keys
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ts))
         base = f"{self.prefix}/" if self.prefix else ""
         return f"{base}{signal}/{v['date']}/{signal}-{stamp}.jsonl{suffix}"
@@ -182,3 +210,13 @@ class LocalStorageDestination(StorageDestination):
     def __init__(self, name: str, settings: Section) -> None:
         super().__init__(name, settings, LocalStore(settings.str("dir")))
         settings.done()
+
+    async def _checked(self, key: str) -> str:
+        key = await super()._checked(key)
+        # A safe key can still leave the directory through a symbolic link in it.
+        assert isinstance(self.store, LocalStore)
+        try:
+            await asyncio.to_thread(paths.resolve_under, self.store.dir, key)
+        except paths.UnsafeKey as e:
+            raise ExportError(f"refusing to write the object: {e}", permanent=True) from None
+        return key
