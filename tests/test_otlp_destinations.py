@@ -126,6 +126,14 @@ def test_400_is_counted_and_not_retried(start_router, tmp_path, http_sink) -> No
     assert len(http_sink.arrivals) == 2
 
 
+def test_a_refusal_without_a_body_says_so(start_router, tmp_path, http_sink) -> None:
+    http_sink.script = [Reply(400, body=b"")]
+    router = start_router(_forwarding(tmp_path, {"type": "otlp_http", "endpoint": http_sink.url}))
+    _send(router)
+    assert wait_for(lambda: "rejected 5 traces" in router.stderr)
+    assert "HTTP 400 (no message)" in router.stderr and "HTTP 400: " not in router.stderr
+
+
 def test_grpc_unavailable_with_retry_info_waits_the_hinted_delay(start_router, tmp_path, grpc_sink) -> None:
     grpc_sink.script = [Reply(grpc.StatusCode.UNAVAILABLE, retry_info=1.0, message="busy")]
     router = start_router(_forwarding(tmp_path, {

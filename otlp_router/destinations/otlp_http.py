@@ -119,7 +119,8 @@ class OtlpHttpDestination(Destination):
             if parsed is not None:
                 note_partial_success(self.name, signal, parsed)
             return
-        message = f"HTTP {status}: {status_message(response.content, response.headers.get('content-type', ''))}"
+        words = status_message(response.content, response.headers.get("content-type", ""))
+        message = f"HTTP {status}: {words}" if words else f"HTTP {status} (no message)"
         if status in RETRYABLE_STATUS:
             raise ExportError(message, retry_after=parse_retry_after(response.headers.get("retry-after")))
         raise ExportError(message, permanent=True)
