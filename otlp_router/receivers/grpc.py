@@ -22,12 +22,66 @@ log = logging.getLogger("otlp_router.receivers.grpc")
 
 
 @dataclass(frozen=True)
+class Keepalive:
+    """HTTP/2 connection lifetimes and ping policing, named as in the Collector's
+    configgrpc (`keepalive.server_parameters`, `keepalive.enforcement_policy`).
+    0 means "not set" (grpcio's default: no limit) for the lifetimes."""
+
+    max_connection_idle: float = 300.0     # no call for this long: GOAWAY (frees an idle client's fd)
+    max_connection_age: float = 0.0
+    max_connection_age_grace: float = 0.0
+    time: float = 7200.0                   # the server pings an idle connection this often...
+    timeout: float = 20.0                  # ...and closes it when the ack is this late
+    min_time: float = 300.0                # pings closer than this without data are strikes
+    permit_without_stream: bool = False    # pings with no call open are strikes too
+    max_ping_strikes: int = 2              # then GOAWAY ENHANCE_YOUR_CALM "too_many_pings"
+
+    @classmethod
+    def read(cls, section: Section) -> "Keepalive":
+        server = section.section("server_parameters")
+        policy = section.section("enforcement_policy")
+        d = cls()
+        k = cls(server.duration("max_connection_idle", d.max_connection_idle),
+                server.duration("max_connection_age", d.max_connection_age),
+                server.duration("max_connection_age_grace", d.max_connection_age_grace),
+                server.duration("time", d.time, minimum=0.001),
+                server.duration("timeout", d.timeout, minimum=0.001),
+                policy.duration("min_time", d.min_time),
+                policy.bool("permit_without_stream", d.permit_without_stream),
+                policy.int("max_ping_strikes", d.max_ping_strikes, minimum=0))
+        server.done()
+        policy.done()
+        section.done()
+        return k
+
+    def options(self) -> list[tuple[str, int]]:
+        """The grpcio channel arguments (milliseconds) these stand for."""
+        def ms(seconds: float) -> int:
+            return int(seconds * 1000)
+
+        options = [("grpc.keepalive_time_ms", ms(self.time)),
+                   ("grpc.keepalive_timeout_ms", ms(self.timeout)),
+                   ("grpc.http2.min_recv_ping_interval_without_data_ms", ms(self.min_time)),
+                   ("grpc.keepalive_permit_without_calls", int(self.permit_without_stream)),
+                   ("grpc.http2.max_ping_strikes", self.max_ping_strikes)]
+        for name, seconds in (("grpc.max_connection_idle_ms", self.max_connection_idle),
+                              ("grpc.max_connection_age_ms", self.max_connection_age),
+                              ("grpc.max_connection_age_grace_ms", self.max_connection_age_grace)):
+            if seconds:
+                options.append((name, ms(seconds)))
+        return options
+
+
+@dataclass(frozen=True)
 class GrpcSettings:
     host: str = "127.0.0.1"
     port: int = 4317
     max_recv_msg_size: int = 16 * 1024 * 1024
-    max_concurrent_streams: int = 0   # 0: grpcio's default
+    # grpcio's default is unlimited: one connection could hold any number of
+    # calls, each up to max_recv_msg_size. 100 is HTTP/2's recommended minimum; 0: unlimited.
+    max_concurrent_streams: int = 100
     tls: ServerTls | None = None
+    keepalive: Keepalive = Keepalive()
 
     @classmethod
     def read(cls, section: Section) -> "GrpcSettings":
@@ -35,9 +89,14 @@ class GrpcSettings:
         s = cls(host, port,
                 section.size("max_recv_msg_size", cls.max_recv_msg_size, minimum=1),
                 section.int("max_concurrent_streams", cls.max_concurrent_streams, minimum=0),
-                ServerTls.read(section.section("tls")))
+                ServerTls.read(section.section("tls")),
+                Keepalive.read(section.section("keepalive")))
         section.done()
         return s
+
+
+_JSON_MESSAGE = ("OTLP/gRPC messages are protobuf (content-type application/grpc or application/grpc+proto); "
+                 "this one is JSON: send OTLP JSON to the OTLP/HTTP receiver")
 
 
 class GrpcReceiver:
@@ -63,6 +122,11 @@ class GrpcReceiver:
 
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
+                if request[:1] == b"{":
+                    # grpcio never shows the content-type to a handler (its core drops the
+                    # header, and lets any value through), so an application/grpc+json
+                    # client is recognised by its message: '{' never starts an OTLP protobuf.
+                    raise Refused(400, _JSON_MESSAGE)
                 metadata = dict(context.invocation_metadata() or ())
                 key = self.intake.authenticate(metadata.get("authorization"), metadata.get("x-api-key"))
                 rejection = await self.intake.export(signal, payload.PROTOBUF, request, key, "grpc")
@@ -83,6 +147,7 @@ class GrpcReceiver:
             ("grpc.so_reuseport", 1 if self.reuse_port else 0),
             ("grpc.max_receive_message_length", self.settings.max_recv_msg_size),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            *self.settings.keepalive.options(),
         ]
         if self.settings.max_concurrent_streams:
             options.append(("grpc.max_concurrent_streams", self.settings.max_concurrent_streams))

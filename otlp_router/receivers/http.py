@@ -6,6 +6,7 @@ which keeps the per-request cost close to a bare parse."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from otlp_router.model import otlp_json
 from otlp_router.model.signals import Signal
 from otlp_router.receivers import payload
 from otlp_router.receivers.intake import Intake, Refused
-from otlp_router.receivers.listen import AsgiServer, ServerTls
+from otlp_router.receivers.listen import AsgiServer, HttpLimits, ServerTls
 from otlp_router.settings import Section, parse_endpoint
 
 log = logging.getLogger("otlp_router.receivers.http")
@@ -30,18 +31,36 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _CONTENT_TYPE = {payload.PROTOBUF: b"application/x-protobuf", payload.JSON: b"application/json"}
+
+# Compressed bodies up to this size are inflated on the event loop, to at most
+# _INLINE_OUTPUT bytes (a few ms at worst); bigger ones, or ones that inflate
+# further, in a thread: a member flood or a bomb must not stall other clients.
+_INLINE_COMPRESSED = 64 * 1024
+_INLINE_OUTPUT = 1 << 20
+_DISCARD = 64 * 1024   # a refused request's unread body up to this is read and dropped, keeping the connection
+
+
 @dataclass(frozen=True)
 class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 4318
     max_request_body_size: int = 16 * 1024 * 1024
     tls: ServerTls | None = None
+    limits: HttpLimits = HttpLimits()
 
     @classmethod
     def read(cls, section: Section) -> "HttpSettings":
         host, port = parse_endpoint(section, "endpoint", f"{cls.host}:{cls.port}")
+        d = HttpLimits()
+        limits = HttpLimits(
+            max_header_size=section.size("max_header_size", d.max_header_size, minimum=1024),
+            max_header_count=section.int("max_header_count", d.max_header_count, minimum=1),
+            read_header_timeout=section.duration("read_header_timeout", d.read_header_timeout),
+            read_timeout=section.duration("read_timeout", d.read_timeout),
+            idle_timeout=section.duration("idle_timeout", d.idle_timeout, minimum=0.001),
+            max_connections=section.int("max_connections", d.max_connections, minimum=0))
         s = cls(host, port, section.size("max_request_body_size", cls.max_request_body_size, minimum=1),
-                ServerTls.read(section.section("tls")))
+                ServerTls.read(section.section("tls")), limits)
         section.done()
         return s
 
@@ -68,6 +87,7 @@ class ExportEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = payload.JSON
+        unread = True
         try:
             if scope["method"] != "POST":
                 raise Refused(405, f"method {scope['method']} not allowed: use POST")
@@ -81,6 +101,7 @@ class ExportEndpoint:
                     encoding = value
                 elif name == b"content-length":
                     length = int(value) if value.isdigit() else -1
+                    unread = length < 0 or length > _DISCARD
                 elif name == b"authorization":
                     authorization = value.decode("latin-1")
                 elif name == b"x-api-key":
@@ -95,13 +116,16 @@ class ExportEndpoint:
                     raise payload.TooLarge(f"request body of {length} bytes is larger than the "
                                            f"{self.max_body} byte limit")
                 body = await self._read_body(receive)
-                data = payload.decompress(body, encoding.decode("latin-1"), self.max_body)
+                unread = False
+                data = await self._decompress(body, encoding.decode("latin-1"))
             except payload.PayloadError as e:
                 raise Refused(e.status, e.message) from None
             rejection = await self.intake.export(self.signal, kind, data, key, "http")
         except Refused as r:
             telemetry.receiver_refused_requests.labels(*self._labels, str(r.status)).inc()
-            await self._respond(send, kind, r.status, _status_body(kind, r), r.retry_after)
+            # Answered before a large (or unsized) body was read (401, 413, 429, ...):
+            # close rather than read and throw away the rest of the upload.
+            await self._respond(send, kind, r.status, _status_body(kind, r), r.retry_after, close=unread)
             return
         except _ClientGone:
             return
@@ -110,23 +134,41 @@ class ExportEndpoint:
         await self._respond(send, kind, 200, body)
 
     async def _read_body(self, receive: Receive) -> bytes:
-        chunks = []
-        size = 0
-        while True:
+        first = b""
+        rest: bytearray | None = None   # one buffer, not a list: a body trickled in 3-byte chunks
+        while True:                     # cost 15x its size as a list of bytes objects
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise _ClientGone()
             chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
+            if rest is None and not first:
+                first = chunk
+            else:
+                if rest is None:
+                    rest = bytearray(first)
+                rest += chunk
+            if len(first if rest is None else rest) > self.max_body:
                 raise payload.TooLarge(f"request body is larger than the {self.max_body} byte limit")
-            chunks.append(chunk)
             if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return first if rest is None else bytes(rest)
+
+    async def _decompress(self, body: bytes, encoding: str) -> bytes:
+        if encoding.strip().lower() in ("", "identity", "none"):
+            return payload.decompress(body, encoding, self.max_body)
+        if len(body) <= _INLINE_COMPRESSED:
+            try:
+                return payload.decompress(body, encoding, min(self.max_body, _INLINE_OUTPUT))
+            except payload.TooLarge:
+                if self.max_body <= _INLINE_OUTPUT:
+                    raise
+        return await asyncio.to_thread(payload.decompress, body, encoding, self.max_body)
 
     @staticmethod
-    async def _respond(send: Send, kind: str, status: int, body: bytes, retry_after: float | None = None) -> None:
+    async def _respond(send: Send, kind: str, status: int, body: bytes, retry_after: float | None = None,
+                       close: bool = False) -> None:
         headers = [(b"content-type", _CONTENT_TYPE[kind]), (b"content-length", str(len(body)).encode())]
+        if close:
+            headers.append((b"connection", b"close"))
         if retry_after is not None:
             headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
         if status == 405:
@@ -148,5 +190,12 @@ class HttpReceiver(AsgiServer):
                  ) -> None:
         self.settings = settings
         routes = [Route(s.http_path, ExportEndpoint(s, intake, settings.max_request_body_size)) for s in signals]
+        by_path = {s.http_path.encode(): s.name for s in signals}
+
+        def refused(path: bytes | None, status: int) -> None:
+            """Refusals by the connection limits (408, 431, 503), counted like the endpoint's own."""
+            signal = by_path.get(path or b"", "unknown")
+            telemetry.receiver_refused_requests.labels("otlp", "http", signal, str(status)).inc()
+
         super().__init__(Starlette(routes=routes), "OTLP/HTTP receiver", settings.host, settings.port,
-                         tls=settings.tls, reuse_port=reuse_port)
+                         tls=settings.tls, reuse_port=reuse_port, limits=settings.limits, on_refused=refused)

@@ -82,46 +82,79 @@ def decompress(body: bytes, encoding: str, cap: int) -> bytes:
     return data
 
 
+# Input handed to a gzip member / zstd frame after the first, doubled while the member goes
+# on. At a member's end the decompressor copies what is left of its input (`unused_data`):
+# handing each member the whole rest made N members cost O(N x input); pieces near the
+# member's own size make it O(input). The first member gets everything (one copy at most).
+_FIRST_PIECE = 512
+_MAX_PIECE = 1 << 20
+
+
 def _inflate(body: bytes, wbits: int, cap: int, name: str) -> bytes:
-    out = []
-    size = 0
-    rest = body
+    view = memoryview(body)
+    end = len(view)
+    out: list[bytes] = []
+    size = pos = 0
+    multi = wbits > 16   # concatenated gzip members are one stream (RFC 1952); deflate is one
     try:
-        while rest:
+        piece = end
+        while pos < end:
             d = zlib.decompressobj(wbits)
-            chunk = d.decompress(rest, cap + 1 - size)
-            size += len(chunk)
-            out.append(chunk)
-            if size > cap or d.unconsumed_tail:
-                raise TooLarge(f"request body inflates past the {cap} byte limit")
-            if not d.eof:
-                raise PayloadError(f"truncated {name} body")
-            # Concatenated gzip members are one stream (RFC 1952).
-            rest = d.unused_data if wbits > 16 else b""
+            while True:
+                stop = min(end, pos + piece)
+                # max_length stops a bomb after cap + 1 bytes; past it input stays unread.
+                chunk = d.decompress(view[pos:stop], cap + 1 - size)
+                if chunk:
+                    size += len(chunk)
+                    if size > cap:
+                        raise TooLarge(f"request body inflates past the {cap} byte limit")
+                    out.append(chunk)
+                if d.eof:
+                    pos = stop - len(d.unused_data)
+                    break
+                if stop == end:
+                    raise PayloadError(f"truncated {name} body")
+                pos = stop
+                piece = min(piece * 2, _MAX_PIECE)
+            if not multi:
+                break
+            piece = _FIRST_PIECE
     except zlib.error as e:
         raise PayloadError(f"invalid {name} body: {e}") from None
-    return b"".join(out)
+    return out[0] if len(out) == 1 else b"".join(out)
 
 
 def _unzstd(body: bytes, cap: int) -> bytes:
     dctx = zstandard.ZstdDecompressor()
     try:
-        # The bounded read stops a bomb after `cap` bytes but cannot tell a
-        # truncated frame from a short one; the second pass (now known to be
-        # small) can.
+        # The bounded read (in C, linear across frames) stops a bomb after `cap` bytes but
+        # cannot tell a truncated frame from a short one; the second pass, frame by frame
+        # and now known to be small, can.
         if len(dctx.stream_reader(body, read_across_frames=True).read(cap + 1)) > cap:
             raise TooLarge(f"request body inflates past the {cap} byte limit")
-        out = []
-        rest = body
-        while rest:
+        view = memoryview(body)
+        end = len(view)
+        out: list[bytes] = []
+        pos = 0
+        piece = end
+        while pos < end:
             d = dctx.decompressobj()
-            out.append(d.decompress(rest))
-            if not d.eof:
-                raise PayloadError("truncated zstd body")
-            rest = d.unused_data
+            while True:
+                stop = min(end, pos + piece)
+                chunk = d.decompress(view[pos:stop])
+                if chunk:
+                    out.append(chunk)
+                if d.eof:
+                    pos = stop - len(d.unused_data)
+                    break
+                if stop == end:
+                    raise PayloadError("truncated zstd body")
+                pos = stop
+                piece = min(piece * 2, _MAX_PIECE)
+            piece = _FIRST_PIECE
     except zstandard.ZstdError as e:
         raise PayloadError(f"invalid zstd body: {e}") from None
-    return b"".join(out)
+    return out[0] if len(out) == 1 else b"".join(out)
 
 
 def decode(signal: Signal, kind: str, data: bytes) -> tuple[Batch, Rejection]:
