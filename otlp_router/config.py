@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,9 +22,35 @@ from otlp_router.routing.table import RoutingTable
 from otlp_router.settings import MAX_CONFIG_BYTES, ConfigError, Section, load_yaml, substitute_env
 from otlp_router.spool.disk import FSYNC_POLICIES
 
-__all__ = ["ConfigError", "DestinationConfig", "RouterConfig", "load", "parse"]
+__all__ = ["ConfigError", "ConfigFileError", "DestinationConfig", "RouterConfig", "load", "parse"]
 
 log = logging.getLogger("otlp_router.config")
+
+TOP_LEVEL_KEYS = frozenset({"receivers", "admin", "workers", "spool", "mapping", "shutdown_timeout", "routes",
+                            "destinations"})
+
+# Every key of the file that names a file or directory, by where it sits ("*": any
+# entry of a mapping or list). A relative one is taken relative to the config
+# file's directory (see `resolve_paths`).
+_SERVER_TLS = ("cert_file", "key_file", "client_ca_file")
+PATH_KEYS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("receivers", "otlp", "http", "tls"), _SERVER_TLS),
+    (("receivers", "otlp", "grpc", "tls"), _SERVER_TLS),
+    (("receivers", "otlp", "auth", "api_keys", "*"), ("key_file",)),
+    (("admin", "tls"), _SERVER_TLS),
+    (("admin", "auth"), ("token_file",)),
+    (("spool",), ("dir",)),
+    (("destinations", "*"), ("dir",)),
+    (("destinations", "*", "tls"), ("ca_file", "cert_file", "key_file")),
+)
+
+
+class ConfigFileError(ConfigError):
+    """The config file itself cannot be read: says so plainly, without a key path."""
+
+    def __init__(self, file: str, reason: str) -> None:
+        super().__init__(file, "", f"cannot read {file}: {reason}")
+        self.args = (self.problem,)
 
 
 @dataclass(frozen=True)
@@ -100,7 +126,7 @@ def load(path: str | Path) -> RouterConfig:
             # One byte past the cap says "too large" without reading a 50 MB file (or /dev/zero).
             data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
-        raise ConfigError(file, "", f"cannot read the config file: {e.strerror or e}") from None
+        raise ConfigFileError(file, str(e.strerror or e)) from None
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(file, "", f"the config file is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB")
     try:
@@ -114,10 +140,52 @@ def load(path: str | Path) -> RouterConfig:
     return config
 
 
-def parse(text: str, file: str = "router.yaml") -> RouterConfig:
+def config_dir(file: str | Path) -> Path:
+    """The directory relative paths in `file` are taken from: the file's own, made absolute."""
+    return Path(os.path.abspath(os.path.dirname(os.fspath(file)) or "."))
+
+
+def resolve_paths(raw: Any, base: Path) -> Any:
+    """`raw` with every relative path of `PATH_KEYS` joined to `base`.
+
+    Relative to the config file, not the working directory (the Collector takes
+    the working directory): a service started from elsewhere (systemd, a
+    container's WORKDIR) reads and writes the same files as `otlp-router run`
+    started next to its config. Values of the wrong type are left for the
+    section readers to report."""
+
+    def walk(node: Any, steps: tuple[str, ...], keys: tuple[str, ...]) -> Any:
+        if not steps:
+            if not isinstance(node, dict):
+                return node
+            return {k: str(base / v) if k in keys and isinstance(v, str) and v and not os.path.isabs(v)
+                    else v for k, v in node.items()}
+        step, rest = steps[0], steps[1:]
+        if step == "*":
+            if isinstance(node, dict):
+                return {k: walk(v, rest, keys) for k, v in node.items()}
+            if isinstance(node, list):
+                return [walk(v, rest, keys) for v in node]
+            return node
+        if isinstance(node, dict) and step in node:
+            return {**node, step: walk(node[step], rest, keys)}
+        return node
+
+    for steps, keys in PATH_KEYS:
+        raw = walk(raw, steps, keys)
+    return raw
+
+
+def parse(text: str, file: str = "router.yaml", base_dir: str | Path | None = None) -> RouterConfig:
+    """The config in `text`; relative paths are taken relative to `base_dir` (default:
+    the directory of `file`)."""
+    base = Path(os.path.abspath(base_dir)) if base_dir is not None else config_dir(file)
     raw = load_yaml(text, file)  # bounded: size, aliases, depth
     raw = substitute_env(raw, file)
+    raw = resolve_paths(raw, base)
     top = Section(raw, file)
+    # Unknown top-level keys first: a typo'd `destination:` must not read as a missing `destinations`.
+    top.refuse_unknown(TOP_LEVEL_KEYS)
 
     http = grpc = auth = None
     limits = Limits()
@@ -137,6 +205,8 @@ def parse(text: str, file: str = "router.yaml") -> RouterConfig:
 
     spool = top.section("spool")
     spool_settings = SpoolSettings.read(spool)
+    if not spool_settings.dir.is_absolute():  # the default, ./data/spool: next to the config file too
+        spool_settings = replace(spool_settings, dir=base / spool_settings.dir)
 
     built: dict[str, DestinationConfig] = {}
     for name, section in top.sections("destinations"):

@@ -22,15 +22,32 @@ _TOP_KEYS = {"resourceSpans": TRACES, "resource_spans": TRACES, "resourceLogs": 
 
 
 def read_requests(path: Path) -> Iterator[bytes]:
-    """One OTLP JSON export request per file, or one per line (the file destination's format)."""
+    """One OTLP JSON export request per file (pretty-printed or not), or one per line
+    (JSON lines, the file destination's format)."""
     data = path.read_bytes()
-    stripped = data.strip()
-    if b"\n" in stripped and stripped.startswith(b"{") and not stripped.startswith(b"{\n"):
-        for line in stripped.splitlines():
-            if line.strip():
-                yield line
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError as whole:
+        # Not one document. JSON lines, if its first line is a document by itself;
+        # otherwise the error is the whole document's (a pretty-printed file with a typo).
+        lines = [(n, line) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
+        if len(lines) < 2 or _json_error(lines[0][1]) is not None:
+            raise otlp_json.JsonDecodeError(f"invalid JSON: {whole}") from None
+        for n, line in lines:
+            problem = _json_error(line)
+            if problem is not None:
+                raise otlp_json.JsonDecodeError(f"line {n} (read as JSON lines): invalid JSON: {problem}")
+            yield line
     else:
         yield data
+
+
+def _json_error(text: bytes) -> str | None:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        return str(e)
+    return None
 
 
 def signal_of(body: bytes) -> Signal:
@@ -53,6 +70,24 @@ def _key(signal: Signal, item: Any) -> Any:
         return (item.time_unix_nano, item.observed_time_unix_nano, item.severity_number, item.event_name,
                 item.trace_id, item.span_id, item.body.SerializeToString())
     return item.name
+
+
+def _one_by_one(batch: Batch) -> Iterator[Batch]:
+    """Every item of a batch as a batch of its own, with its resource and scope."""
+    signal = batch.signal
+    for rs in getattr(batch.message, signal.resource_field):
+        for ss in getattr(rs, signal.scope_field):
+            for item in getattr(ss, signal.items_field):
+                message = type(batch.message)()
+                new_rs = getattr(message, signal.resource_field).add()
+                new_rs.resource.CopyFrom(rs.resource)
+                new_rs.schema_url = rs.schema_url
+                new_ss = getattr(new_rs, signal.scope_field).add()
+                new_ss.scope.CopyFrom(ss.scope)
+                new_ss.schema_url = ss.schema_url
+                getattr(new_ss, signal.items_field).add().CopyFrom(item)
+                # At least 1: a metric without data points still reaches its destinations.
+                yield Batch(signal, message, max(1, signal.weight(item)) if signal.weight else 1)
 
 
 def _describe(signal: Signal, item: Any) -> dict[str, Any]:
@@ -91,18 +126,26 @@ def explain(config: RouterConfig, path: Path) -> list[dict[str, Any]]:
         batch = Batch(signal, message, items)
         if mapping is not None and signal is TRACES and mapping.apply(message, signal):
             batch.modified()
-        routes_of = {}
+        # Per item, in item order (walk, items_of and _one_by_one all go resource, scope, item).
+        routes_of: list[list[str]] = []
+        reaches: list[list[str]] = []   # the destinations its routes send it to, before shaping
         for item, ctx in walk(message, signal, table.needs, None):
             chosen = table.choose(ctx, signal.name)
-            routes_of[_key(signal, item)] = [r.name for r in table.routes_of(signal.name, chosen)]
-        views: dict[Any, dict[str, Any]] = {}
-        for dest, shaped in pipeline.prepare(batch):
-            for item, resource in items_of(shaped):
-                views.setdefault(_key(signal, item), {})[dest] = _view(signal, item, resource)
-        for item, _ in items_of(batch):
-            key = _key(signal, item)
-            report.append({**_describe(signal, item), "signal": signal.name, "routes": routes_of.get(key, []),
-                           "destinations": views.get(key, {})})
+            routes_of.append([r.name for r in table.routes_of(signal.name, chosen)])
+            reaches.append([dest for dest, _ in table.plan(signal.name, chosen)])
+        # Each item prepared on its own: its copy at each destination is then the only item
+        # there, whatever shaping did to it (privacy and redaction change log bodies, so
+        # no content key could find it again), and a destination without it sampled it out.
+        views: list[dict[str, dict[str, Any]]] = []
+        for single in _one_by_one(batch):
+            views.append({dest: _view(signal, item, resource) for dest, shaped in pipeline.prepare(single)
+                          for item, resource in items_of(shaped)})
+        for i, (item, _) in enumerate(items_of(batch)):
+            entry = {**_describe(signal, item), "signal": signal.name, "routes": routes_of[i],
+                     "destinations": views[i]}
+            # Shaping drops items only by sampling.
+            entry["sampled_out"] = [d for d in reaches[i] if d not in views[i]]
+            report.append(entry)
         if rejection.count:
             report.append({"rejected": rejection.count, "reason": rejection.message})
     return report

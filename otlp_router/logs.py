@@ -107,3 +107,8 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     # uvicorn's own start/stop lines would repeat ours, once per listener.
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+    # httpx logs every request at INFO: each status poll of the workers and each
+    # hand-over between them, and every probe of `check`. Their failures reach our
+    # own log as errors of the caller; at any level only their warnings are worth a line.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

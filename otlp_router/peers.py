@@ -17,9 +17,11 @@ spool.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,8 @@ from otlp_router.spool.base import SpoolFull
 
 INTERNAL_TOKEN_ENV = "OTLP_ROUTER_INTERNAL_TOKEN"
 INTERNAL_HEADER = "x-otlp-router-internal"
+# How long a hand-over waits for an owner whose socket does not accept connections yet.
+HAND_OVER_CONNECT_WAIT = 3.0
 
 
 def socket_path(spool_dir: Path, index: int) -> Path:
@@ -91,11 +95,25 @@ class Peers:
         headers = {"x-signal": batch.signal.name, "x-items": str(batch.items), "x-received": repr(batch.received)}
         if batch.api_key_name:
             headers["x-api-key-name"] = batch.api_key_name
-        try:
-            response = await self._clients[owner].post(f"/internal/append/{destination}", content=batch.wire,
-                                                       headers=headers)
-        except httpx.HTTPError as e:
-            raise SpoolFull(destination, f"worker {owner} cannot be reached: {e or type(e).__name__}", 1.0) from None
+        deadline = time.monotonic() + HAND_OVER_CONNECT_WAIT
+        delay = 0.02
+        while True:
+            try:
+                response = await self._clients[owner].post(f"/internal/append/{destination}", content=batch.wire,
+                                                           headers=headers)
+                break
+            except httpx.ConnectError as e:
+                # Nothing was sent: the owner is starting (or being restarted by the
+                # supervisor). Wait for it briefly rather than answer the client 429.
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SpoolFull(destination, f"worker {owner} cannot be reached: {e or type(e).__name__}",
+                                    1.0) from None
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 0.25)
+            except httpx.HTTPError as e:
+                raise SpoolFull(destination, f"worker {owner} cannot be reached: {e or type(e).__name__}",
+                                1.0) from None
         if response.status_code != 200:
             raise SpoolFull(destination, f"worker {owner}: {response.text}",
                             float(response.headers.get("retry-after", "1")))

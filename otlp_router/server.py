@@ -225,6 +225,8 @@ class Router:
         await asyncio.gather(*(d.stop(timeout) for d in self.deliveries.values()))
         if self.admin:
             await self.admin.stop()
+            if self.admin.uds is not None:  # a worker's socket: nothing will listen on it again
+                self.admin.uds.unlink(missing_ok=True)
         if self.peers is not None:
             await self.peers.close()
         try:

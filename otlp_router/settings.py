@@ -8,6 +8,7 @@ A section refuses keys nobody asked for once `done()` is called.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from typing import Any, Iterator, NoReturn, TypeVar
@@ -164,6 +165,11 @@ class Section:
         self._read.add(key)
         if key not in self.data or self.data[key] is None:
             if default is _MISSING:
+                # A typo of a required key (`destination:`) is the likelier mistake than a
+                # missing one: name the key that is there first.
+                typo = _close_match(key, [k for k in self.data if k not in self._read])
+                if typo is not None:
+                    self.fail(f"unknown key; did you mean {key}? ({key} is required)", typo)
                 self.fail("is required", key)
             return default
         return self.data[key]
@@ -265,16 +271,31 @@ class Section:
         self._read.update(keys)
 
     def done(self) -> None:
-        unknown = [k for k in self.data if k not in self._read]
+        self.refuse_unknown(self._read)
+
+    def refuse_unknown(self, known: Any) -> None:
+        """Fail on the first key not in `known`, suggesting the known key it is closest to."""
+        known = set(known)
+        unknown = [k for k in self.data if k not in known]
         if unknown:
-            known = ", ".join(sorted(self._read)) or "none"
-            self.fail(f"unknown key (expected one of: {known})", str(unknown[0]))
+            key = str(unknown[0])
+            listed = ", ".join(sorted(known)) or "none"
+            close = _close_match(key, sorted(known))
+            hint = f"did you mean {close}? " if close is not None else ""
+            self.fail(f"unknown key ({hint}expected one of: {listed})", key)
 
     def _check_range(self, key: str, value: float, minimum: float | None, maximum: float | None) -> None:
         if minimum is not None and value < minimum:
             self.fail(f"must be at least {minimum}, got {value}", key)
         if maximum is not None and value > maximum:
             self.fail(f"must be at most {maximum}, got {value}", key)
+
+
+def _close_match(key: str, candidates: list[Any]) -> str | None:
+    """The candidate `key` is most likely a typo of (or of which it is one), if any is close."""
+    names = [str(c) for c in candidates if str(c) != key]
+    found = difflib.get_close_matches(key, names, n=1, cutoff=0.8)
+    return found[0] if found else None
 
 
 def parse_duration(value: Any) -> float | None:

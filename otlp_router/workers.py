@@ -24,17 +24,18 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from otlp_router import logs
-from otlp_router.admin import STATUS_PAGE, guard
+from otlp_router import logs, telemetry
+from otlp_router.admin import guard, merge_problems, render_page
 from otlp_router.config import RouterConfig
 from otlp_router.peers import INTERNAL_TOKEN_ENV, internal_headers, socket_path
 from otlp_router.receivers.listen import AsgiServer, StartupError
@@ -77,49 +78,141 @@ def orphaned_partitions(spool_dir: Path, workers: int) -> list[Path]:
     return out
 
 
-def merge_metrics(texts: list[str]) -> str:
-    """Prometheus text of several processes, samples with the same name and labels added up."""
+# Gauges whose sum over workers means nothing: the oldest pending item is the
+# oldest of any worker's; build info is 1 in every process.
+MAX_GAUGES = frozenset({"otlp_router_spool_oldest_pending_age_seconds", "otlp_router_build_info"})
+# prometheus_client's ProcessCollector: one series per process (labelled with
+# its worker and pid), since a sum of start times or fd limits is meaningless.
+PER_PROCESS_PREFIX = "process_"
+
+
+def merge_metrics(texts: list[str], sources: list[dict[str, str]] | None = None) -> str:
+    """Prometheus text of several processes as one: counters, histograms and
+    most gauges added up, `MAX_GAUGES` as their maximum, and process metrics
+    kept apart, each sample labelled with `sources[i]` of the text it came from."""
     families: dict[str, tuple[str, str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]] = {}
-    for text in texts:
+    for i, text in enumerate(texts):
+        source = sorted((sources[i] if sources else {}).items())
         for family in text_string_to_metric_families(text):
             _, _, samples = families.setdefault(family.name, (family.type, family.documentation, {}))
+            per_process = family.name.startswith(PER_PROCESS_PREFIX)
             for s in family.samples:
-                key = (s.name, tuple(sorted(s.labels.items())))
-                samples[key] = samples.get(key, 0.0) + s.value
+                labels = sorted({**s.labels, **dict(source)}.items()) if per_process else sorted(s.labels.items())
+                key = (s.name, tuple(labels))
+                if family.name in MAX_GAUGES:
+                    samples[key] = max(samples.get(key, s.value), s.value)
+                else:
+                    samples[key] = samples.get(key, 0.0) + s.value
     lines = []
     for name, (kind, doc, samples) in families.items():
-        lines.append(f"# HELP {name} {doc}")
-        lines.append(f"# TYPE {name} {kind}")
+        if not samples:
+            continue
+        exposed = f"{name}_total" if kind == "counter" else name   # as prometheus_client writes it
+        lines.append(f"# HELP {exposed} {doc}")
+        lines.append(f"# TYPE {exposed} {kind}")
         for (sample, labels), value in samples.items():
-            rendered = ",".join(f'{k}="{v}"' for k, v in labels)
+            rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
             lines.append(f"{sample}{{{rendered}}} {value!r}" if rendered else f"{sample} {value!r}")
     return "\n".join(lines) + "\n"
 
 
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+def _sum_rows(rows: Any, key: Callable[[dict[str, Any]], Any], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    merged: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        m = merged.get(key(row))
+        if m is None:
+            merged[key(row)] = {**row}
+        else:
+            for f in fields:
+                m[f] += row[f]
+    return list(merged.values())
+
+
 def merge_status(statuses: list[dict[str, Any]], workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The workers' /api/status documents as one; `workers` are the supervisor's
+    rows (index, pid, alive), filled in here from each worker's own status."""
     merged: dict[str, Any] = {"version": statuses[0]["version"] if statuses else "", "pid": os.getpid(),
-                              "workers": workers, "ready": bool(statuses) and all(s["ready"] for s in statuses),
-                              "uptime_seconds": max((s["uptime_seconds"] for s in statuses), default=0)}
-    for key in ("accepted", "refused", "unrouted", "throughput"):
-        merged[key] = sum(s[key] for s in statuses)
+                              "ready": bool(statuses) and len(statuses) == len(workers)
+                              and all(s["ready"] for s in statuses),
+                              "uptime_seconds": max((s["uptime_seconds"] for s in statuses), default=0),
+                              "generated_at": time.time(),
+                              "throughput_window": statuses[0].get("throughput_window", 10.0) if statuses else 10.0}
+    for key in ("accepted", "refused", "refused_items", "unrouted", "throughput"):
+        merged[key] = sum(s.get(key, 0) for s in statuses)
+    merged["throughput"] = round(merged["throughput"], 1)
+    by_signal: dict[str, float] = {}
+    for s in statuses:
+        for kind, n in (s.get("accepted_by_signal") or {}).items():
+            by_signal[kind] = by_signal.get(kind, 0) + n
+    merged["accepted_by_signal"] = by_signal
     destinations: dict[str, dict[str, Any]] = {}
     for s in statuses:
         for d in s["destinations"]:
             m = destinations.setdefault(d["name"], {**d, "spool_items": 0, "spool_bytes": 0, "sent": 0, "dropped": 0,
-                                                    "dead_lettered": 0})
+                                                    "dead_lettered": 0, "dead_letter_reasons": {}})
             for key in ("spool_items", "spool_bytes", "sent", "dropped", "dead_lettered"):
                 m[key] += d[key]
+            for reason, n in (d.get("dead_letter_reasons") or {}).items():
+                m["dead_letter_reasons"][reason] = m["dead_letter_reasons"].get(reason, 0) + n
             m["last_dead_letter"] = d["last_dead_letter"] or m["last_dead_letter"]
             if d["state"] != "ok":
                 m["state"], m["last_error"] = d["state"], d["last_error"]
-    routes: dict[str, dict[str, Any]] = {}
-    for s in statuses:
-        for r in s["routes"]:
-            routes.setdefault(r["name"], {**r, "routed": 0})["routed"] += r["routed"]
     merged["destinations"] = list(destinations.values())
-    merged["routes"] = list(routes.values())
-    merged["problems"] = sorted((p for s in statuses for p in s["problems"]), key=lambda p: -p["time"])[:50]
+    merged["routes"] = _sum_rows((r for s in statuses for r in s["routes"]), lambda r: r["name"], ("routed",))
+    merged["refused_requests"] = sorted(
+        _sum_rows((r for s in statuses for r in s.get("refused_requests") or []),
+                  lambda r: (r["status"], r["transport"], r["signal"]), ("count",)),
+        key=lambda r: (-r["count"], r["status"]))
+    # Every worker listens on the same ports: the first one's list, listening only if all are.
+    receivers = [dict(r) for r in (statuses[0].get("receivers") or [])] if statuses else []
+    for r in receivers:
+        r["bound"] = all(any(o["transport"] == r["transport"] and o["bound"] for o in s.get("receivers") or [])
+                         for s in statuses)
+    merged["receivers"] = receivers
+    # A refused reload is logged by every worker: shown once, with the workers it came from.
+    merged["problems"] = merge_problems(
+        {**p, "workers": [s.get("worker", i)]} for i, s in enumerate(statuses) for p in s["problems"])
+    reloads = [s["last_reload"] for s in statuses if s.get("last_reload")]
+    merged["last_reload"] = max(reloads, key=lambda r: r["time"]) if reloads else None
+    by_pid = {s["pid"]: s for s in statuses}
+    rows = []
+    for w in workers:
+        s = by_pid.get(w["pid"])
+        own = s["workers"][0] if s and s.get("workers") else {}
+        rows.append({**w, "ready": bool(s and s["ready"]), "reachable": s is not None,
+                     "accepted": s["accepted"] if s else 0, "throughput": s["throughput"] if s else 0,
+                     "spool_items": own.get("spool_items", 0), "uptime_seconds": s["uptime_seconds"] if s else 0})
+    merged["workers"] = rows
     return merged
+
+
+def merge_readiness(answers: list[dict[str, Any] | None], workers: list[dict[str, Any]], stopping: bool
+                    ) -> dict[str, Any]:
+    """The workers' /readyz as one, with the receiver, spool and destination
+    details a single router gives: a receiver is bound and a spool writable only
+    if so in every worker; a destination is ok only if ok in every worker."""
+    given = [a for a in answers if a is not None]
+    receivers: dict[str, bool] = {}
+    spools: dict[str, bool] = {}
+    destinations: dict[str, dict[str, Any]] = {}
+    for a in given:
+        for name, bound in (a.get("receivers") or {}).items():
+            receivers[name] = receivers.get(name, True) and bound
+        for name, writable in (a.get("spools_writable") or {}).items():
+            spools[name] = spools.get(name, True) and writable
+        for name, d in (a.get("destinations") or {}).items():
+            m = destinations.setdefault(name, {"ok": True, "last_error": None})
+            if not d["ok"]:
+                m["ok"], m["last_error"] = False, d["last_error"]
+    rows = [{**w, "ready": bool(a and a.get("ready"))} for w, a in zip(workers, answers)]
+    ready = bool(workers) and len(given) == len(workers) and all(r["ready"] and r["alive"] for r in rows) \
+        and not stopping
+    return {"ready": ready, "receivers": receivers, "spools_writable": spools, "destinations": destinations,
+            "workers": rows}
 
 
 class Worker:
@@ -145,7 +238,8 @@ class Supervisor:
 
     # -- admin, added up over the workers ------------------------------------
 
-    async def _from_workers(self, path: str) -> list[httpx.Response]:
+    async def _ask_workers(self, path: str) -> list[httpx.Response | None]:
+        """GET `path` from every worker's socket; None for a worker that did not answer."""
         async def get(worker: Worker) -> httpx.Response | None:
             transport = httpx.AsyncHTTPTransport(uds=str(socket_path(self.config.spool.dir, worker.role.index)))
             try:
@@ -154,38 +248,80 @@ class Supervisor:
                     return await client.get(path)
             except httpx.HTTPError:
                 return None
-        results = await asyncio.gather(*(get(w) for w in self.workers))
-        return [r for r in results if r is not None]
+        return list(await asyncio.gather(*(get(w) for w in self.workers)))
+
+    async def _from_workers(self, path: str) -> list[httpx.Response]:
+        return [r for r in await self._ask_workers(path) if r is not None]
 
     def _worker_list(self) -> list[dict[str, Any]]:
         return [{"index": w.role.index, "pid": w.proc.pid if w.proc else None,
                  "alive": w.proc is not None and w.proc.returncode is None} for w in self.workers]
 
     async def metrics(self, request: Request) -> Response:
-        texts = [r.text for r in await self._from_workers("/metrics") if r.status_code == 200]
-        return Response(merge_metrics(texts), media_type="text/plain; version=0.0.4; charset=utf-8")
+        answers = await self._ask_workers("/metrics")
+        texts, sources = [], []
+        for worker, answer in zip(self._worker_list(), answers):
+            if answer is not None and answer.status_code == 200:
+                texts.append(answer.text)
+                sources.append({"worker": str(worker["index"]), "pid": str(worker["pid"])})
+        # The supervisor's own process metrics and build info beside its workers'.
+        texts.append(generate_latest(telemetry.REGISTRY).decode())
+        sources.append({"worker": "supervisor", "pid": str(os.getpid())})
+        return Response(merge_metrics(texts, sources), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def _status(self) -> dict[str, Any]:
+        statuses = []
+        for worker, answer in zip(self.workers, await self._ask_workers("/api/status")):
+            if answer is not None and answer.status_code == 200:
+                statuses.append({**answer.json(), "worker": worker.role.index})
+        merged = merge_status(statuses, self._worker_list())
+        merged["config_file"] = os.path.abspath(self.config.file)
+        merged["uptime_seconds"] = round(time.time() - self.started, 1)
+        return merged
 
     async def status(self, request: Request) -> Response:
-        statuses = [r.json() for r in await self._from_workers("/api/status") if r.status_code == 200]
-        workers = self._worker_list()
-        accepted = {s["pid"]: s["accepted"] for s in statuses}
-        for w in workers:
-            w["accepted"] = accepted.get(w["pid"], 0)
-        return JSONResponse(merge_status(statuses, workers))
+        return JSONResponse(await self._status())
 
     async def readyz(self, request: Request) -> Response:
-        answers = await self._from_workers("/readyz")
-        workers = self._worker_list()
-        ready = len(answers) == len(self.workers) and all(r.status_code == 200 for r in answers) \
-            and all(w["alive"] for w in workers) and not self.stopping
-        return JSONResponse({"ready": ready, "workers": workers}, status_code=200 if ready else 503)
+        answers = []
+        for answer in await self._ask_workers("/readyz"):
+            try:
+                answers.append(answer.json() if answer is not None and answer.status_code in (200, 503) else None)
+            except ValueError:
+                answers.append(None)
+        body = merge_readiness(answers, self._worker_list(), self.stopping)
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "pid": os.getpid(), "workers": self._worker_list(),
                              "uptime_seconds": round(time.time() - self.started, 1)})
 
     async def page(self, request: Request) -> Response:
-        return HTMLResponse(STATUS_PAGE.read_text(encoding="utf-8"))
+        return HTMLResponse(render_page(await self._status()), headers={"Cache-Control": "no-store"})
+
+    async def _until_sockets_answer(self, deadline: float) -> None:
+        """Wait until every worker's internal socket answers. A worker prints its
+        ready line once its own sockets are up; checking here as well means the
+        supervisor's ready line is printed only when a hand-over to any worker
+        can succeed (no 429 "worker N cannot be reached" for the first requests)."""
+        pending = list(self.workers)
+        while pending:
+            answers = await asyncio.gather(*(self._probe(w) for w in pending))
+            pending = [w for w, ok in zip(pending, answers) if not ok]
+            if pending:
+                if time.monotonic() > deadline:
+                    raise StartupError("the internal sockets of worker(s) "
+                                       f"{', '.join(str(w.role.index) for w in pending)} do not answer")
+                await asyncio.sleep(0.05)
+
+    async def _probe(self, worker: Worker) -> bool:
+        transport = httpx.AsyncHTTPTransport(uds=str(socket_path(self.config.spool.dir, worker.role.index)))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://worker", timeout=2,
+                                         headers=internal_headers(self.internal_token)) as client:
+                return (await client.get("/healthz")).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     # -- processes ----------------------------------------------------------
 
@@ -232,11 +368,16 @@ class Supervisor:
         self.workers = [Worker(WorkerRole(i, c.workers, http_port, grpc_port)) for i in range(c.workers)]
         for worker in self.workers:
             await self._spawn(worker)
+        deadline = time.monotonic() + 60
         try:
             await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in self.workers)), 60)
+            await self._until_sockets_answer(deadline)
         except asyncio.TimeoutError:
             await self.stop()
             raise StartupError("the workers did not all start within 60 s (see their messages above)") from None
+        except StartupError:
+            await self.stop()
+            raise
         parts = []
         if http_port:
             parts.append(f"http={c.http.host}:{http_port}")  # type: ignore[union-attr]
@@ -273,6 +414,9 @@ class Supervisor:
             await self.admin.stop()
         for sock in self._sockets:
             sock.close()
+        # The workers are gone: their sockets too, also those of a worker that was killed.
+        for worker in self.workers:
+            socket_path(self.config.spool.dir, worker.role.index).unlink(missing_ok=True)
         (self.config.spool.dir / "otlp-router.pid").unlink(missing_ok=True)
 
 

@@ -357,15 +357,43 @@ def test_ids_are_hex_decoded_case_insensitively_and_encoded_lowercase() -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     ("0102", b"\x01\x02"),                    # valid hex, wrong length: kept, rejected later by length
     ("0102030405060708090a0b0c0d0e0f1011", b"\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b\x0c\r\x0e\x0f\x10\x11"),
-    ("5B8EFFF798038103D269B633813FC60", b""),  # odd length
-    ("zz8efff798038103d269b633813fc60c", b""),  # not hex
-    ("5b8efff7 98038103d269b633813fc60", b""),  # whitespace is not hex
-    ("5b8efff798038103d269b633813fc6é0", b""),  # not ASCII
     ("", b""),
 ])
-def test_invalid_or_wrong_length_ids_do_not_raise(text: str, expected: bytes) -> None:
+def test_wrong_length_hex_ids_are_kept_for_the_receiver_to_reject(text: str, expected: bytes) -> None:
     span = span_json(traceId=text, spanId=text, parentSpanId=text, name="kept")
     assert (span.trace_id, span.span_id, span.parent_span_id, span.name) == (expected, expected, expected, "kept")
+
+
+_NOT_HEX = ["--", "5B8EFFF798038103D269B633813FC60",  # odd length
+            "zz8efff798038103d269b633813fc60c", "5b8efff7 98038103d269b633813fc60",  # not hex, whitespace
+            "5b8efff798038103d269b633813fc6é0", "0x" + "ab" * 7]  # not ASCII, a prefix
+
+
+@pytest.mark.parametrize("text", _NOT_HEX)
+@pytest.mark.parametrize(("where", "doc", "field", "digits"), [
+    (SPAN_PATH, lambda v: span_doc(traceId=v), "traceId", 32),
+    (SPAN_PATH, lambda v: span_doc(spanId=v), "spanId", 16),
+    (SPAN_PATH, lambda v: span_doc(parentSpanId=v), "parentSpanId", 16),
+    (f"{SPAN_PATH}.links[0]", lambda v: span_doc(links=[{"traceId": "ab" * 16, "spanId": v}]), "spanId", 16),
+    (f"{SPAN_PATH}.links[0]", lambda v: span_doc(links=[{"traceId": v, "spanId": "ab" * 8}]), "traceId", 32),
+])
+def test_an_id_that_is_not_hex_is_an_error_naming_its_path(where: str, doc: Any, field: str, digits: int,
+                                                            text: str) -> None:
+    """As in the Collector's pdata: no bytes to keep, and reading it as absent would change
+    the span silently (a parent id gone makes a root span, a link id gone a broken link)."""
+    assert decode_error(doc(text)) == f"{where}.{field}: expected a {'trace' if digits == 32 else 'span'} id in " \
+                                      f"hex ({digits} hex digits), got {text!r}"
+
+
+def test_log_record_and_exemplar_ids_that_are_not_hex_are_errors_too() -> None:
+    logs = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "x"}, "spanId": "--"}]}]}]}
+    assert decode_error(logs, ExportLogsServiceRequest) == \
+        "resourceLogs[0].scopeLogs[0].logRecords[0].spanId: expected a span id in hex (16 hex digits), got '--'"
+    point = {"asInt": "1", "exemplars": [{"asInt": "1", "traceId": "g" * 32}]}
+    metrics = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "m", "gauge": {"dataPoints": [point]}}]}]}]}
+    assert decode_error(metrics, ExportMetricsServiceRequest) == (
+        "resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[0].exemplars[0].traceId: "
+        f"expected a trace id in hex (32 hex digits), got {'g' * 32!r}")
 
 
 def test_an_id_that_is_not_a_string_is_an_error() -> None:

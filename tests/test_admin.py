@@ -59,9 +59,11 @@ def _chromium() -> str:
     import subprocess
     found = shutil.which("chromium")
     if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                       timeout=600)
+        # A fresh machine has no package lists yet: `install` alone finds no chromium.
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+            subprocess.run(command, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
+                           timeout=600)
         found = shutil.which("chromium")
     assert found, "the status page test needs Chromium (Debian package chromium)"
     return found

@@ -71,7 +71,7 @@ def test_invalid_span_ids_give_partial_success_and_keep_the_rest(shared_router: 
 
 def test_partial_success_in_json(shared_router: RouterProcess) -> None:
     doc = orjson.loads(_json_body(spans=2))
-    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["spanId"] = "abc"
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["spanId"] = "abcd"  # hex of the wrong length: partial success
     status, _, body = shared_router.post("/v1/traces", orjson.dumps(doc), JS)
     assert status == 200
     partial = orjson.loads(body)["partialSuccess"]

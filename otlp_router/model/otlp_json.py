@@ -16,11 +16,13 @@ Implements the "JSON Protobuf Encoding" section of the OTLP specification
   whenever set: oneof members (``{"intValue": "0"}``, ``{"stringValue": ""}``), proto3
   ``optional`` fields and sub-messages (``"status": {}``).
 
-Malformed ids are not errors.  An id that is not valid hex (a non-hex character, odd length)
-decodes to ``b""``, and valid hex of the wrong length decodes to its bytes, so the receiver
-can reject only the affected spans or log records through partial_success once it checks id
-lengths.  Note that ``b""`` in ``parentSpanId`` means "root span", so a malformed parent id
-cannot be told apart from an absent one.
+An id that is not hex (a non-hex character, whitespace, an odd number of digits) is an error
+naming its path, in every id field (spans, parents, links, log records, exemplars), as in
+the Collector's pdata: there are no bytes to keep, and reading it as absent would change the
+item silently (an empty ``parentSpanId`` means "root span", an empty link or log span id
+"none").  ``""`` is an absent id.  Valid hex of the wrong length decodes to its bytes, as the
+same bytes in protobuf would, so the receiver rejects only the affected spans or log records
+through partial_success once it checks id lengths.
 
 Every other problem raises `JsonDecodeError` naming the path and the problem, e.g.
 ``resourceSpans[0].scopeSpans[0].spans[3].startTimeUnixNano: expected an integer (number or
@@ -140,14 +142,16 @@ def _latin1(s: str) -> str:
     return s.encode().decode("latin-1")
 
 
-def _hex_id(v: Any) -> str:
-    """Lenient id decoding (see the module docstring): invalid hex gives empty bytes."""
+def _hex_id(v: str) -> str | None:
+    """The bytes of a hex id (latin-1 str), or None when it is not hex (see the module docstring)."""
     try:
         return _a2b_hex(v).decode("latin-1")
     except ValueError:  # odd length, non-hex or non-ASCII characters
-        if v.__class__ is str:
-            return ""
-        raise
+        return None
+
+
+_ID_DIGITS = {"trace_id": "a trace id in hex (32 hex digits)", "span_id": "a span id in hex (16 hex digits)",
+              "parent_span_id": "a span id in hex (16 hex digits)"}
 
 
 _B64_STD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -347,6 +351,8 @@ class _Careful:
             if not isinstance(v, str):
                 raise self.fail(path, f"expected a hex string, got {_show(v)}")
             body = _hex_id(v)
+            if body is None:
+                raise self.fail(path, f"expected {_ID_DIGITS[f.name]}, got {_show(v)}")
         elif f.kind == "bytes":
             body = _base64(v)
             if body is None:
@@ -583,7 +589,7 @@ def _gen_fast_single(f: _Field, v: str, src: _Source, ind: int, consts: dict[str
     elif f.kind == "string":
         src.add(ind, f"x = {v} if {v}.isascii() else L1({v})")
     elif f.kind == "hexid":
-        # malformed ids raise here and are then decoded leniently by the careful decoder
+        # malformed ids raise here; the careful decoder then reports them with their path
         src.add(ind, f"x = A2B({v}).decode('latin-1')")
     elif f.kind == "bytes":
         src.add(ind, f"x = B64({v})")
@@ -888,8 +894,9 @@ def _functions(descriptor: Descriptor) -> tuple[Callable[[Any], str], Callable[[
 def decode(request_type: type[Message], body: bytes | str) -> Message:
     """Decode OTLP JSON (bytes or str) into a new `request_type` message.
 
-    Raises JsonDecodeError naming the path and the problem; malformed ids are not errors
-    (see the module docstring)."""
+    Raises JsonDecodeError naming the path and the problem, ids that are not hex included;
+    valid hex ids of the wrong length are kept for the receiver to reject (see the module
+    docstring)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as e:
