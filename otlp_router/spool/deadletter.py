@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import errno
 import os
 import time
 import uuid
@@ -21,7 +20,7 @@ import orjson
 
 from otlp_router.model.batch import Batch
 from otlp_router.spool.base import FaultHook
-from otlp_router.spool.disk import _FRAME, decode_payload, encode_record, fsync_dir, spool_executor
+from otlp_router.spool.disk import _FRAME, decode_payload, encode_record, fsync_dir, spool_executor, write_whole
 
 _STALE_TMP = 60.0  # a .tmp older than this is left by a crash in the middle of `put`
 
@@ -54,22 +53,9 @@ class DeadLetters:
         path = self.dir / f"{int(now * 1000)}-{uuid.uuid4().hex[:8]}.dead"
         data = orjson.dumps({"reason": reason, "at": now}) + b"\n" + b"".join(encode_record(b) for b in batches)
         tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            if self.fault is not None:
-                self.fault("deadletter.write")
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                if n <= 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                view = view[n:]
-            os.fsync(fd)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-        finally:
-            os.close(fd)
+        if self.fault is not None:
+            self.fault("deadletter.write")
+        write_whole(tmp, data, exclusive=True)
         try:
             if self.fault is not None:
                 self.fault("deadletter.rename")

@@ -100,6 +100,26 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def write_whole(path: Path, data: bytes, sync: bool = True, exclusive: bool = False) -> None:
+    """Write a small file whole, mode 0600 (and fsync it); on an error remove it
+    again, giving the space back."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view = view[n:]
+        if sync:
+            os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+
+
 # -- records --------------------------------------------------------------
 
 @dataclass
@@ -753,24 +773,9 @@ class DiskSpool(MemorySpool):
             fsync_dir(self.dir)
 
     def _write_file(self, path: Path, data: bytes, point: str) -> None:
-        """Write a small file whole (and fsync it); on an error remove it again."""
         if self.fault is not None:
             self.fault(point)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                if n <= 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                view = view[n:]
-            if self._durable_io:
-                os.fsync(fd)
-        except OSError:
-            os.close(fd)
-            path.unlink(missing_ok=True)  # give the space back
-            raise
-        os.close(fd)
+        write_whole(path, data, sync=self._durable_io)
 
     def _delete_segments(self, doomed: list[Path]) -> list[Path]:
         deleted = []
