@@ -239,9 +239,11 @@ class Router:
 async def serve(config: RouterConfig) -> None:
     """Run until SIGTERM or SIGINT; SIGHUP reloads the config."""
     router = Router(config, WorkerRole.from_env())
-    await router.start()
     stop = asyncio.Event()
+    started = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Handlers before the ready line: a SIGHUP sent as soon as it appears would
+    # otherwise find the default action, which ends the process.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task[bool]] = set()
@@ -252,11 +254,24 @@ async def serve(config: RouterConfig) -> None:
             log.error("reload failed: %r; the destinations it had not reached yet keep their old settings",
                       task.exception(), exc_info=task.exception())
 
+    async def reload_once_started() -> bool:
+        await started.wait()
+        return await router.reload()
+
     def on_hup() -> None:
-        task = asyncio.ensure_future(router.reload())
+        task = asyncio.ensure_future(reload_once_started())
         reloads.add(task)
         task.add_done_callback(reloaded)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        await router.start()
+    except BaseException:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        for task in reloads:
+            task.cancel()
+        raise
+    started.set()
     try:
         await stop.wait()
         log.info("shutting down: draining receivers and destinations")

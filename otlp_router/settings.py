@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from typing import Any, Iterator, NoReturn, TypeVar
+from typing import Any, Callable, Iterator, NoReturn, TypeVar
 
 import yaml
 
@@ -24,6 +24,13 @@ MAX_ALIAS_VALUES = 100_000   # values aliases may add once expanded (a billion-l
 MAX_DEPTH = 100              # nesting, aliases expanded: the readers of the tree recurse
 
 _MISSING: Any = object()
+
+# Which keys the readers know, for the config reference's test (tests/test_config_reference.py):
+# when set, called with the section, the key and the reader's default (`_MISSING`: required, or
+# marked read) for every key a section is asked for or marked read, that is every key `done()`
+# accepts. None, the default, costs one comparison per key read.
+key_observer: Callable[["Section", str, Any], None] | None = None
+
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
@@ -163,6 +170,8 @@ class Section:
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
         self._read.add(key)
+        if key_observer is not None:
+            key_observer(self, key, default)
         if key not in self.data or self.data[key] is None:
             if default is _MISSING:
                 # A typo of a required key (`destination:`) is the likelier mistake than a
@@ -269,6 +278,9 @@ class Section:
 
     def mark_read(self, *keys: str) -> None:
         self._read.update(keys)
+        if key_observer is not None:
+            for key in keys:
+                key_observer(self, key, _MISSING)
 
     def done(self) -> None:
         self.refuse_unknown(self._read)

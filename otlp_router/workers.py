@@ -422,12 +422,26 @@ class Supervisor:
 
 async def supervise(config: RouterConfig, argv: list[str]) -> None:
     supervisor = Supervisor(config, argv)
-    await supervisor.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Handlers before the ready line (SIGHUP's default action ends the process);
+    # a reload asked for while the workers start is passed on once they run.
+    hup_pending = False
+
+    def on_hup() -> None:
+        nonlocal hup_pending
+        if started:
+            supervisor.signal_workers(signal.SIGHUP)
+        else:
+            hup_pending = True
+    started = False
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: supervisor.signal_workers(signal.SIGHUP))
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await supervisor.start()
+    started = True
+    if hup_pending:
+        supervisor.signal_workers(signal.SIGHUP)
     try:
         await stop.wait()
     finally:

@@ -77,3 +77,13 @@ def test_a_changed_destination_keeps_what_its_spool_holds(start_router, tmp_path
         assert wait_for(lambda: len(sink.span_ids()) == 5, timeout=15)
     finally:
         sink.close()
+
+
+def test_a_sighup_right_after_the_ready_line_reloads_and_never_ends_the_router(start_router, tmp_path) -> None:
+    """Signal handlers are in place before the ready line: SIGHUP's default action ends a process."""
+    for n in range(3):
+        router = start_router(base_config(tmp_path / str(n)), workdir=tmp_path / str(n))
+        router.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reloaded" in router.stderr, timeout=20), router.stderr
+        assert router.proc.poll() is None
+        router.stop()
