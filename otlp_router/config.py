@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 from otlp_router import destinations
 from otlp_router.admin import AdminSettings
+from otlp_router.model import conventions
 from otlp_router.destinations.base import Destination
 from otlp_router.destinations.delivery import BatchSettings, RetrySettings
 from otlp_router.receivers.grpc import GrpcSettings
@@ -26,8 +27,8 @@ __all__ = ["ConfigError", "ConfigFileError", "DestinationConfig", "RouterConfig"
 
 log = logging.getLogger("otlp_router.config")
 
-TOP_LEVEL_KEYS = frozenset({"receivers", "admin", "workers", "spool", "mapping", "shutdown_timeout", "routes",
-                            "destinations"})
+TOP_LEVEL_KEYS = frozenset({"receivers", "admin", "workers", "spool", "mapping", "genai", "shutdown_timeout",
+                            "routes", "destinations"})
 
 # Every key of the file that names a file or directory, by where it sits ("*": any
 # entry of a mapping or list). A relative one is taken relative to the config
@@ -98,6 +99,7 @@ class RouterConfig:
     secrets: frozenset[str] = frozenset()   # values never to be logged
     raw_destinations: dict[str, Any] = field(default_factory=dict)  # as written, to see what a reload changed
     workers: int = 1          # `workers:` in the file defaults to auto: one per core this process may use
+    genai: conventions.Table | None = None   # None: the shipped conventions
 
 
 _SECRET_KEYS = ("key", "secret_access_key", "session_token", "access_key_id", "hash_key", "password", "token")
@@ -228,6 +230,8 @@ def parse(text: str, file: str = "router.yaml", base_dir: str | Path | None = No
     # and looking for them costs a scan of every request.
     openrouter = mapping.bool("openrouter", False)
     mapping.done()
+    # The GenAI conventions table: shipped entries plus the file's own, checked like the rest.
+    genai = conventions.configure(top.section("genai"))
 
     admin = AdminSettings.read(top.section("admin")) if top.has("admin") else None
     workers = top.raw("workers", "auto")
@@ -245,4 +249,5 @@ def parse(text: str, file: str = "router.yaml", base_dir: str | Path | None = No
                 raise ConfigError(file, f"receivers.otlp.auth.api_keys[{i}].routes",
                                   f"unknown route(s) {', '.join(unknown)} (defined: {', '.join(sorted(route_names))})")
     return RouterConfig(file, http, grpc, spool_settings, routing, built, shutdown_timeout, openrouter, admin,
-                        auth, limits, frozenset(_secrets(raw)), dict(top.data.get("destinations") or {}), workers)
+                        auth, limits, frozenset(_secrets(raw)), dict(top.data.get("destinations") or {}), workers,
+                        genai)

@@ -9,9 +9,10 @@ from typing import Any, Iterator
 import orjson
 
 from otlp_router.config import RouterConfig
-from otlp_router.model import otlp_json
+from otlp_router.model import conventions, otlp_json
 from otlp_router.model.attributes import to_dict, value_of
 from otlp_router.model.batch import Batch, items_of
+from otlp_router.model.genai import view_from_attributes
 from otlp_router.model.signals import LOGS, METRICS, TRACES, Signal
 from otlp_router.pipeline import Pipeline
 from otlp_router.routing.match import walk
@@ -113,7 +114,31 @@ def _view(signal: Signal, item: Any, resource: Any) -> dict[str, Any]:
     return view
 
 
+def _genai(message: Any) -> dict[bytes, dict[str, Any]]:
+    """Per span id, what the conventions table makes of the span as it arrived: its observation
+    type, the conventions that fed its view, the attributes privacy would remove as content, and,
+    on a model call, the others it would remove as not on the keep list."""
+    table = conventions.active()
+    out: dict[bytes, dict[str, Any]] = {}
+    for rs in message.resource_spans:
+        resource = to_dict(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                own = to_dict(span.attributes)
+                used: set[str] = set()
+                v = view_from_attributes({**resource, **own}, span.events, span.name, scope_name=ss.scope.name,
+                                         scope_version=ss.scope.version, resource=resource,
+                                         status_code=span.status.code, used=used)
+                content = [k for k in own if table.is_content_key(k)]
+                entry: dict[str, Any] = {"type": v.type, "conventions": sorted(used), "content": content}
+                if v.is_genai:
+                    entry["not_kept"] = [k for k in own if not table.is_content_key(k) and not table.keeps(k)]
+                out[span.span_id] = entry
+    return out
+
+
 def explain(config: RouterConfig, path: Path) -> list[dict[str, Any]]:
+    conventions.install(config.genai or conventions.build())
     # Mapping runs here, before the rules are read, as the pipeline runs it before routing.
     mapping = OpenRouterMapping() if config.openrouter_mapping else None
     pipeline = Pipeline(config.routing, {}, {name: d.shaping for name, d in config.destinations.items()})
@@ -126,6 +151,7 @@ def explain(config: RouterConfig, path: Path) -> list[dict[str, Any]]:
         batch = Batch(signal, message, items)
         if mapping is not None and signal is TRACES and mapping.apply(message, signal):
             batch.modified()
+        genai = _genai(message) if signal is TRACES else {}
         # Per item, in item order (walk, items_of and _one_by_one all go resource, scope, item).
         routes_of: list[list[str]] = []
         reaches: list[list[str]] = []   # the destinations its routes send it to, before shaping
@@ -141,10 +167,13 @@ def explain(config: RouterConfig, path: Path) -> list[dict[str, Any]]:
             views.append({dest: _view(signal, item, resource) for dest, shaped in pipeline.prepare(single)
                           for item, resource in items_of(shaped)})
         for i, (item, _) in enumerate(items_of(batch)):
+            key = _key(signal, item)
             entry = {**_describe(signal, item), "signal": signal.name, "routes": routes_of[i],
                      "destinations": views[i]}
             # Shaping drops items only by sampling.
             entry["sampled_out"] = [d for d in reaches[i] if d not in views[i]]
+            if signal is TRACES:
+                entry["genai"] = genai.get(key, {})
             report.append(entry)
         if rejection.count:
             report.append({"rejected": rejection.count, "reason": rejection.message})

@@ -21,6 +21,7 @@ from otlp_router.config import DestinationConfig, RouterConfig
 from otlp_router.settings import ConfigError
 from otlp_router.destinations.base import Destination
 from otlp_router.destinations.delivery import Delivery
+from otlp_router.model import conventions
 from otlp_router.model.signals import SIGNALS
 from otlp_router.pipeline import Pipeline
 from otlp_router.receivers.grpc import GrpcReceiver
@@ -73,6 +74,7 @@ class Router:
         self.root_spool_dir = config.spool.dir
         config = worker.adapt(config) if worker else config
         self.config = config
+        conventions.install(config.genai or conventions.build())
         self.deliveries = {name: self._delivery(name, d) for name, d in config.destinations.items()}
         self.peers = None
         if worker is not None and worker.count > 1:
@@ -205,6 +207,7 @@ class Router:
             self.pipeline.shaping = {name: d.shaping for name, d in new.destinations.items()}
             self.pipeline.deliveries = deliveries
             self.pipeline.openrouter = OpenRouterMapping() if new.openrouter_mapping else None
+            conventions.install(new.genai or conventions.build())
             gone = [self.deliveries[name] for name in removed]
             self.deliveries = deliveries
             self.config = new

@@ -25,13 +25,13 @@ from otlp_router.destinations.formats.aperture import API_PATHS, decode_records,
 from otlp_router.destinations.formats.trace_json import SpanRef
 from otlp_router.model import otlp_json
 from otlp_router.model.attributes import set_value, to_dict
-from otlp_router.model.genai import view
+from otlp_router.model.genai import GenAIView, view
 from otlp_router.model.signals import TRACES
 from otlp_router.routing.privacy import strip_content
 
 FIXTURES = Path(__file__).parent / "fixtures" / "genai"
-CONVENTIONS = ("openrouter.json", "otel_genai.json", "openinference.json", "openllmetry.json", "langfuse.json")
 EXPECTED: dict[str, dict[str, dict[str, Any]]] = orjson.loads((FIXTURES / "expected.json").read_bytes())
+CONVENTIONS = tuple(sorted(EXPECTED))
 
 RFC3339_NANOS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z$")
 RECORD_KEYS = {"id", "ver", "timestamp", "identity", "model", "api_type", "usage", "duration_ms", "capture_id",
@@ -68,13 +68,16 @@ def refs_of(request: ExportTraceServiceRequest) -> list[SpanRef]:
     return out
 
 
+def view_of(ref: SpanRef) -> GenAIView:
+    return view(ref.span, ref.resource, ref.scope_name, ref.scope_version)
+
+
 def records_of(request: ExportTraceServiceRequest, *, privacy: bool = False,
                api_key_name: str | None = None) -> dict[str, dict[str, Any]]:
     """Records of a request's GenAI spans by span name, ids increasing in span order."""
     out: dict[str, dict[str, Any]] = {}
     for ref in refs_of(request):
-        rec = record(ref, view(ref.span, ref.resource), record_id=1000 + len(out), privacy=privacy,
-                     api_key_name=api_key_name)
+        rec = record(ref, view_of(ref), record_id=1000 + len(out), privacy=privacy, api_key_name=api_key_name)
         if rec is not None:
             out[ref.span.name] = rec
     return out
@@ -96,10 +99,15 @@ def single(attributes: dict[str, Any], *, status: Status.StatusCode.ValueType = 
 
 CHAT = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-5"}
 
+def _is_genai(file: str, name: str) -> bool:
+    [ref] = [r for r in refs_of(load(file)) if r.span.name == name]
+    return view_of(ref).is_genai
+
+
 GENAI_CASES = [pytest.param(file, name, expected, id=f"{file}:{name}")
-               for file, spans in EXPECTED.items() for name, expected in spans.items() if expected["is_genai"]]
+               for file, spans in EXPECTED.items() for name, expected in spans.items() if _is_genai(file, name)]
 OTHER_CASES = [pytest.param(file, name, id=f"{file}:{name}")
-               for file, spans in EXPECTED.items() for name, expected in spans.items() if not expected["is_genai"]]
+               for file, spans in EXPECTED.items() for name, expected in spans.items() if not _is_genai(file, name)]
 
 
 # --- the export object --------------------------------------------------------------------------
@@ -107,6 +115,9 @@ OTHER_CASES = [pytest.param(file, name, id=f"{file}:{name}")
 @pytest.mark.parametrize("file", CONVENTIONS)
 def test_export_reads_back_with_zstandard_and_cbor2_alone(file: str) -> None:
     records = list(records_of(load(file)).values())
+    if not any(case.values[0] == file for case in GENAI_CASES):
+        assert not records, file   # no model call, no record (LiveKit's fixture: agents and tools only)
+        return
     assert records, file
     data = encode_records(records)
     frame = zstandard.ZstdDecompressor().decompressobj()
@@ -144,7 +155,7 @@ def test_every_record_has_every_field_with_its_type(file: str) -> None:
         assert RFC3339_NANOS.match(rec["timestamp"])
         assert set(rec["identity"]) == {"login_name", "stable_node_id"}
         assert all(isinstance(v, str) for v in rec["identity"].values())
-        assert isinstance(rec["model"], str) and rec["model"]
+        assert isinstance(rec["model"], str)   # "" when a model call names none (MLflow's span type alone)
         assert isinstance(rec["api_type"], str) and rec["api_type"]
         assert set(rec["usage"]) <= USAGE_KEYS and all(type(n) is int for n in rec["usage"].values())
         assert type(rec["duration_ms"]) is int and rec["duration_ms"] >= 0
@@ -178,31 +189,37 @@ def test_every_record_has_every_field_with_its_type(file: str) -> None:
 
 @pytest.mark.parametrize("file, name, expected", GENAI_CASES)
 def test_record_carries_the_span_view(file: str, name: str, expected: dict[str, Any]) -> None:
+    # The view's values (tests/test_genai.py holds them to expected.json), in Aperture's meanings:
+    # usage as the provider reported it, cache reads inside input_tokens, reasoning inside output_tokens.
+    [ref] = [r for r in refs_of(load(file)) if r.span.name == name]
+    v = view_of(ref)
     rec = records_of(load(file))[name]
-    assert rec["model"] == expected["model"]
-    usage = {"input_tokens": expected["input_tokens"], "output_tokens": expected["output_tokens"],
-             "cached_tokens": expected["cached_tokens"], "reasoning_tokens": expected["reasoning_tokens"]}
+    assert rec["model"] == (v.model or "") and rec["model"] == expected.get("model", rec["model"])
+    usage = {"input_tokens": v.input_tokens, "output_tokens": v.output_tokens, "cached_tokens": v.cached_tokens,
+             "reasoning_tokens": v.reasoning_tokens}
     assert rec["usage"] == {k: n for k, n in usage.items() if n is not None}
-    if expected["cost"] is None:
+    for key in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
+        if key in expected:
+            assert rec["usage"].get(key) == expected[key], key
+    if v.cost is None:
         assert "estimated_cost" not in rec
     else:
-        assert rec["estimated_cost"]["dollars"] == pytest.approx(expected["cost"])
-    assert rec["identity"]["login_name"] == (expected["user_id"] or "")
-    assert rec["session_id"] == (expected["session_id"] or "")
-    assert rec["capture"]["tags"] == expected["tags"]
-    for body, raw, snippet in (("requestBody", "rawRequestBody", expected["input_contains"]),
-                               ("responseBody", "rawResponseBody", expected["output_contains"])):
+        assert rec["estimated_cost"]["dollars"] == pytest.approx(v.cost)
+    assert rec["identity"]["login_name"] == (v.user_id or "")
+    assert rec["session_id"] == (v.session_id or "")
+    assert rec["capture"]["tags"] == v.tags
+    for body, raw, snippet in (("requestBody", "rawRequestBody", expected.get("input_contains")),
+                               ("responseBody", "rawResponseBody", expected.get("output_contains"))):
         if snippet is None:
-            assert (rec["capture"][body], rec["capture"][raw]) == (None, b"")
-        else:
-            assert snippet in rec["capture"][body]
-            assert snippet.encode() in rec["capture"][raw]
+            continue
+        assert snippet in rec["capture"][body]
+        assert snippet.encode() in rec["capture"][raw]
 
 
 @pytest.mark.parametrize("file, name", OTHER_CASES)
 def test_spans_that_are_not_model_calls_give_no_record(file: str, name: str) -> None:
     [ref] = [r for r in refs_of(load(file)) if r.span.name == name]
-    assert record(ref, view(ref.span, ref.resource), record_id=1, privacy=False, api_key_name="k") is None
+    assert record(ref, view_of(ref), record_id=1, privacy=False, api_key_name="k") is None
 
 
 def test_times_duration_and_ids() -> None:
@@ -242,7 +259,8 @@ def test_any_model_call_gives_a_readable_record(attributes: dict[str, Any], star
                                                 privacy: bool) -> None:
     span = Span(name="call", trace_id=b"\x01" * 16, span_id=b"\x02" * 8, start_time_unix_nano=start,
                 end_time_unix_nano=end)
-    for key, value in {**attributes, "gen_ai.request.model": "m"}.items():
+    # A model call whatever else the span says (a tool name would make it a TOOL).
+    for key, value in {**attributes, "gen_ai.request.model": "m", "langfuse.observation.type": "generation"}.items():
         set_value(span.attributes.add(key=key).value, value)
     ref = SpanRef(span, {}, "test", "1")
     rec = record(ref, view(span), record_id=1, privacy=privacy, api_key_name=None)

@@ -1,109 +1,49 @@
 """Which span attributes and events carry content (prompts, completions, documents, tool I/O).
 
-Privacy mode removes these and keeps everything else: usage, cost, timing, model,
-ids, custom metadata. The catalogue covers the five conventions the router reads
-(OTel GenAI current and older, as sent by OpenRouter; OpenInference; OpenLLMetry;
-Langfuse) plus the generic trace/span input/output keys.
+Privacy mode removes these and keeps everything else: usage, cost, timing, model, ids, custom
+metadata. The list is not kept here: it is the conventions table's (otlp_router/model/
+conventions.yaml plus router.yaml's own entries), which marks every content source of every
+convention, so a convention cannot leak by being forgotten in a second list.
 
-Fail closed where conventions leave room: an unknown key under a content prefix
-is content. The few keys under those prefixes known to be names rather than text
-are listed in NOT_CONTENT_KEYS, so use `is_content_key`, not the prefixes alone.
+Fail closed where conventions leave room: an unknown key under a content prefix is content (the
+few keys under those prefixes known to be names rather than text are `NOT_CONTENT_KEYS`), and on
+a span the table recognises as a model call every attribute it does not name as non-content goes
+(`keeps`). Use `is_content_key`, not the prefixes alone.
+
+`CONTENT_KEYS`, `CONTENT_PREFIXES`, `NOT_CONTENT_KEYS` and `CONTENT_EVENTS` are the active table's,
+read when asked for (so after `conventions.install` too).
 """
 
 from __future__ import annotations
 
-CONTENT_KEYS: frozenset[str] = frozenset((
-    # OTel GenAI semconv (current): messages, instructions, tool and retrieval payloads.
-    "gen_ai.input.messages",
-    "gen_ai.output.messages",
-    "gen_ai.system_instructions",
-    "gen_ai.tool.definitions",
-    "gen_ai.tool.call.arguments",
-    "gen_ai.tool.call.result",
-    "gen_ai.retrieval.query.text",
-    "gen_ai.retrieval.documents",
-    "gen_ai.memory.query.text",
-    "gen_ai.memory.records",
-    # An evaluator's free-form explanation routinely quotes the text it judged.
-    "gen_ai.evaluation.explanation",
-    # Older semconv and OpenRouter Broadcast: whole prompt / completion in one attribute
-    # (OpenRouter's completion may embed the raw request, so it goes whole).
-    "gen_ai.prompt",
-    "gen_ai.completion",
-    # Streaming chunks as OpenLLMetry records them.
-    "gen_ai.content.completion.chunk",
-    "llm.content.completion.chunk",
-    # OpenInference; the message and tool lists also as one JSON attribute, as some SDKs send them.
-    "input.value",
-    "output.value",
-    "llm.input_messages",
-    "llm.output_messages",
-    "llm.tools",
-    "reranker.query",
-    # A tool's JSON schema is a tool definition (cf. gen_ai.tool.definitions).
-    "tool.parameters",
-    # OpenInference's legacy function-call payload.
-    "llm.function_call",
-    # OpenLLMetry.
-    "traceloop.entity.input",
-    "traceloop.entity.output",
-    "traceloop.prompt.template",
-    "traceloop.prompt.template_variables",
-    # Langfuse.
-    "langfuse.observation.input",
-    "langfuse.observation.output",
-    "langfuse.trace.input",
-    "langfuse.trace.output",
-    # Generic trace / span I/O used by several SDKs.
-    "trace.input",
-    "trace.output",
-    "span.input",
-    "span.output",
-))
+from typing import Any
 
-CONTENT_PREFIXES: tuple[str, ...] = (
-    # OpenLLMetry indexed messages: gen_ai.prompt.0.content, gen_ai.completion.0.tool_calls.0.arguments.
-    "gen_ai.prompt.",
-    "gen_ai.completion.",
-    # OpenInference messages, tools, templates, documents, embeddings (an embedding vector
-    # can be inverted back to its text, so vectors go with the text).
-    "llm.input_messages.",
-    "llm.output_messages.",
-    "llm.tools.",
-    "llm.prompt_template.",
-    "retrieval.documents.",
-    "reranker.input_documents.",
-    "reranker.output_documents.",
-    "embedding.embeddings.",
-    # No dot: both the list forms (llm.prompts) and the indexed ones (llm.prompts.0.content).
-    "llm.prompts",
-    "llm.choices",
-    "llm.completions",
-    # OpenLLMetry tool definitions: llm.request.functions.0.name / .description / .parameters.
-    "llm.request.functions.",
-)
+from otlp_router.model import conventions
 
-# Keys under a content prefix that name or identify content without carrying it.
-NOT_CONTENT_KEYS: frozenset[str] = frozenset((
-    "gen_ai.prompt.name",   # OTel GenAI semconv: the prompt's identifier
-))
-
-CONTENT_EVENTS: frozenset[str] = frozenset((
-    "gen_ai.client.inference.operation.details",
-    # Per-message events of semconv ≤ 1.36.
-    "gen_ai.system.message",
-    "gen_ai.user.message",
-    "gen_ai.assistant.message",
-    "gen_ai.tool.message",
-    "gen_ai.choice",
-    # Whole prompt / completion events of semconv ≤ 1.26.
-    "gen_ai.content.prompt",
-    "gen_ai.content.completion",
-))
+__all__ = ["is_content_key", "keeps"]   # and CONTENT_KEYS, ... through __getattr__
 
 
 def is_content_key(key: str) -> bool:
     """True when the attribute `key` carries prompt / completion / document / tool content."""
-    if key in CONTENT_KEYS:
-        return True
-    return key.startswith(CONTENT_PREFIXES) and key not in NOT_CONTENT_KEYS
+    return conventions.active().is_content_key(key)
+
+
+def keeps(key: str) -> bool:
+    """True when privacy keeps `key` on a model-call span (a non-content key the table names)."""
+    return conventions.active().keeps(key)
+
+
+_VIEWS = {
+    "CONTENT_KEYS": lambda t: t.content_keys,
+    "CONTENT_PREFIXES": lambda t: t.content_prefixes,
+    "NOT_CONTENT_KEYS": lambda t: t.not_content,
+    "CONTENT_EVENTS": lambda t: t.content_events,
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The catalogue's parts, from the table in force (module attributes would go stale on install)."""
+    view = _VIEWS.get(name)
+    if view is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return view(conventions.active())

@@ -172,6 +172,8 @@ def record(ref: SpanRef, view: GenAIView, *, record_id: int, privacy: bool,
     status_code = next((code for key in _STATUS_KEYS if (code := _status(found.get(key))) is not None),
                        500 if span.status.code == Status.STATUS_CODE_ERROR else 200)
 
+    # Aperture's meanings, not Langfuse's buckets: the counts as the provider reported them, cache
+    # reads inside input_tokens and reasoning inside output_tokens, each also given on its own.
     usage: dict[str, int] = {}
     for key, count in (("input_tokens", view.input_tokens), ("output_tokens", view.output_tokens),
                        ("cached_tokens", view.cached_tokens), ("reasoning_tokens", view.reasoning_tokens)):

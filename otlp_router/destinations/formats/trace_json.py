@@ -7,22 +7,28 @@ with one JSON type (strings or null for scalars, objects for maps, a list for
 tags), times are ISO 8601 UTC strings with microseconds, and there is no NaN or
 Infinity (orjson writes those as null). Content is never invented: input and
 output are null when the spans carry none (privacy mode removes it upstream).
+
+Every field is what Langfuse's OTel ingestion would make of the same spans (the canonical view,
+otlp_router/model/genai.py, reads the conventions table in Langfuse's priorities), so a document
+loaded into Langfuse counts nothing twice: `usageDetails` holds Langfuse's buckets, `input`
+without cache reads and cache creation, `output` without reasoning and audio, each of those its
+own key (`input_cached_tokens`, `input_cache_creation`, `output_reasoning_tokens`, ...) and
+`total` the given total or the sum of the buckets.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from otlp_router.model.attributes import value_of
-from otlp_router.model.genai import GenAIView, view
+from otlp_router.model import conventions
+from otlp_router.model.genai import GenAIView, _plain, _view, attributes_of, rfc3339
+
+__all__ = ["SpanRef", "encode_document", "rfc3339", "trace_document"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,30 +41,10 @@ class SpanRef:
     scope_version: str
 
 
-def rfc3339(unix_nano: int, digits: int = 6) -> str:
-    """UTC time as "2026-03-09T22:25:37.430509Z", with 6 (micro) or 9 (nano) fractional digits."""
-    seconds, nanos = divmod(unix_nano, 1_000_000_000)
-    t = time.gmtime(seconds)
-    fraction = f"{nanos:09d}" if digits == 9 else f"{nanos // 1000:06d}"
-    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-            f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{fraction}Z")
-
-
-# Span attributes read here besides the GenAI view, in one pass per span.
-_COMPLETION_START = "langfuse.observation.completion_start_time"   # ISO time (Langfuse SDKs JSON-quote it)
-_TIME_TO_FIRST_CHUNK: tuple[tuple[str, int], ...] = (            # offset from the start, nanoseconds per unit
-    ("gen_ai.response.time_to_first_chunk", 1_000_000_000),       # OTel GenAI, seconds
-    ("ai.response.msToFirstChunk", 1_000_000),                    # Vercel AI SDK
-    ("trace.metadata.openrouter.time_to_first_token_ms", 1_000_000),   # OpenRouter Broadcast
-)
-_LEVEL = "langfuse.observation.level"
-_STATUS_MESSAGE = "langfuse.observation.status_message"
-_ENVIRONMENT = "langfuse.environment"
-_SPAN_KEYS = frozenset((_COMPLETION_START, _LEVEL, _STATUS_MESSAGE, _ENVIRONMENT,
-                        *(key for key, _ in _TIME_TO_FIRST_CHUNK)))
-_RESOURCE_ENVIRONMENT = ("deployment.environment.name", "deployment.environment")
-_LEVELS = frozenset(("DEBUG", "DEFAULT", "WARNING", "ERROR"))
-_MAX_UNIX_NANO = 2**64   # span times are fixed64; an absurd offset must not reach past them
+# Metadata keys Langfuse reserves for where a span came from (they win over custom metadata of
+# the same name): its unmapped attributes (no content, nothing a field already holds; stringified),
+# its resource attributes (stringified, so a JSON engine reads one type) and its instrumentation scope.
+_LANGFUSE_SDK_SCOPE = "langfuse-sdk"   # Langfuse leaves these spans' attributes out of their metadata
 
 
 def trace_document(trace_id: bytes, spans: Sequence[SpanRef]) -> dict[str, Any]:
@@ -66,13 +52,22 @@ def trace_document(trace_id: bytes, spans: Sequence[SpanRef]) -> dict[str, Any]:
     # A span delivered twice (client retry, spool replay) is one observation.
     unique = {ref.span.span_id: ref for ref in spans}
     ordered = sorted(unique.values(), key=lambda ref: (ref.span.start_time_unix_nano, ref.span.span_id))
-    views = [view(ref.span, ref.resource) for ref in ordered]
+    table = conventions.active()
+    skip = _shown_keys(table)
+    resources: dict[int, dict[str, str]] = {}
     observations: list[dict[str, Any]] = []
-    environments: list[str | None] = []
-    for ref, v in zip(ordered, views, strict=True):
-        observation, environment = _observation(ref, v)
-        observations.append(observation)
-        environments.append(environment)
+    views: list[GenAIView] = []
+    for ref in ordered:
+        span = ref.span
+        own = attributes_of(span.attributes)
+        status = span.status
+        v = _view({**ref.resource, **own} if ref.resource else own, span.events, span.name, ref.scope_name,
+                  ref.scope_version, ref.resource, status.code, status.message, span.start_time_unix_nano, None)
+        views.append(v)
+        resource = resources.get(id(ref.resource))
+        if resource is None:
+            resource = resources[id(ref.resource)] = {k: _stringified(val) for k, val in ref.resource.items()}
+        observations.append(_observation(ref, v, own, resource, table, skip))
 
     # The root is the earliest span whose parent is not among these (the earliest span if all
     # have one); trace-level values are looked for in the root first, then by start time.
@@ -84,22 +79,31 @@ def trace_document(trace_id: bytes, spans: Sequence[SpanRef]) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     for v in reversed(by_priority):   # applied last, the root wins a key
         metadata.update(v.metadata)
+    if observations:   # where the root came from, as Langfuse's trace metadata says
+        for key in ("attributes", "resourceAttributes", "scope"):
+            if key in observations[root]["metadata"]:
+                metadata[key] = observations[root]["metadata"][key]
 
-    # Trace input / output: the root's, else the earliest generation input and the latest generation output.
+    # Trace input / output: the trace's own (langfuse.trace.*), else the root's, else the earliest
+    # generation input and the latest generation output.
     generations = [v for v in views if v.type == "GENERATION"]
-    input_ = _first(v.input for v in by_priority[:1] + generations)
-    output = _first(v.output for v in by_priority[:1] + generations[::-1])
+    input_ = _first(v.trace_input for v in by_priority)
+    if input_ is None:
+        input_ = _first(v.input for v in by_priority[:1] + generations)
+    output = _first(v.trace_output for v in by_priority)
+    if output is None:
+        output = _first(v.output for v in by_priority[:1] + generations[::-1])
 
     name = _first(v.trace_name for v in by_priority)
-    if name is None and ordered:
-        name = ordered[root].span.name or None
-    environment = _first(environments[i] for i in priority)
+    if name is None and observations:
+        name = observations[root]["name"] or None
+    environment = next((v.environment for v in by_priority if v.environment != "default"), "default")
 
     return {
         "id": trace_id.hex(),
         "name": name,
         "timestamp": observations[0]["startTime"] if observations else None,   # the earliest start
-        "environment": environment,
+        "environment": environment if views else None,
         "userId": _first(v.user_id for v in by_priority),
         "sessionId": _first(v.session_id for v in by_priority),
         "metadata": metadata,
@@ -119,97 +123,100 @@ def encode_document(document: dict[str, Any]) -> bytes:
     return orjson.dumps(document)
 
 
-def _observation(ref: SpanRef, v: GenAIView) -> tuple[dict[str, Any], str | None]:
-    """The observation of a span, and the deployment environment the span names."""
+def _stringified(value: Any) -> str:
+    """An attribute value as Langfuse's metadata holds it: strings as they are, the rest as JSON."""
+    if value.__class__ is str:
+        return value
+    try:
+        return orjson.dumps(_plain(value)).decode()
+    except orjson.JSONEncodeError:
+        return ""
+
+
+_SHOWN: tuple[conventions.Table, dict[str, bool]] | None = None
+_MAX_SHOWN = 20_000
+
+
+def _shown_keys(table: conventions.Table) -> dict[str, bool]:
+    """Per attribute key: whether metadata.attributes shows it (remembered per table)."""
+    global _SHOWN
+    if _SHOWN is None or _SHOWN[0] is not table:
+        _SHOWN = (table, {})
+    return _SHOWN[1]
+
+
+def _decide_shown(key: str, table: conventions.Table, shown: dict[str, bool]) -> bool:
+    """The span attributes no field reads: content is left out (privacy's to keep), and so is every
+    attribute the table maps (model, usage, ids, the metadata families...: in their own fields)."""
+    mapped = _mapped(table)
+    hidden = table.is_content_key(key) or key in mapped[0] or key.startswith(mapped[1])
+    if len(shown) < _MAX_SHOWN:   # past the bound, decided each time
+        shown[key] = not hidden
+    return not hidden
+
+
+_MAPPED: tuple[conventions.Table, tuple[frozenset[str], tuple[str, ...]]] | None = None
+
+
+def _mapped(table: conventions.Table) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The keys and prefixes the table's sources and type rules read."""
+    global _MAPPED
+    if _MAPPED is None or _MAPPED[0] is not table:
+        keys = frozenset(k for s in table.sources for k in s.keys()) | table.type_keys
+        prefixes = tuple(dict.fromkeys(s.prefix for s in table.sources if s.prefix))
+        _MAPPED = (table, (keys, prefixes))
+    return _MAPPED[1]
+
+
+def _observation(ref: SpanRef, v: GenAIView, own: dict[str, Any], resource: dict[str, str],
+                 table: conventions.Table, skip: dict[str, bool]) -> dict[str, Any]:
+    """The observation of a span."""
     span = ref.span
-    extra: dict[str, Any] = {}
-    for kv in span.attributes:
-        if kv.key in _SPAN_KEYS:
-            extra[kv.key] = value_of(kv.value)
-
-    level = extra.get(_LEVEL)
-    level = level.upper() if isinstance(level, str) and level.upper() in _LEVELS else "DEFAULT"
-    if span.status.code == Status.STATUS_CODE_ERROR:
-        level = "ERROR"
-    status_message = span.status.message or extra.get(_STATUS_MESSAGE)
-
-    usage: dict[str, int] = {}
-    for key, count in (("input", v.input_tokens), ("output", v.output_tokens), ("total", v.total_tokens),
-                       ("cached", v.cached_tokens), ("reasoning", v.reasoning_tokens)):
-        if count is not None:
-            usage[key] = count
-
-    environments = (extra.get(_ENVIRONMENT), *map(ref.resource.get, _RESOURCE_ENVIRONMENT))
-    environment = next((value for value in environments if isinstance(value, str) and value), None)
+    metadata = dict(v.metadata)
+    if not ref.scope_name.startswith(_LANGFUSE_SDK_SCOPE):
+        shown = skip.get
+        attributes: dict[str, str] = {}
+        for k, val in own.items():
+            flag = shown(k)
+            if flag is None:
+                flag = _decide_shown(k, table, skip)
+            if flag:
+                attributes[k] = val if val.__class__ is str else _stringified(val)
+        metadata["attributes"] = attributes
+    metadata["resourceAttributes"] = resource
+    metadata["scope"] = {"name": ref.scope_name, "version": ref.scope_version}
     start = span.start_time_unix_nano
     return {
         "id": span.span_id.hex(),
         "traceId": span.trace_id.hex(),
         "parentObservationId": span.parent_span_id.hex() or None,
         "type": v.type,
-        "name": span.name,
+        "name": v.name or span.name,
         "startTime": rfc3339(start),
         "endTime": rfc3339(span.end_time_unix_nano) if span.end_time_unix_nano else None,
-        "completionStartTime": _completion_start(extra, start),
+        "completionStartTime": v.completion_start_time,
         "model": v.model,
         "modelParameters": v.model_parameters,
         "input": v.input,
         "output": v.output,
-        "usageDetails": usage,
+        "usageDetails": v.usage_details or {},
         "costDetails": {key: float(amount) for key, amount in v.cost_details.items()},
-        "metadata": v.metadata,
-        "level": level,
-        "statusMessage": status_message if isinstance(status_message, str) and status_message else None,
-    }, environment
+        "metadata": metadata,
+        "environment": v.environment,
+        "level": v.level,
+        "statusMessage": v.status_message if isinstance(v.status_message, str) and v.status_message else None,
+    }
 
 
-def _completion_start(extra: dict[str, Any], start_nano: int) -> str | None:
-    """When the first token came: given as a time, or as an offset from the span's start."""
-    given = _iso_time(extra.get(_COMPLETION_START))
-    if given is not None:
-        return given
-    for key, unit in _TIME_TO_FIRST_CHUNK:
-        offset = _offset(extra.get(key))
-        if offset is None:
-            continue
-        delta = offset * unit   # inf when a finite but absurd offset overflows: skipped, never rounded
-        if delta < _MAX_UNIX_NANO and (nanos := start_nano + round(delta)) < _MAX_UNIX_NANO:
-            return rfc3339(nanos)
-    return None
 
 
-def _iso_time(value: Any) -> str | None:
-    """An ISO 8601 time (bare or JSON-quoted, naive meaning UTC) in the document's format."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if text.startswith('"'):
-        try:
-            text = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(text, str):
-            return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        moment = moment.astimezone(UTC)
-    except OverflowError:   # a time near year 1 or 9999 shifted past the calendar by its offset
-        return None
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
-            f"{moment.second:02d}.{moment.microsecond:06d}Z")
-
-
-def _offset(value: Any) -> float | None:
-    """A non-negative finite duration from a number or a numeric string."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
+def __getattr__(name: str) -> Any:
+    """`_SPAN_KEYS` and `_RESOURCE_ENVIRONMENT`, the keys behind the observation's own fields,
+    derived from the table for older readers of this module (tests/test_format_fuzz.py)."""
+    table = conventions.active()
+    if name == "_SPAN_KEYS":
+        return frozenset(s.key for s in table.sources if s.key and s.field in (
+            "level", "status_message", "completion_start_time", "time_to_first_chunk", "environment"))
+    if name == "_RESOURCE_ENVIRONMENT":
+        return tuple(s.key for s in table.sources if s.key and s.field == "environment")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
