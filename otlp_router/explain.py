@@ -11,7 +11,7 @@ import orjson
 from otlp_router.config import RouterConfig
 from otlp_router.model import conventions, otlp_json
 from otlp_router.model.attributes import to_dict, value_of
-from otlp_router.model.batch import Batch, items_of
+from otlp_router.model.batch import Batch, items_of, select
 from otlp_router.model.genai import view_from_attributes
 from otlp_router.model.signals import LOGS, METRICS, TRACES, Signal
 from otlp_router.pipeline import Pipeline
@@ -75,20 +75,11 @@ def _key(signal: Signal, item: Any) -> Any:
 
 def _one_by_one(batch: Batch) -> Iterator[Batch]:
     """Every item of a batch as a batch of its own, with its resource and scope."""
-    signal = batch.signal
-    for rs in getattr(batch.message, signal.resource_field):
-        for ss in getattr(rs, signal.scope_field):
-            for item in getattr(ss, signal.items_field):
-                message = type(batch.message)()
-                new_rs = getattr(message, signal.resource_field).add()
-                new_rs.resource.CopyFrom(rs.resource)
-                new_rs.schema_url = rs.schema_url
-                new_ss = getattr(new_rs, signal.scope_field).add()
-                new_ss.scope.CopyFrom(ss.scope)
-                new_ss.schema_url = ss.schema_url
-                getattr(new_ss, signal.items_field).add().CopyFrom(item)
-                # At least 1: a metric without data points still reaches its destinations.
-                yield Batch(signal, message, max(1, signal.weight(item)) if signal.weight else 1)
+    count = sum(1 for _ in items_of(batch))
+    for n in range(count):
+        single = select(batch, [i == n for i in range(count)])
+        single.items = max(1, single.items)   # a metric without data points still reaches its destinations
+        yield single
 
 
 def _describe(signal: Signal, item: Any) -> dict[str, Any]:
