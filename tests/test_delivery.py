@@ -235,7 +235,7 @@ def test_a_span_that_cannot_be_gathered_is_dead_lettered_alone(tmp_path: Path, m
             raise TypeError("'list' object is not a mapping")
         return {"span": ref.span.name}
     monkeypatch.setattr(assembly, "aperture_record", record)
-    monkeypatch.setattr(assembly, "view", lambda span, resource: type("GenAI", (), {"is_genai": True})())
+    monkeypatch.setattr(assembly, "view", lambda span, resource, *_: type("GenAI", (), {"is_genai": True})())
 
     class Records(Scripted):
         def assembler(self, max_items: int, max_bytes: int, flush_interval: float) -> Any:

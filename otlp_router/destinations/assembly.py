@@ -260,7 +260,7 @@ class RecordBatcher:
         index = 0
         for position, span, ref in _spans(entry, now, hold, poisoned):
             try:
-                genai = view(span, ref.resource)
+                genai = view(span, ref.resource, ref.scope_name, ref.scope_version)
                 if not genai.is_genai:
                     continue
                 index += 1
