@@ -740,9 +740,14 @@ def _classify_typed(attributes: dict[str, Any], typed: list[str], name: str, sco
         _CLASSIFIED.clear()
         _CLASSIFIED_FOR[0] = table
     resource_keys = engine.resource_keys
+    signature = (name, scope_name, scope_version, *typed, *map(attributes.__getitem__, typed),
+                 *((resource.get(k) for k in resource_keys) if resource and resource_keys else ()))
+    return _remembered(signature, attributes, name, scope_name, scope_version, resource, table)
+
+
+def _remembered(signature: tuple[Any, ...], attributes: dict[str, Any], name: str, scope_name: str,
+                scope_version: str, resource: dict[str, Any] | None, table: Table) -> str:
     try:
-        signature = (name, scope_name, scope_version, *typed, *map(attributes.__getitem__, typed),
-                     *((resource.get(k) for k in resource_keys) if resource and resource_keys else ()))
         got = _CLASSIFIED.get(signature)
     except TypeError:   # an unhashable value (a list): classify it as it is
         return classify(attributes, name, scope_name, scope_version, resource, table)
@@ -758,18 +763,9 @@ def classify_cached(attributes: dict[str, Any], name: str, scope_name: str, scop
                     resource: dict[str, Any] | None, table: Table) -> str:
     """`classify` for attributes holding only the type keys (privacy's), remembered by their
     values: a batch's spans repeat a few operations and models."""
-    try:
-        signature = (id(table), name, scope_name, scope_version, *attributes.items(),
-                     *(resource.items() if resource else ()))
-        got = _CLASSIFIED.get(signature)
-    except TypeError:   # an unhashable value (a list): classify it as it is
-        return classify(attributes, name, scope_name, scope_version, resource, table)
-    if got is None:
-        got = classify(attributes, name, scope_name, scope_version, resource, table)
-        if len(_CLASSIFIED) >= _MAX_CLASSIFIED:
-            _CLASSIFIED.clear()
-        _CLASSIFIED[signature] = got
-    return got
+    signature = (id(table), name, scope_name, scope_version, *attributes.items(),
+                 *(resource.items() if resource else ()))
+    return _remembered(signature, attributes, name, scope_name, scope_version, resource, table)
 
 
 def _apply_rule(rule: TypeRule, attributes: dict[str, Any], name: str, scope_name: str, scope_version: str,

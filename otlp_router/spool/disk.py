@@ -694,13 +694,19 @@ class DiskSpool(MemorySpool):
             job = self._save_job
             concurrent.futures.wait([job])
             self._finish_save(job)
-        if self._lock_fd < 0 or self._released:
+        snapshot = self._save_now()
+        if snapshot is None:
             return False
+        self._save_job = self._run_inline(*snapshot)
+        return self._finish_save(self._save_job)
+
+    def _save_now(self) -> tuple[int, list[int], list[Path]] | None:
+        """What a save started now writes and deletes; None once the spool is released."""
+        if self._lock_fd < 0 or self._released:
+            return None
         self._cancel_save_timer()
         self._last_save = time.monotonic()
-        mark, above, doomed = self._snapshot()
-        self._save_job = self._run_inline(mark, above, doomed)
-        return self._finish_save(self._save_job)
+        return self._snapshot()
 
     async def flush_acks(self) -> bool:
         """Save the acknowledged mark now on the spool executor, delete the
@@ -710,15 +716,13 @@ class DiskSpool(MemorySpool):
             job = self._save_job
             await self._wait(job)
             self._finish_save(job)
-        if self._lock_fd < 0 or self._released:
+        snapshot = self._save_now()
+        if snapshot is None:
             return False
-        self._cancel_save_timer()
-        self._last_save = time.monotonic()
-        mark, above, doomed = self._snapshot()
         try:
-            job = self._executor.submit(self._save_job_run, mark, above, doomed)
+            job = self._executor.submit(self._save_job_run, *snapshot)
         except RuntimeError:  # the executor is shutting down
-            job = self._run_inline(mark, above, doomed)
+            job = self._run_inline(*snapshot)
         self._save_job = job
         await self._wait(job)
         return self._finish_save(job)
