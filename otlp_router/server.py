@@ -21,7 +21,7 @@ from otlp_router.config import DestinationConfig, RouterConfig
 from otlp_router.settings import ConfigError
 from otlp_router.destinations.base import Destination
 from otlp_router.destinations.delivery import Delivery
-from otlp_router.model import conventions
+from otlp_router.model import conventions, prices
 from otlp_router.model.signals import SIGNALS
 from otlp_router.pipeline import Pipeline
 from otlp_router.receivers.grpc import GrpcReceiver
@@ -75,6 +75,8 @@ class Router:
         config = worker.adapt(config) if worker else config
         self.config = config
         conventions.install(config.genai or conventions.build())
+        if conventions.active().estimate_cost:
+            prices.warm()   # the price table loads before the first model call, not during it
         self.deliveries = {name: self._delivery(name, d) for name, d in config.destinations.items()}
         self.peers = None
         if worker is not None and worker.count > 1:

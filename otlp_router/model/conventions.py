@@ -13,6 +13,7 @@ This module holds data and its validation only; how each `read` is carried out i
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass, field
@@ -187,6 +188,7 @@ class Table:
     needles: tuple[bytes, ...]
     resource_keys: frozenset[str] = frozenset()   # resource attributes a type rule looks at
     salvage: dict[str, tuple[Source, ...]] = field(default_factory=dict)   # content key → non-content path sources
+    estimate_cost: bool = True           # price model calls without a cost from the price table (model/prices.py)
     # Per attribute key: (is content, kept on a model call). Remembered: a deployment sends a few
     # hundred distinct keys, and privacy asks for every attribute of every span.
     decided: dict[str, tuple[bool, bool, bool]] = field(default_factory=dict, compare=False, repr=False)
@@ -561,9 +563,11 @@ def install(table: Table) -> None:
 
 
 def configure(section: Section) -> Table:
-    """router.yaml's `genai:` section (`{conventions: [...]}`) → the effective table, shipped
-    entries plus the user's, validated strictly. Not installed: call `install` once the whole
-    config is known good."""
+    """router.yaml's `genai:` section (`{conventions: [...], estimate_cost: true}`) → the effective
+    table, shipped entries plus the user's, validated strictly. Not installed: call `install` once
+    the whole config is known good."""
     user = read(section)
+    estimate_cost = section.bool("estimate_cost", True)
     section.done()
-    return build(user)
+    table = build(user)
+    return table if estimate_cost else dataclasses.replace(table, estimate_cost=False)

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from otlp_router.model import conventions
+from otlp_router.model import conventions, prices
 from otlp_router.model.attributes import value_of
 from otlp_router.model.conventions import MODEL_CALL_TYPES, USAGE_WITHIN, Source, Table, TypeRule
 
@@ -49,7 +49,7 @@ class GenAIView:
     total_tokens: int | None = None         # given, else input + output when both are known
     cached_tokens: int | None = None        # cache reads
     reasoning_tokens: int | None = None
-    cost: float | None = None               # USD total: given, else the sum of the known parts
+    cost: float | None = None               # USD total: given, else the sum of the known parts, else estimated
     cost_details: dict[str, float] = field(default_factory=dict)   # USD input / output / total, Langfuse's keys
     model_parameters: dict[str, Any] = field(default_factory=dict)   # temperature, max_tokens, ...: numbers, strings
     input: Any = None                       # messages list / string / dict, JSON strings parsed; None if absent
@@ -69,6 +69,7 @@ class GenAIView:
     level: str = "DEFAULT"
     status_message: str | None = None
     completion_start_time: str | None = None   # ISO 8601 UTC, microseconds
+    cost_estimate: prices.Estimate | None = None   # set when cost came from the price table, not the span
 
 
 def view(span: Span, resource_attributes: dict[str, Any] | None = None, scope_name: str = "",
@@ -986,6 +987,15 @@ def _view(attributes: dict[str, Any], events: Sequence[Span.Event], name: str, s
         level = explicit_message = completion_start = None
     if status_code == Status.STATUS_CODE_ERROR and (level is None or (level_source and level_source.span_names)):
         level = "ERROR"   # an error outranks a span-name default, not a level the span states
+    estimate = None
+    if (not cost_details and type_ in MODEL_CALL_TYPES and engine.table.estimate_cost
+            and (counts[0] is not None or counts[1] is not None)):
+        estimate = prices.estimate(found.get("model"), found.get("provider"), start_unix_nano,
+                                   input_tokens=counts[0], output_tokens=counts[1], cache_read=counts[3],
+                                   cache_write=counts[5], reasoning=counts[4])
+        if estimate is not None:
+            cost = estimate.total
+            cost_details = {"input": estimate.input, "output": estimate.output, "total": estimate.total}
 
     return GenAIView(
         type=type_,
@@ -1002,6 +1012,7 @@ def _view(attributes: dict[str, Any], events: Sequence[Span.Event], name: str, s
         level=level or "DEFAULT",
         status_message=explicit_message if explicit_message is not None else (status_message or None),
         completion_start_time=completion_start,
+        cost_estimate=estimate,
         **found,
     )
 

@@ -197,7 +197,9 @@ def record(ref: SpanRef, view: GenAIView, *, record_id: int, privacy: bool,
         "usage": usage,
     }
     if view.cost is not None:
-        out["estimated_cost"] = {"dollars": view.cost, "cost_basis": model, "usage": dict(usage)}
+        # The basis is the model priced: the price table's id when the router estimated the cost.
+        basis = view.cost_estimate.model if view.cost_estimate is not None else model
+        out["estimated_cost"] = {"dollars": view.cost, "cost_basis": basis, "usage": dict(usage)}
     out["duration_ms"] = (elapsed + 500_000) // 1_000_000 if span.end_time_unix_nano and elapsed > 0 else 0
     out["capture_id"] = capture_id
     out["session_id"] = session_id

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from otlp_router.model import conventions
+from otlp_router.model import conventions, prices
 from otlp_router.model.genai import GenAIView, _plain, _view, attributes_of, rfc3339
 
 __all__ = ["SpanRef", "encode_document", "rfc3339", "trace_document"]
@@ -185,6 +185,9 @@ def _observation(ref: SpanRef, v: GenAIView, own: dict[str, Any], resource: dict
         metadata["attributes"] = attributes
     metadata["resourceAttributes"] = resource
     metadata["scope"] = {"name": ref.scope_name, "version": ref.scope_version}
+    if (estimate := v.cost_estimate) is not None:
+        # costDetails came from the price table, not the span: say so, and which prices.
+        metadata["costEstimate"] = {"source": prices.source(), "model": estimate.model, "provider": estimate.provider}
     start = span.start_time_unix_nano
     return {
         "id": span.span_id.hex(),
