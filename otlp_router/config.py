@@ -223,7 +223,9 @@ def parse(text: str, file: str = "router.yaml", base_dir: str | Path | None = No
     routes = top.list("routes", [])
     if not routes:
         top.fail("expected at least one route", "routes")
-    routing = RoutingTable.read(file, routes, {name: d.destination.accepts for name, d in built.items()})
+    routing = RoutingTable.read(file, routes, {name: d.destination.accepts for name, d in built.items()},
+                                {name: d.destination.implied for name, d in built.items()
+                                 if d.destination.implied is not None})
 
     mapping = top.section("mapping")
     # Off by default: OpenRouter applies these fields itself before it broadcasts,

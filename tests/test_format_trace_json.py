@@ -20,9 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from otlp_router.destinations.formats.trace_json import SpanRef, encode_document, rfc3339, trace_document
+from otlp_router.destinations.formats.trace_json import LogRef, SpanRef, encode_document, rfc3339, trace_document
 from otlp_router.model import otlp_json
 from otlp_router.model.attributes import set_value, to_dict
 from otlp_router.model.signals import TRACES
@@ -496,3 +497,69 @@ def test_stripped_content_stays_out_and_everything_else_stays_in(file: str) -> N
         if before["type"] not in ("GENERATION", "EMBEDDING"):
             assert kept == had, before["name"]
         assert set(after) == OBSERVATION_KEYS
+
+
+# --- log records joined to their spans (GenAI events sent as logs) ----------------------------
+
+def _chat_span(span_id: bytes = b"\x02" * 8) -> SpanRef:
+    span = Span(name="chat gpt-4o-mini", trace_id=TRACE_ID, span_id=span_id,
+                start_time_unix_nano=1_700_000_000 * 10**9, end_time_unix_nano=1_700_000_001 * 10**9)
+    for key, value in {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
+                       "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 3}.items():
+        set_value(span.attributes.add(key=key).value, value)
+    return SpanRef(span, {"service.name": "app"}, "opentelemetry.instrumentation.openai_v2", "2.1b0")
+
+
+def _log(span_id: bytes, name: str = "gen_ai.client.inference.operation.details", body: Any = None,
+         severity: int = 9, **attributes: Any) -> LogRef:
+    record = LogRecord(time_unix_nano=1_700_000_000_500_000_000, trace_id=TRACE_ID, span_id=span_id,
+                       event_name=name, severity_number=severity)
+    for key, value in attributes.items():
+        set_value(record.attributes.add(key=key).value, value)
+    if body is not None:
+        set_value(record.body, body)
+    return LogRef(record, {"service.name": "app"}, "opentelemetry.instrumentation.openai_v2", "2.1b0")
+
+
+INPUT = '[{"role": "user", "parts": [{"type": "text", "content": "Say hi"}]}]'
+OUTPUT = '[{"role": "assistant", "parts": [{"type": "text", "content": "Hi!"}], "finish_reason": "stop"}]'
+
+
+def test_an_inference_details_log_gives_its_span_input_and_output() -> None:
+    log = _log(b"\x02" * 8, **{"gen_ai.input.messages": INPUT, "gen_ai.output.messages": OUTPUT})
+    before = _chat_span()
+    document = trace_document(TRACE_ID, [before], [log])
+    [o] = document["observations"]
+    assert o["type"] == "GENERATION"
+    assert o["input"] == orjson.loads(INPUT) and o["output"] == orjson.loads(OUTPUT)
+    assert document["input"] == o["input"] and document["output"] == o["output"]
+    assert not before.span.events   # joined on a copy: the spooled span is left as it came
+
+
+def test_the_older_per_message_log_events_read_as_span_events_do() -> None:
+    logs = [_log(b"\x02" * 8, "gen_ai.user.message", body={"content": "Say hi"}),
+            _log(b"\x02" * 8, "gen_ai.choice", body={"index": 0, "message": {"content": "Hi!"}})]
+    [o] = trace_document(TRACE_ID, [_chat_span()], logs)["observations"]
+    assert o["input"] == [{"role": "user", "content": "Say hi"}]
+    assert o["output"] == {"index": 0, "message": {"content": "Hi!"}}
+
+
+def test_a_log_replayed_twice_joins_once() -> None:
+    log = _log(b"\x02" * 8, "gen_ai.user.message", body={"content": "Say hi"})
+    [o] = trace_document(TRACE_ID, [_chat_span()], [log, log])["observations"]
+    assert o["input"] == [{"role": "user", "content": "Say hi"}]
+
+
+def test_a_log_whose_span_is_not_in_the_trace_is_an_event_observation_not_lost() -> None:
+    stray = _log(b"\x09" * 8, "app.notice", body="cache warmed", severity=13, **{"app.region": "eu"})
+    document = trace_document(TRACE_ID, [_chat_span()], [stray])
+    assert [o["type"] for o in document["observations"]] == ["GENERATION", "EVENT"]   # by start time
+    event = document["observations"][1]
+    assert event["name"] == "app.notice" and event["input"] == "cache warmed" and event["level"] == "WARNING"
+    assert event["parentObservationId"] == "09" * 8 and event["id"].startswith("09" * 8)
+    assert event["metadata"]["attributes"] == {"app.region": "eu"}
+    assert event["metadata"]["resourceAttributes"] == {"service.name": "app"}
+    assert set(event) == OBSERVATION_KEYS
+    # A trace of logs alone is still a document.
+    alone = trace_document(TRACE_ID, [], [stray])
+    assert [o["type"] for o in alone["observations"]] == ["EVENT"] and alone["timestamp"] == event["startTime"]

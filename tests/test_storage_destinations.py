@@ -326,3 +326,64 @@ def test_store_errors_are_classified(code, status, permanent) -> None:
     assert store._explain(error).permanent is permanent
     assert store._explain(botocore.exceptions.EndpointConnectionError(endpoint_url="http://x")).permanent is False
     assert store._explain(botocore.exceptions.ReadTimeoutError(endpoint_url="http://x")).permanent is False
+
+
+def _genai_span_json(trace_id: str, span_id: str) -> bytes:
+    span = {"traceId": trace_id, "spanId": span_id, "name": "chat gpt-4o-mini", "kind": 3,
+            "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000",
+            "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                           {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o-mini"}},
+                           {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "12"}},
+                           {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "3"}}]}
+    return orjson.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [
+        {"scope": {"name": "opentelemetry.instrumentation.openai_v2"}, "spans": [span]}]}]})
+
+
+def _details_log_json(trace_id: str, span_id: str) -> bytes:
+    record = {"timeUnixNano": "1700000000900000000", "traceId": trace_id, "spanId": span_id,
+              "eventName": "gen_ai.client.inference.operation.details",
+              "attributes": [{"key": "gen_ai.input.messages", "value": {"stringValue":
+                              '[{"role":"user","parts":[{"type":"text","content":"secret prompt"}]}]'}},
+                             {"key": "gen_ai.output.messages", "value": {"stringValue":
+                              '[{"role":"assistant","parts":[{"type":"text","content":"secret answer"}]}]'}}]}
+    untraced = {"timeUnixNano": "1700000000900000000", "body": {"stringValue": "no trace here"}}
+    return orjson.dumps({"resourceLogs": [{"resource": {}, "scopeLogs": [
+        {"scope": {"name": "opentelemetry.instrumentation.openai_v2"}, "logRecords": [record, untraced]}]}]})
+
+
+@pytest.mark.parametrize("privacy", [False, True])
+def test_genai_log_events_join_their_span_across_requests(start_router, tmp_path, privacy) -> None:
+    """OpenAI-v2's event mode puts prompts and completions only in a log event: it arrives in a
+    logs request of its own (here before its span) and joins the span in the trace's document."""
+    store = tmp_path / "store"
+    config = base_config(tmp_path, destinations={"store": {"type": "file", "dir": str(store), "format": "json",
+                                                           "trace_idle": "500ms"}},
+                         routes=[{"name": "genai", "destinations": ["store"], "signals": ["traces", "logs"],
+                                  "privacy": privacy}])
+    router = start_router(config)
+    trace_id, span_id = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
+    assert router.post("/v1/logs", _details_log_json(trace_id, span_id), JS)[0] == 200
+    assert router.post("/v1/traces", _genai_span_json(trace_id, span_id), JS)[0] == 200
+    [(name, data)] = wait_for(lambda: [(p.name, p.read_bytes()) for p in store.rglob("*.json")], timeout=10)
+    assert name.startswith(trace_id)
+    [o] = orjson.loads(data)["observations"]
+    assert o["type"] == "GENERATION" and o["model"] == "gpt-4o-mini"
+    if privacy:
+        assert b"secret" not in data and o["input"] is None and o["output"] is None
+    else:
+        assert o["input"][0]["parts"][0]["content"] == "secret prompt"
+        assert o["output"][0]["parts"][0]["content"] == "secret answer"
+    # The record without a trace id has no document to go in: the dead letter keeps it.
+    dead = wait_for(lambda: list((tmp_path / "spool" / "store" / "dead").glob("*")), timeout=10)
+    assert dead and b"no trace here" in b"".join(p.read_bytes() for p in dead if p.is_file())
+
+
+def test_a_route_without_signals_sends_a_per_trace_store_spans_only(tmp_path) -> None:
+    from otlp_router.config import load
+    path = tmp_path / "router.yaml"
+    path.write_text(orjson.dumps(base_config(tmp_path, destinations={
+        "store": {"type": "file", "dir": str(tmp_path / "s"), "format": "json"},
+        "lines": {"type": "file", "dir": str(tmp_path / "l"), "format": "otlp_json"}})).decode())
+    [route] = load(path).routing.routes
+    assert route.signals == {"traces", "logs", "metrics"}   # the OTLP JSON lines take every signal
+    assert route.sends == {"store": {"traces"}, "lines": {"traces", "logs", "metrics"}}

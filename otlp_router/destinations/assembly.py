@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from otlp_router.destinations.formats.aperture import record as aperture_record
-from otlp_router.destinations.formats.trace_json import SpanRef
+from otlp_router.destinations.formats.trace_json import LogRef, SpanRef
 from otlp_router.model import otlp_json
 from otlp_router.model.attributes import to_dict
 from otlp_router.model.batch import Batch, items_of, select
@@ -129,6 +129,7 @@ class Runs:
 class OpenTrace(Group):
     trace_id: bytes = b""
     spans: list[SpanRef] = field(default_factory=list)
+    logs: list[LogRef] = field(default_factory=list)   # joined to their spans when the trace is written
 
     def batches(self) -> list[Batch]:
         out = []
@@ -138,15 +139,19 @@ class OpenTrace(Group):
         return out
 
 
-def _spans(entry: Entry, now: float, hold: Hold, poisoned: list[Poison]) -> list[tuple[int, Any, SpanRef]]:
-    """The spans of an entry, each with its position in the entry and what
-    travels with it; a resource whose attributes cannot be read makes its spans poison."""
+def _spans(entry: Entry, now: float, hold: Hold, poisoned: list[Poison]) -> list[tuple[int, Any, Any]]:
+    """The items (spans, log records) of an entry, each with its position in the entry and what
+    travels with it (a SpanRef, a LogRef); a resource whose attributes cannot be read makes its
+    items poison."""
     out = []
     position = 0
     bad: list[int] = []
     error: BaseException | None = None
-    for rs in entry.batch.message.resource_spans:
-        count = sum(len(ss.spans) for ss in rs.scope_spans)
+    signal = entry.batch.signal
+    ref_type = LogRef if signal.name == "logs" else SpanRef
+    for rs in getattr(entry.batch.message, signal.resource_field):
+        scopes = getattr(rs, signal.scope_field)
+        count = sum(len(getattr(ss, signal.items_field)) for ss in scopes)
         try:
             resource = to_dict(rs.resource.attributes)
         except Exception as e:  # noqa: BLE001 - one bad resource must not stop the others
@@ -154,9 +159,9 @@ def _spans(entry: Entry, now: float, hold: Hold, poisoned: list[Poison]) -> list
             error = error or e
             position += count
             continue
-        for ss in rs.scope_spans:
-            for span in ss.spans:
-                out.append((position, span, SpanRef(span, resource, ss.scope.name, ss.scope.version)))
+        for ss in scopes:
+            for item in getattr(ss, signal.items_field):
+                out.append((position, item, ref_type(item, resource, ss.scope.name, ss.scope.version)))
                 position += 1
     if bad:
         assert error is not None
@@ -176,7 +181,10 @@ TraceKey = tuple[str | None, bytes]   # (API key name, trace id)
 class TraceAssembler:
     """Spans gathered by trace until the trace is quiet for `idle` seconds or
     older than `max_age`; past `max_traces` or `max_bytes` open, the oldest are
-    let go early (written, never dropped).
+    let go early (written, never dropped). Log records join the trace their
+    trace id names, in any order with its spans (the document joins them to
+    their spans); one without a trace id has no document to go in, and goes
+    to the dead letter.
 
     A trace is open per API key: trace ids come from clients, so a span sent
     with one key never joins (or is written under the name of) a trace sent
@@ -191,15 +199,23 @@ class TraceAssembler:
     def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
         poisoned: list[Poison] = []
         key_name = entry.batch.api_key_name
-        for _, span, ref in _spans(entry, now, hold, poisoned):
-            trace = self.open.get((key_name, span.trace_id))
+        untraced: set[int] = set()
+        for position, item, ref in _spans(entry, now, hold, poisoned):
+            if not item.trace_id and ref.__class__ is LogRef:
+                untraced.add(position)
+                continue
+            trace = self.open.get((key_name, item.trace_id))
             if trace is None:
-                trace = self.open[(key_name, span.trace_id)] = OpenTrace(now, now, trace_id=span.trace_id,
+                trace = self.open[(key_name, item.trace_id)] = OpenTrace(now, now, trace_id=item.trace_id,
                                                                          api_key_name=key_name)
-            size = span.ByteSize()
+            size = item.ByteSize()
             self.bytes += size
             trace.take(entry, size, 1, now, hold)
-            trace.spans.append(ref)
+            (trace.logs if ref.__class__ is LogRef else trace.spans).append(ref)
+        if untraced:
+            poisoned.append(poison(entry, _only(entry.batch, untraced),
+                                   ValueError("log records without a trace id: no per-trace document to go in"),
+                                   now, hold))
         return poisoned
 
     def due(self, now: float, everything: bool = False) -> list[Group]:

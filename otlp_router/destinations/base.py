@@ -45,6 +45,8 @@ class Destination(ABC):
     type_name: ClassVar[str]
     # The signals this destination takes (an instance may narrow it by format).
     accepts: frozenset[str] = frozenset({"traces", "logs", "metrics"})
+    # Those a route that names no `signals` sends it; None: all it accepts.
+    implied: frozenset[str] | None = None
     # How long delivery waits to fill a batch before exporting what it has.
     default_flush_interval: ClassVar[float] = 0.0
     # Concurrent exports; 1 keeps order (files), more hide a remote's latency.

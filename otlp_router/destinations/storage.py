@@ -73,9 +73,12 @@ class StorageDestination(Destination):
         # Aperture records leave out the capture in privacy mode; the rest of
         # privacy happens upstream, in the destination's shaping.
         self.privacy = settings.data.get("privacy") is True
-        if self.format != "otlp_json":
-            self.accepts = frozenset({"traces"})  # per-trace JSON and Aperture records are trace formats
+        if self.format == "cbor_zstd":
+            self.accepts = frozenset({"traces"})  # Aperture records are a trace format
         if self.format == "json":
+            # Per-trace JSON: spans, and the log records of their traces when a route sends them
+            # (`signals: [traces, logs]`): GenAI events join their spans (assembly.py).
+            self.accepts, self.implied = frozenset({"traces", "logs"}), frozenset({"traces"})
             self.whole_traces = True
             self.path_template = _path_template(settings)
             self._trace_settings = (settings.duration("trace_idle", 5.0, minimum=0.001),
@@ -113,7 +116,7 @@ class StorageDestination(Destination):
     def _encode(self, group: Group) -> tuple[Callable[[int], str], bytes]:
         """The object's bytes and its key for a given second (pure; off the event loop)."""
         if isinstance(group, OpenTrace):
-            data = encode_document(trace_document(group.trace_id, group.spans))
+            data = encode_document(trace_document(group.trace_id, group.spans, group.logs))
             return (lambda ts: self._trace_key(group, ts)), data
         if isinstance(group, RecordGroup):
             base = f"{self.prefix}/" if self.prefix else ""

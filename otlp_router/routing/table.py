@@ -30,10 +30,13 @@ class Route:
     stop: bool = False
     default: bool = False
     shaping: Shaping | None = None
+    sends: dict[str, frozenset[str]] | None = None   # per destination, when not every signal it takes
 
     @classmethod
-    def read(cls, section: Section, accepts: dict[str, frozenset[str]], needs: Needs) -> "Route":
-        """`accepts`: destination name → the signals it takes."""
+    def read(cls, section: Section, accepts: dict[str, frozenset[str]], needs: Needs,
+             implied: dict[str, frozenset[str]] | None = None) -> "Route":
+        """`accepts`: destination name → the signals it takes; `implied`: those a route that names
+        no `signals` sends it (a per-trace store takes logs only when a route says so)."""
         name = section.str("name")
         names = section.list("destinations")
         if not names:
@@ -54,16 +57,19 @@ class Route:
                         section.fail(f"route {name} sends {signal} to {dest}, which only takes "
                                      f"{', '.join(sorted(accepts[dest]))}", f"signals[{i}]")
             carried = frozenset(signals)
+            sends = None
         else:
-            # Every signal some destination of the route takes; each gets what it takes.
-            carried = frozenset(s for dest in names for s in accepts[dest])
+            # Every signal some destination of the route takes; each gets what it takes by default.
+            by_default = {dest: (implied or {}).get(dest, accepts[dest]) for dest in names}
+            carried = frozenset(s for dest in names for s in by_default[dest])
+            sends = by_default if any(by_default[d] != accepts[d] for d in names) else None
         match = compile_rule(section.section("match"), needs) if section.has("match") else None
         default = section.bool("default", False)
         if default and match is not None:
             section.fail("a default route takes what no other route matched; it cannot have `match`", "default")
         shaping = Shaping.read(section, ROUTE_KEYS)
         route = cls(name, tuple(dict.fromkeys(names)), carried, match, section.bool("stop", False), default,
-                    shaping if shaping else None)
+                    shaping if shaping else None, sends)
         section.done()
         return route
 
@@ -101,13 +107,14 @@ class RoutingTable:
         return self._static[signal]
 
     @classmethod
-    def read(cls, file: str, routes: list[object], accepts: dict[str, frozenset[str]]) -> "RoutingTable":
+    def read(cls, file: str, routes: list[object], accepts: dict[str, frozenset[str]],
+             implied: dict[str, frozenset[str]] | None = None) -> "RoutingTable":
         table: list[Route] = []
         needs = Needs()
         seen: set[str] = set()
         for i, raw in enumerate(routes):
             section = Section(raw, file, f"routes[{i}]")
-            route = Route.read(section, accepts, needs)
+            route = Route.read(section, accepts, needs, implied)
             if route.name in seen:
                 section.fail(f"duplicate route name {route.name!r}", "name")
             if route.default and any(r.default for r in table):
@@ -129,7 +136,7 @@ class RoutingTable:
         if plan is None:
             routes = self.routes_of(signal, chosen)
             dests = dict.fromkeys(d for r in routes for d in r.destinations
-                                  if signal in self.accepts.get(d, frozenset({signal})))
+                                  if signal in (r.sends or self.accepts).get(d, frozenset({signal})))
             plan = self._plans[(signal, chosen)] = [
                 (d, tuple(r for r in routes if r.shaping and d in r.destinations)) for d in dests]
         return plan

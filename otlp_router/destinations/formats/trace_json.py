@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otlp_router.model import conventions, prices
+from otlp_router.model.attributes import value_of
 from otlp_router.model.genai import GenAIView, _plain, _view, attributes_of, rfc3339
 
 __all__ = ["SpanRef", "encode_document", "rfc3339", "trace_document"]
@@ -41,14 +43,113 @@ class SpanRef:
     scope_version: str
 
 
+@dataclass(frozen=True, slots=True)
+class LogRef:
+    """One log record of a trace with what travels with it."""
+
+    record: LogRecord
+    resource: dict[str, Any]
+    scope_name: str
+    scope_version: str
+
+
+def joined(spans: Sequence[SpanRef], logs: Sequence[LogRef]) -> tuple[list[SpanRef], list[LogRef]]:
+    """Log records joined to their spans: each becomes a span event of the span its span id names
+    (on a copy: the spooled span stays as it came), so the GenAI events the OTel conventions now
+    send as logs (`gen_ai.client.inference.operation.details` with the prompts and completions,
+    the older per-message events) read as the same events on the span do. Returns the spans and the
+    records no span of the trace took (no span id, or their span not among these)."""
+    if not logs:
+        return list(spans), []
+    unique = list({log.record.SerializeToString(deterministic=True): log for log in logs}.values())   # replays
+    span_ids = {ref.span.span_id for ref in spans}
+    by_span: dict[bytes, list[LogRef]] = {}
+    orphans = []
+    for log in unique:
+        if log.record.span_id in span_ids:
+            by_span.setdefault(log.record.span_id, []).append(log)
+        else:
+            orphans.append(log)
+    out = []
+    for ref in spans:
+        mine = by_span.get(ref.span.span_id)
+        if mine:
+            span = Span()
+            span.CopyFrom(ref.span)
+            span.events.extend(_as_event(log.record) for log in sorted(mine, key=lambda log: _log_time(log.record)))
+            ref = SpanRef(span, ref.resource, ref.scope_name, ref.scope_version)
+        out.append(ref)
+    return out, orphans
+
+
+def _log_time(record: LogRecord) -> int:
+    return record.time_unix_nano or record.observed_time_unix_nano
+
+
+def _event_name(record: LogRecord) -> str:
+    return record.event_name or next((kv.value.string_value for kv in record.attributes if kv.key == "event.name"), "")
+
+
+def _as_event(record: LogRecord) -> Span.Event:
+    """A log record as the span event it stands for: its attributes, then its body's members (the
+    older GenAI events carry the message in a map body) or the body itself as `body`."""
+    event = Span.Event(name=_event_name(record), time_unix_nano=_log_time(record))
+    keys = set()
+    for kv in record.attributes:
+        if kv.key != "event.name":
+            event.attributes.append(kv)
+            keys.add(kv.key)
+    body = record.body
+    if body.HasField("kvlist_value"):
+        event.attributes.extend(kv for kv in body.kvlist_value.values if kv.key not in keys)
+    elif body.WhichOneof("value") is not None and "body" not in keys:
+        event.attributes.add(key="body").value.CopyFrom(body)
+    return event
+
+
+_LEVELS = ((17, "ERROR"), (13, "WARNING"), (9, "DEFAULT"), (1, "DEBUG"))   # OTel severity numbers
+
+
+def _event_observation(trace_id: bytes, log: LogRef, index: int, resource: dict[str, str]) -> dict[str, Any]:
+    """A log record no span took, as an EVENT observation of its trace (so it is not lost): under
+    its span when it names one, its body as the input, its attributes (stringified) as metadata."""
+    record = log.record
+    own = attributes_of(record.attributes)
+    level = next((name for floor, name in _LEVELS if record.severity_number >= floor), "DEFAULT")
+    return {
+        "id": f"{record.span_id.hex() or trace_id.hex()[:16]}-event-{index}",
+        "traceId": trace_id.hex(),
+        "parentObservationId": record.span_id.hex() or None,
+        "type": "EVENT",
+        "name": _event_name(record) or "log",
+        "startTime": rfc3339(_log_time(record)),
+        "endTime": None,
+        "completionStartTime": None,
+        "model": None,
+        "modelParameters": {},
+        "input": _plain(value_of(record.body)) if record.body.WhichOneof("value") is not None else None,
+        "output": None,
+        "usageDetails": {},
+        "costDetails": {},
+        "metadata": {"attributes": {k: v if v.__class__ is str else _stringified(v) for k, v in own.items()},
+                     "resourceAttributes": resource,
+                     "scope": {"name": log.scope_name, "version": log.scope_version}},
+        "environment": "default",
+        "level": level,
+        "statusMessage": None,
+    }
+
+
 # Metadata keys Langfuse reserves for where a span came from (they win over custom metadata of
 # the same name): its unmapped attributes (no content, nothing a field already holds; stringified),
 # its resource attributes (stringified, so a JSON engine reads one type) and its instrumentation scope.
 _LANGFUSE_SDK_SCOPE = "langfuse-sdk"   # Langfuse leaves these spans' attributes out of their metadata
 
 
-def trace_document(trace_id: bytes, spans: Sequence[SpanRef]) -> dict[str, Any]:
-    """The Langfuse-model document of one trace's spans (any order, repeats allowed)."""
+def trace_document(trace_id: bytes, spans: Sequence[SpanRef], logs: Sequence[LogRef] = ()) -> dict[str, Any]:
+    """The Langfuse-model document of one trace's spans (any order, repeats allowed) and its log
+    records (see `joined`)."""
+    spans, orphans = joined(spans, logs)
     # A span delivered twice (client retry, spool replay) is one observation.
     unique = {ref.span.span_id: ref for ref in spans}
     ordered = sorted(unique.values(), key=lambda ref: (ref.span.start_time_unix_nano, ref.span.span_id))
@@ -98,6 +199,11 @@ def trace_document(trace_id: bytes, spans: Sequence[SpanRef]) -> dict[str, Any]:
     if name is None and observations:
         name = observations[root]["name"] or None
     environment = next((v.environment for v in by_priority if v.environment != "default"), "default")
+    if orphans:
+        for i, log in enumerate(orphans):
+            observations.append(_event_observation(trace_id, log, i, {k: _stringified(val)
+                                                                      for k, val in log.resource.items()}))
+        observations.sort(key=lambda o: o["startTime"])   # stable: spans of one microsecond keep their order
 
     return {
         "id": trace_id.hex(),
