@@ -351,29 +351,39 @@ def _details_log_json(trace_id: str, span_id: str) -> bytes:
         {"scope": {"name": "opentelemetry.instrumentation.openai_v2"}, "logRecords": [record, untraced]}]}]})
 
 
+@pytest.mark.parametrize("fmt", ["json", "cbor_zstd"])
 @pytest.mark.parametrize("privacy", [False, True])
-def test_genai_log_events_join_their_span_across_requests(start_router, tmp_path, privacy) -> None:
+def test_genai_log_events_join_their_span_across_requests(start_router, tmp_path, privacy, fmt) -> None:
     """OpenAI-v2's event mode puts prompts and completions only in a log event: it arrives in a
-    logs request of its own (here before its span) and joins the span in the trace's document."""
+    logs request of its own (here before its span) and joins the span in the trace's document,
+    or in its Aperture record."""
     store = tmp_path / "store"
-    config = base_config(tmp_path, destinations={"store": {"type": "file", "dir": str(store), "format": "json",
-                                                           "trace_idle": "500ms"}},
+    window = {"trace_idle": "500ms"} if fmt == "json" else {"every": "1s"}
+    config = base_config(tmp_path, destinations={"store": {"type": "file", "dir": str(store), "format": fmt,
+                                                           **window}},
                          routes=[{"name": "genai", "destinations": ["store"], "signals": ["traces", "logs"],
                                   "privacy": privacy}])
     router = start_router(config)
     trace_id, span_id = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
     assert router.post("/v1/logs", _details_log_json(trace_id, span_id), JS)[0] == 200
     assert router.post("/v1/traces", _genai_span_json(trace_id, span_id), JS)[0] == 200
-    [(name, data)] = wait_for(lambda: [(p.name, p.read_bytes()) for p in store.rglob("*.json")], timeout=10)
-    assert name.startswith(trace_id)
-    [o] = orjson.loads(data)["observations"]
-    assert o["type"] == "GENERATION" and o["model"] == "gpt-4o-mini"
-    if privacy:
-        assert b"secret" not in data and o["input"] is None and o["output"] is None
+    [(name, data)] = wait_for(lambda: [(p.name, p.read_bytes()) for p in store.rglob("*") if p.is_file()
+                                       and not p.name.startswith(".")], timeout=10)
+    if fmt == "json":
+        assert name.startswith(trace_id)
+        [o] = orjson.loads(data)["observations"]
+        assert o["type"] == "GENERATION" and o["model"] == "gpt-4o-mini"
+        prompt, answer = (o["input"], o["output"])
     else:
-        assert o["input"][0]["parts"][0]["content"] == "secret prompt"
-        assert o["output"][0]["parts"][0]["content"] == "secret answer"
-    # The record without a trace id has no document to go in: the dead letter keeps it.
+        [rec] = _records(data)
+        assert rec["model"] == "gpt-4o-mini" and rec["capture_id"] == span_id
+        capture = rec.get("capture") or {}
+        prompt, answer = (capture.get("requestBody"), capture.get("responseBody"))
+    if privacy:
+        assert b"secret" not in data and prompt is None and answer is None
+    else:
+        assert "secret prompt" in orjson.dumps(prompt).decode() and "secret answer" in orjson.dumps(answer).decode()
+    # The record without a trace (or span) id has no document or record to go in: the dead letter keeps it.
     dead = wait_for(lambda: list((tmp_path / "spool" / "store" / "dead").glob("*")), timeout=10)
     assert dead and b"no trace here" in b"".join(p.read_bytes() for p in dead if p.is_file())
 

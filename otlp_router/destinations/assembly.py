@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from otlp_router.destinations.formats.aperture import record as aperture_record
-from otlp_router.destinations.formats.trace_json import LogRef, SpanRef
+from otlp_router.destinations.formats.trace_json import LogRef, SpanRef, joined
 from otlp_router.model import otlp_json
 from otlp_router.model.attributes import to_dict
 from otlp_router.model.batch import Batch, items_of, select
@@ -246,7 +246,9 @@ class TraceAssembler:
 @dataclass(eq=False)
 class RecordGroup(Group):
     records: list[dict[str, Any]] = field(default_factory=list)
-    members: dict[int, set[int]] = field(default_factory=dict)   # id(entry) -> positions of the spans in it
+    members: dict[int, set[int]] = field(default_factory=dict)   # id(entry) -> positions of the items in it
+    spans: list[SpanRef] = field(default_factory=list)            # each record's span
+    logs: list[tuple[LogRef, Entry, int]] = field(default_factory=list)   # to join when the object closes
 
     def batches(self) -> list[Batch]:
         return [_only(entry.batch, self.members[key]) for key, entry in self.entries.items()]
@@ -254,13 +256,19 @@ class RecordGroup(Group):
 
 class RecordBatcher:
     """Aperture records, one object every `every` seconds of at most `limit`
-    records, and of one API key: an object never holds two keys' records."""
+    records, and of one API key: an object never holds two keys' records.
+
+    Log records routed here (GenAI events with the prompts and completions of
+    a model call, see trace_json.joined) wait in the object of their API key
+    and join their span's record when the object closes; one whose span is not
+    in that object has no record to go in, and goes to the dead letter."""
 
     def __init__(self, every: float, limit: int, privacy: bool) -> None:
         self.every, self.limit, self.privacy = every, limit, privacy
         self.current: dict[str | None, RecordGroup] = {}   # by API key name
         self.full: list[Group] = []
         self._last_id = 0
+        self._hold: Hold = lambda entry: None
 
     def _next_id(self, received: float, index: int) -> int:
         # From the arrival time (microseconds) and the position in the request, so
@@ -268,15 +276,28 @@ class RecordBatcher:
         self._last_id = max(self._last_id + 1, int(received * 1_000_000) + index)
         return self._last_id
 
+    def _group(self, key_name: str | None, now: float) -> RecordGroup:
+        group = self.current.get(key_name)
+        if group is None:
+            group = self.current[key_name] = RecordGroup(now, now, api_key_name=key_name)
+        return group
+
     def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
+        self._hold = hold
         batch = entry.batch
         poisoned: list[Poison] = []
         bad: set[int] = set()
         first_error: BaseException | None = None
         index = 0
-        for position, span, ref in _spans(entry, now, hold, poisoned):
+        for position, item, ref in _spans(entry, now, hold, poisoned):
+            if ref.__class__ is LogRef:
+                group = self._group(batch.api_key_name, now)
+                group.take(entry, 0, 0, now, hold)
+                group.logs.append((ref, entry, position))
+                group.members.setdefault(id(entry), set()).add(position)
+                continue
             try:
-                genai = view(span, ref.resource, ref.scope_name, ref.scope_version)
+                genai = view(item, ref.resource, ref.scope_name, ref.scope_version)
                 if not genai.is_genai:
                     continue
                 index += 1
@@ -288,24 +309,59 @@ class RecordBatcher:
                 continue
             if rec is None:
                 continue
-            group = self.current.get(batch.api_key_name)
-            if group is None:
-                group = self.current[batch.api_key_name] = RecordGroup(now, now, api_key_name=batch.api_key_name)
+            group = self._group(batch.api_key_name, now)
             group.take(entry, 1, 1, now, hold)
             group.records.append(rec)
+            group.spans.append(ref)
             group.members.setdefault(id(entry), set()).add(position)
             if len(group.records) >= self.limit:
-                self.full.append(self.current.pop(batch.api_key_name))
+                self.full.extend(self._close(self.current.pop(batch.api_key_name), now))
         if bad:
             assert first_error is not None
             poisoned.append(poison(entry, _only(batch, bad), first_error, now, hold))
         return poisoned
 
+    def _close(self, group: RecordGroup, now: float) -> list[Group]:
+        """The object, its records joined with their log events; and the log records no record took."""
+        if not group.logs:
+            return [group]
+        refs, unjoined = joined(group.spans, [log for log, _, _ in group.logs])
+        for i, ref in enumerate(refs):
+            if ref is group.spans[i]:
+                continue   # no event joined it
+            try:
+                genai = view(ref.span, ref.resource, ref.scope_name, ref.scope_version)
+                rec = aperture_record(ref, genai, record_id=group.records[i]["id"], privacy=self.privacy,
+                                      api_key_name=group.api_key_name)
+            except Exception:  # noqa: BLE001 - the record as the span alone makes it stays
+                log.warning("destination: cannot join log events to the record of span %s", ref.span.span_id.hex(),
+                            exc_info=True)
+                continue
+            if rec is not None:
+                group.records[i] = rec
+        if not unjoined:
+            return [group]
+        left = {id(log) for log in unjoined}
+        stray: dict[int, tuple[Entry, set[int]]] = {}
+        for log_ref, entry, position in group.logs:
+            if id(log_ref) in left:
+                stray.setdefault(id(entry), (entry, set()))[1].add(position)
+        # An object of log records alone writes nothing: its strays take over its holds.
+        out: list[Group] = [group] if group.records else []
+        hold = self._hold if group.records else (lambda entry: None)
+        for entry, positions in stray.values():
+            part = _only(entry.batch, positions)
+            lost = Poison(now, now, signal="logs", parts=[part],
+                          reason="log records whose span has no record in this Aperture object")
+            lost.take(entry, part.size, part.items, now, hold)
+            out.append(lost)
+        return out
+
     def due(self, now: float, everything: bool = False) -> list[Group]:
         ready, self.full = self.full, []
         for key_name, group in list(self.current.items()):
             if everything or now - group.opened >= self.every:
-                ready.append(self.current.pop(key_name))
+                ready.extend(self._close(self.current.pop(key_name), now))
         return ready
 
     def next_due(self) -> float | None:

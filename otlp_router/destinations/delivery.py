@@ -319,6 +319,9 @@ class Delivery:
                     pass
             self._wake.clear()
             for group in self._assembler.due(time.monotonic(), everything=not self._reading):
+                if isinstance(group, Poison):   # what an assembler found it cannot place when it closed a group
+                    self._start(self._dead_letter_group(group, group.reason))
+                    continue
                 await self._slots.acquire()
                 self._start(self._deliver(group), release_slot=True)
         while self._exports:
@@ -456,4 +459,6 @@ async def export_once(destination: Destination, batches: list[Batch]) -> None:
         if poisoned:
             raise ExportError(poisoned[0].reason, permanent=True)
     for group in assembler.due(now, everything=True):
+        if isinstance(group, Poison):
+            raise ExportError(group.reason, permanent=True)
         await destination.export(group)

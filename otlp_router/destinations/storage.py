@@ -73,12 +73,11 @@ class StorageDestination(Destination):
         # Aperture records leave out the capture in privacy mode; the rest of
         # privacy happens upstream, in the destination's shaping.
         self.privacy = settings.data.get("privacy") is True
-        if self.format == "cbor_zstd":
-            self.accepts = frozenset({"traces"})  # Aperture records are a trace format
-        if self.format == "json":
-            # Per-trace JSON: spans, and the log records of their traces when a route sends them
-            # (`signals: [traces, logs]`): GenAI events join their spans (assembly.py).
+        if self.format != "otlp_json":
+            # Trace formats: spans, and log records when a route sends them (`signals: [traces,
+            # logs]`): GenAI events join their spans (assembly.py).
             self.accepts, self.implied = frozenset({"traces", "logs"}), frozenset({"traces"})
+        if self.format == "json":
             self.whole_traces = True
             self.path_template = _path_template(settings)
             self._trace_settings = (settings.duration("trace_idle", 5.0, minimum=0.001),
