@@ -990,9 +990,8 @@ def _view(attributes: dict[str, Any], events: Sequence[Span.Event], name: str, s
     estimate = None
     if (not cost_details and type_ in MODEL_CALL_TYPES and engine.table.estimate_cost
             and (counts[0] is not None or counts[1] is not None)):
-        estimate = prices.estimate(found.get("model"), found.get("provider"), start_unix_nano,
-                                   input_tokens=counts[0], output_tokens=counts[1], cache_read=counts[3],
-                                   cache_write=counts[5], reasoning=counts[4])
+        estimate = prices.estimate(found.get("model"), found.get("provider"), start_unix_nano, counts[0],
+                                   counts[1], counts[3], counts[5], counts[4])
         if estimate is not None:
             cost = estimate.total
             cost_details = {"input": estimate.input, "output": estimate.output, "total": estimate.total}

@@ -30,7 +30,7 @@ from typing import Any
 __all__ = ["Estimate", "estimate", "source", "warm"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)   # not frozen: made once per model call, and frozen init costs a setattr per field
 class Estimate:
     """USD for one call, split as Langfuse's costDetails are, and what priced it."""
 
@@ -68,7 +68,7 @@ def source() -> str:
     return f"genai-prices {metadata.version('genai-prices')}"
 
 
-def estimate(model: str | None, provider: str | None, at_unix_nano: int, *, input_tokens: int | None,
+def estimate(model: str | None, provider: str | None, at_unix_nano: int, input_tokens: int | None,
              output_tokens: int | None, cache_read: int | None = None, cache_write: int | None = None,
              reasoning: int | None = None) -> Estimate | None:
     """The price of one call, or None when the model is unknown or nothing is counted."""
@@ -77,23 +77,21 @@ def estimate(model: str | None, provider: str | None, at_unix_nano: int, *, inpu
     rates = _rates(model, provider or None, at_unix_nano // _NS_PER_DAY if at_unix_nano > 0 else None)
     if rates is None:
         return None
-    counts = _clamped(input_tokens or 0, output_tokens or 0, cache_read or 0, cache_write or 0, reasoning or 0)
-    amounts = rates.price(counts)
-    if amounts is None or not all(math.isfinite(a) for a in amounts):
+    # Buckets past their count (a provider that reports them outside it) are not the table's
+    # model: clamp them so the uncached remainder is never negative.
+    i, o = input_tokens or 0, output_tokens or 0
+    cr = min(cache_read or 0, i)
+    amounts = rates.price((i, o, cr, min(cache_write or 0, i - cr), min(reasoning or 0, o)))
+    if amounts is None:
+        return None
+    inp, out, total = amounts
+    if not (math.isfinite(inp) and math.isfinite(out) and math.isfinite(total)):
         return None   # counts past any real call's: no estimate rather than an infinite one
-    return Estimate(*amounts, model=rates.model, provider=rates.provider)
+    return Estimate(inp, out, total, rates.model, rates.provider)
 
 
 _NS_PER_DAY = 86_400 * 10**9
 _Counts = tuple[int, int, int, int, int]   # input, output, cache reads, cache writes, reasoning
-
-
-def _clamped(input_tokens: int, output_tokens: int, cache_read: int, cache_write: int, reasoning: int) -> _Counts:
-    # Buckets past their count (a provider that reports them outside it) are not the table's
-    # model: clamp them so the uncached remainder is never negative.
-    cache_read = min(cache_read, input_tokens)
-    return (input_tokens, output_tokens, cache_read, min(cache_write, input_tokens - cache_read),
-            min(reasoning, output_tokens))
 
 
 class _Rates:
@@ -142,8 +140,10 @@ class _Rates:
     @staticmethod
     def _affine(rows: tuple[tuple[float, ...], ...], counts: _Counts) -> tuple[float, float, float]:
         i, o, cr, cw, r = counts
-        return tuple(c0 + ci * i + co * o + ccr * cr + ccw * cw + cre * r    # type: ignore[return-value]
-                     for c0, ci, co, ccr, ccw, cre in rows)
+        a, b, c = rows
+        return (a[0] + a[1] * i + a[2] * o + a[3] * cr + a[4] * cw + a[5] * r,
+                b[0] + b[1] * i + b[2] * o + b[3] * cr + b[4] * cw + b[5] * r,
+                c[0] + c[1] * i + c[2] * o + c[3] * cr + c[4] * cw + c[5] * r)
 
     def _exact(self, counts: _Counts) -> tuple[Any, Any, Any]:
         i, o, cr, cw, r = counts
