@@ -4,6 +4,19 @@
 #     -v otlp-router-data:/var/lib/otlp-router otlp-router
 # The configuration is deploy/router.yaml, at /etc/otlp-router/router.yaml in the
 # image; mount your own there (read-only). See README.md, "Running it as a service".
+
+# Build stage: the package's wheel, with its Rust core (native/, built by maturin, the build
+# backend pyproject.toml names). The toolchain stays in this stage; the image gets the wheel.
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/root/.cargo/bin:$PATH
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl gcc libc6-dev \
+ && curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal \
+ && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml README.md LICENSE /src/
+COPY native /src/native
+COPY otlp_router /src/otlp_router
+RUN pip wheel --no-deps --wheel-dir /wheels /src
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,10 +24,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The package only (the build backend comes from pyproject.toml); the sources go afterwards.
-COPY pyproject.toml README.md LICENSE /src/
-COPY otlp_router /src/otlp_router
-RUN pip install /src && rm -rf /src
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/*.whl && rm -rf /wheels
 
 # A system user without a login; numeric so that runAsNonRoot can check it.
 RUN groupadd --system --gid 10001 otlp-router \

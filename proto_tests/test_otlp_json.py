@@ -30,7 +30,6 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from otlp_router.model import otlp_json
 from otlp_router.model.otlp_json import MAX_NESTING, JsonDecodeError, decode, encode, to_dict
 
 DATA = Path(__file__).parent / "data"
@@ -708,23 +707,3 @@ def test_random_json_decodes_or_raises_json_decode_error(request_type: type[Mess
     lambda b: st.integers(0, len(b)).map(lambda n: b[:n])))
 def test_garbage_and_truncated_bytes_raise_only_json_decode_error(body: bytes) -> None:
     decodes_or_reports(ExportTraceServiceRequest, body)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.data())
-def test_generated_fast_path_and_careful_decoder_agree(data: st.DataObject) -> None:
-    """decode() tries generated code first and falls back to the careful decoder on anything
-    unusual; whenever the fast path accepts a document, the careful decoder must build the same
-    message."""
-    request_type, body = data.draw(st.sampled_from(SAMPLES))
-    doc = mutate(data, orjson.loads(body)) if data.draw(st.booleans()) else orjson.loads(body)
-    if not isinstance(doc, dict):
-        return
-    fast, _ = otlp_json._functions(request_type.DESCRIPTOR)
-    try:
-        fast_wire = fast(doc).encode("latin-1")
-    except Exception:
-        return
-    plan = otlp_json._plan(request_type.DESCRIPTOR)
-    careful_wire = otlp_json._CAREFUL.message(plan, doc, None, 0).encode("latin-1")
-    assert wire(request_type.FromString(fast_wire)) == wire(request_type.FromString(careful_wire))

@@ -274,7 +274,9 @@ def test_dockerfile_base_install_and_user() -> None:
     froms = [v for k, v in instr if k == "FROM"]
     assert len(froms) >= 1 and re.fullmatch(r"python:3\.11[\w.-]*-slim[\w.-]*", froms[-1].split()[0]), froms
     runs = " ".join(v for k, v in instr if k == "RUN")
-    assert re.search(r"pip install (\S+ )*(/src|\.)(\s|$)", runs), "the package is installed with pip install"
+    assert re.search(r"pip install (\S+ )*(/src|\.|/wheels/\*\.whl)(\s|$)", runs), "the package is installed with pip install"
+    # the wheel is built (Rust core and all) from the checkout's sources in a build stage
+    assert re.search(r"pip wheel (\S+ )*/src(\s|$)", runs) and "native" in docker_copies().values()
     users = [v for k, v in instr if k == "USER"]
     assert users, "no USER: the router would run as root"
     user = users[-1].split(":")[0]

@@ -126,15 +126,17 @@ def test_a_route_for_logs_only_sends_only_logs(start_router, tmp_path) -> None:
         assert read_otlp_json_lines(tmp_path / "all", signal)
 
 
-def test_a_trace_format_destination_for_logs_is_a_config_error(tmp_path) -> None:
+def test_a_trace_format_destination_for_metrics_is_a_config_error(tmp_path) -> None:
+    # Trace formats take log records (GenAI events join their spans), never metrics.
     import yaml
     from otlp_router import config
     from otlp_router.settings import ConfigError
     text = yaml.safe_dump(base_config(tmp_path, destinations={"json": {"type": "file", "dir": "x", "format": "json"}},
-                                      routes=[{"name": "logs-to-json", "signals": ["logs"], "destinations": ["json"]}]))
+                                      routes=[{"name": "metrics-to-json", "signals": ["logs", "metrics"],
+                                               "destinations": ["json"]}]))
     with pytest.raises(ConfigError) as err:
         config.parse(text)
-    assert err.value.path == "routes[0].signals[0]" and "logs-to-json" in err.value.problem
+    assert err.value.path == "routes[0].signals[1]" and "metrics-to-json" in err.value.problem
 
 
 @pytest.mark.parametrize("signal", [LOGS, METRICS])

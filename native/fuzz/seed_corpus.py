@@ -1,0 +1,32 @@
+"""Seed corpus of the json_to_wire fuzz target from the golden JSON codec cases.
+
+    python native/fuzz/seed_corpus.py      # writes native/fuzz/corpus/json_to_wire/ (git-ignored)
+    cd native/fuzz && cargo +nightly fuzz run json_to_wire -- -max_total_time=300 -max_len=20000
+
+The first byte of a fuzz input picks the root message (see fuzz_targets/json_to_wire.rs).
+"""
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ROOTS = {"opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest": 0,
+         "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest": 1,
+         "opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest": 2,
+         "opentelemetry.proto.common.v1.AnyValue": 3, "opentelemetry.proto.trace.v1.Span": 4}
+
+out = Path(__file__).resolve().parent / "corpus" / "json_to_wire"
+out.mkdir(parents=True, exist_ok=True)
+n = 0
+for path in sorted((ROOT / "tests" / "golden" / "json_codec").glob("*.jsonl")):
+    for line in path.read_text().splitlines():
+        case = json.loads(line)
+        if case["kind"] == "decode" and case["type"] in ROOTS:
+            body = base64.b64decode(case["body"])
+            if len(body) <= 20000:
+                data = bytes([ROOTS[case["type"]]]) + body
+                (out / hashlib.sha1(data).hexdigest()).write_bytes(data)
+                n += 1
+print(f"{out}: {n} seeds")

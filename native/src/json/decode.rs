@@ -1,0 +1,496 @@
+//! OTLP JSON (parsed tape) to protobuf wire bytes, following every rule of the former Python
+//! codec (see otlp_router/model/otlp_json.py's docstring): keys by json_name or proto name
+//! (both at once is an error), unknown keys ignored, null = not set, duplicate JSON keys keep
+//! the last value at the first key's place (as a Python dict does), hex ids, base64 bytes,
+//! enum names and numbers, 64-bit integers as numbers or decimal strings, NaN/Infinity
+//! strings, oneof exclusivity, MAX_NESTING.  Fields are written in the order their keys come.
+
+use super::error::{DecodeError, Part, Problem, Shown, Step};
+use super::parse::{parse, Doc, Node};
+use super::table::{Field, Kind, Message};
+use super::tables::{ENUMS, MESSAGES};
+
+/// Deepest message nesting below the root: upb's own parse limit.
+pub const MAX_NESTING: u32 = 100;
+const MAX_EXACT_FLOAT_INT: f64 = 9007199254740992.0; // 2**53
+
+type Res<T> = Result<T, Problem>;
+
+fn text(s: &str) -> Part {
+    Part::Text(s.to_string())
+}
+
+fn problem(parts: Vec<Part>) -> Problem {
+    Problem::new(parts)
+}
+
+/// Decodes `body` as OTLP JSON of the message `MESSAGES[root]` into protobuf wire bytes.
+pub fn decode(root: usize, body: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let doc = parse(body).map_err(DecodeError::Syntax)?;
+    let mut d = Decoder { doc: &doc, out: Vec::with_capacity(body.len() / 2 + 16) };
+    match doc.nodes[0] {
+        Node::Object { .. } => {}
+        other => {
+            let shown = d.show(other);
+            return Err(DecodeError::Problem(problem(vec![
+                text("expected a JSON object at the top level, got "),
+                Part::Show(shown),
+            ])));
+        }
+    }
+    d.message(&MESSAGES[root], 0, 0).map_err(DecodeError::Problem)?;
+    Ok(d.out)
+}
+
+struct Decoder<'d, 'a> {
+    doc: &'d Doc<'a>,
+    out: Vec<u8>,
+}
+
+#[inline]
+pub fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn varint_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        len += 1;
+    }
+    len
+}
+
+#[inline]
+fn put_tag(out: &mut Vec<u8>, number: u32, wire: u32) {
+    put_varint(out, ((number << 3) | wire) as u64);
+}
+
+/// Reserves one byte for a length prefix; `end_len` fills it in (moving the body when the
+/// length takes more than one byte).
+#[inline]
+fn begin_len(out: &mut Vec<u8>) -> usize {
+    out.push(0);
+    out.len()
+}
+
+#[inline]
+fn end_len(out: &mut Vec<u8>, body_start: usize) {
+    let len = out.len() - body_start;
+    if len < 0x80 {
+        out[body_start - 1] = len as u8;
+        return;
+    }
+    let extra = varint_len(len as u64) - 1;
+    let old = out.len();
+    out.resize(old + extra, 0);
+    out.copy_within(body_start..old, body_start + extra);
+    let mut n = len as u64;
+    let mut i = body_start - 1;
+    while n >= 0x80 {
+        out[i] = (n as u8) | 0x80;
+        n >>= 7;
+        i += 1;
+    }
+    out[i] = n as u8;
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn b64_value(c: u8, url: bool) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' if !url => Some(62),
+        b'/' if !url => Some(63),
+        b'-' if url => Some(62),
+        b'_' if url => Some(63),
+        _ => None,
+    }
+}
+
+/// Standard or URL-safe base64 (one alphabet throughout), padding optional but, when given,
+/// complete; bits past the last byte are ignored (binascii's strict mode does not check them).
+pub fn base64_decode(s: &[u8], out: &mut Vec<u8>) -> bool {
+    let data_len = s.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
+    let pad_given = s.len() - data_len;
+    let data = &s[..data_len];
+    if pad_given > 2 {
+        return false;
+    }
+    let url = if data.iter().all(|&c| b64_value(c, false).is_some()) {
+        false
+    } else if data.iter().all(|&c| b64_value(c, true).is_some()) {
+        true
+    } else {
+        return false;
+    };
+    let padding = (4 - data_len % 4) % 4;
+    if padding == 3 || (pad_given != 0 && pad_given != padding) {
+        return false;
+    }
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &c in data {
+        acc = (acc << 6) | b64_value(c, url).unwrap_or(0) as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    true
+}
+
+fn is_decimal(s: &[u8]) -> bool {
+    let digits = s.strip_prefix(b"-").unwrap_or(s);
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+fn is_json_number(s: &[u8]) -> bool {
+    let mut i = 0;
+    let n = s.len();
+    if i < n && s[i] == b'-' {
+        i += 1;
+    }
+    if i < n && s[i] == b'0' {
+        i += 1;
+    } else if i < n && (b'1'..=b'9').contains(&s[i]) {
+        while i < n && s[i].is_ascii_digit() {
+            i += 1;
+        }
+    } else {
+        return false;
+    }
+    if i < n && s[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < n && s[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    if i < n && (s[i] == b'e' || s[i] == b'E') {
+        i += 1;
+        if i < n && (s[i] == b'+' || s[i] == b'-') {
+            i += 1;
+        }
+        let start = i;
+        while i < n && s[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    i == n
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+impl<'d, 'a> Decoder<'d, 'a> {
+    fn show(&self, node: Node) -> Shown {
+        match node {
+            Node::Null => Shown::Null,
+            Node::Bool(b) => Shown::Bool(b),
+            Node::Int(i) => Shown::Int(i as i128),
+            Node::UInt(u) => Shown::Int(u as i128),
+            Node::Float(x) => Shown::Float(x),
+            Node::Str { .. } => Shown::Str(self.doc.str_of(node).to_string()),
+            Node::Array { .. } => Shown::List,
+            Node::Object { .. } => Shown::Object,
+        }
+    }
+
+    fn expected(&self, what: &str, node: Node) -> Problem {
+        problem(vec![Part::Text(format!("expected {what}, got ")), Part::Show(self.show(node))])
+    }
+
+    /// The slot of a key in `m`: 2 * field index, + 1 for the proto name when it differs from
+    /// the json_name.
+    #[inline]
+    fn slot(m: &Message, key: &[u8]) -> Option<usize> {
+        for (i, f) in m.fields.iter().enumerate() {
+            if f.json_name.as_bytes() == key {
+                return Some(2 * i);
+            }
+            if f.name.as_bytes() == key {
+                return Some(2 * i + usize::from(f.name != f.json_name));
+            }
+        }
+        None
+    }
+
+    fn message(&mut self, m: &'static Message, node: usize, nesting: u32) -> Res<()> {
+        let doc = self.doc;
+        let len = match doc.nodes[node] {
+            Node::Object { len, .. } => len,
+            other => return Err(self.expected("an object", other)),
+        };
+        // the last value of each known key, in the order the keys first came (Python dict order)
+        let mut values = [NO_SLOT; 64];
+        let mut order = [0u8; 64];
+        let mut n_order = 0;
+        let mut i = node + 1;
+        for _ in 0..len {
+            let key = match doc.nodes[i] {
+                Node::Str { off, len, esc } => doc.bytes(off, len, esc),
+                _ => &[],
+            };
+            let value = i + 1;
+            i = doc.next(value);
+            if let Some(slot) = Self::slot(m, key) {
+                if values[slot] == NO_SLOT {
+                    order[n_order] = slot as u8;
+                    n_order += 1;
+                }
+                values[slot] = value as u32;
+            }
+        }
+        let mut seen = [u8::MAX; 32];
+        let mut oneof_set: [&'static str; 8] = [""; 8];
+        for &slot in &order[..n_order] {
+            let slot = slot as usize;
+            let value = values[slot] as usize;
+            if let Node::Null = doc.nodes[value] {
+                continue;
+            }
+            let f = &m.fields[slot / 2];
+            let key = if slot % 2 == 0 { f.json_name } else { f.name };
+            let other = seen[slot / 2];
+            if other != u8::MAX {
+                let other = if other % 2 == 0 { f.json_name } else { f.name };
+                return Err(problem(vec![Part::Text(format!("field given twice, also as '{other}'"))])
+                    .at(Step::Key(key)));
+            }
+            seen[slot / 2] = slot as u8;
+            if f.oneof != 0 {
+                let o = f.oneof as usize - 1;
+                if !oneof_set[o].is_empty() {
+                    return Err(problem(vec![Part::Text(format!(
+                        "only one of oneof '{}' may be set, '{}' is set too",
+                        m.oneofs[o], oneof_set[o]
+                    ))])
+                    .at(Step::Key(key)));
+                }
+                oneof_set[o] = key;
+            }
+            self.field(f, value, nesting).map_err(|e| e.at(Step::Key(key)))?;
+        }
+        Ok(())
+    }
+
+    fn field(&mut self, f: &'static Field, value: usize, nesting: u32) -> Res<()> {
+        if !f.repeated {
+            return self.value(f, value, nesting);
+        }
+        let doc = self.doc;
+        let len = match doc.nodes[value] {
+            Node::Array { len, .. } => len,
+            other => return Err(self.expected("a list", other)),
+        };
+        let mut e = value + 1;
+        if f.packed {
+            put_tag(&mut self.out, f.number, 2);
+            let start = begin_len(&mut self.out);
+            for i in 0..len as usize {
+                self.scalar(f, e).map_err(|p| p.at(Step::Index(i)))?;
+                e = doc.next(e);
+            }
+            end_len(&mut self.out, start);
+        } else {
+            for i in 0..len as usize {
+                self.value(f, e, nesting).map_err(|p| p.at(Step::Index(i)))?;
+                e = doc.next(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tag and value of one (element of a) non-packed field.
+    fn value(&mut self, f: &'static Field, value: usize, nesting: u32) -> Res<()> {
+        let doc = self.doc;
+        let node = doc.nodes[value];
+        match f.kind {
+            Kind::Message => {
+                if nesting >= MAX_NESTING {
+                    return Err(problem(vec![Part::Text(format!(
+                        "nested too deep: protobuf accepts at most {MAX_NESTING} levels of messages below the root"
+                    ))]));
+                }
+                put_tag(&mut self.out, f.number, 2);
+                let start = begin_len(&mut self.out);
+                self.message(&MESSAGES[f.message], value, nesting + 1)?;
+                end_len(&mut self.out, start);
+            }
+            Kind::String => {
+                let Node::Str { off, len, esc } = node else { return Err(self.expected("a string", node)) };
+                let bytes = doc.bytes(off, len, esc);
+                put_tag(&mut self.out, f.number, 2);
+                put_varint(&mut self.out, bytes.len() as u64);
+                self.out.extend_from_slice(bytes);
+            }
+            Kind::HexId => {
+                let Node::Str { off, len, esc } = node else { return Err(self.expected("a hex string", node)) };
+                let s = doc.bytes(off, len, esc);
+                if s.len() % 2 != 0 || !s.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(self.expected(f.id_digits, node));
+                }
+                put_tag(&mut self.out, f.number, 2);
+                put_varint(&mut self.out, (s.len() / 2) as u64);
+                for pair in s.chunks_exact(2) {
+                    let hi = hex_digit(pair[0]).unwrap_or(0);
+                    let lo = hex_digit(pair[1]).unwrap_or(0);
+                    self.out.push(hi << 4 | lo);
+                }
+            }
+            Kind::Bytes => {
+                let Node::Str { off, len, esc } = node else { return Err(self.expected("a base64 string", node)) };
+                let s = doc.bytes(off, len, esc);
+                put_tag(&mut self.out, f.number, 2);
+                let start = begin_len(&mut self.out);
+                if !base64_decode(s, &mut self.out) {
+                    return Err(self.expected("a base64 string", node));
+                }
+                end_len(&mut self.out, start);
+            }
+            kind => {
+                put_tag(&mut self.out, f.number, kind.wire_type());
+                self.scalar(f, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Wire value (no tag) of a number, bool or enum.
+    fn scalar(&mut self, f: &'static Field, value: usize) -> Res<()> {
+        let node = self.doc.nodes[value];
+        let kind = f.kind;
+        match kind {
+            Kind::Bool => match node {
+                Node::Bool(b) => self.out.push(b as u8),
+                _ => return Err(self.expected("true or false", node)),
+            },
+            Kind::Double => {
+                let x = self.floating(kind, node)?;
+                self.out.extend_from_slice(&x.to_le_bytes());
+            }
+            Kind::Float => {
+                let x = self.floating(kind, node)?;
+                self.out.extend_from_slice(&(x as f32).to_le_bytes());
+            }
+            Kind::Enum if matches!(node, Node::Str { .. }) => {
+                let name = self.doc.str_of(node);
+                let e = &ENUMS[f.enum_index];
+                match e.values.iter().find(|(n, _)| *n == name) {
+                    Some(&(_, number)) => put_varint(&mut self.out, number as i64 as u64),
+                    None => {
+                        return Err(problem(vec![
+                            Part::Text(format!("unknown {} value ", e.name)),
+                            Part::Show(self.show(node)),
+                        ]))
+                    }
+                }
+            }
+            _ => {
+                let n = self.integer(kind, node)?;
+                match kind {
+                    Kind::Int32 | Kind::Int64 | Kind::Uint32 | Kind::Uint64 | Kind::Enum => {
+                        put_varint(&mut self.out, n as i64 as u64)
+                    }
+                    Kind::Sint32 | Kind::Sint64 => {
+                        let n = n as i64;
+                        put_varint(&mut self.out, ((n << 1) ^ (n >> 63)) as u64)
+                    }
+                    Kind::Fixed32 | Kind::Sfixed32 => self.out.extend_from_slice(&(n as u32).to_le_bytes()),
+                    _ => self.out.extend_from_slice(&(n as u64).to_le_bytes()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn integer(&self, kind: Kind, node: Node) -> Res<i128> {
+        const EXPECTED: &str = "an integer (number or decimal string)";
+        let n: i128 = match node {
+            Node::Int(i) => i as i128,
+            Node::UInt(u) => u as i128,
+            Node::Str { .. } => {
+                let s = self.doc.str_of(node);
+                if !is_decimal(s.as_bytes()) {
+                    return Err(self.expected(EXPECTED, node));
+                }
+                if s.trim_start_matches('-').trim_start_matches('0').len() > 20 {
+                    return Err(problem(vec![
+                        Part::Show(self.show(node)),
+                        Part::Text(format!(" is out of range for {}", kind.name())),
+                    ]));
+                }
+                s.parse::<i128>().unwrap_or(0)
+            }
+            Node::Float(x) => {
+                if x.fract() != 0.0 {
+                    return Err(problem(vec![text("expected an integer, got "), Part::Show(Shown::Float(x))]));
+                }
+                if x.abs() > MAX_EXACT_FLOAT_INT {
+                    return Err(problem(vec![
+                        Part::Show(Shown::Float(x)),
+                        text(" is too large to be exact as a JSON number; write it as a decimal string"),
+                    ]));
+                }
+                x as i128
+            }
+            _ => return Err(self.expected(EXPECTED, node)),
+        };
+        let (low, high) = kind.range();
+        if n < low || n > high {
+            let name = if kind == Kind::Enum { "int32" } else { kind.name() };
+            return Err(problem(vec![Part::Text(format!("{n} is out of range for {name}"))]));
+        }
+        Ok(n)
+    }
+
+    fn floating(&self, kind: Kind, node: Node) -> Res<f64> {
+        const EXPECTED: &str = "a number, \"NaN\", \"Infinity\" or \"-Infinity\"";
+        let (x, named_infinity) = match node {
+            Node::Str { .. } => {
+                let s = self.doc.str_of(node);
+                match s {
+                    "NaN" => (f64::NAN, false),
+                    "Infinity" => (f64::INFINITY, true),
+                    "-Infinity" => (f64::NEG_INFINITY, true),
+                    _ if is_json_number(s.as_bytes()) => (s.parse::<f64>().unwrap_or(f64::NAN), false),
+                    _ => return Err(self.expected(EXPECTED, node)),
+                }
+            }
+            Node::Int(i) => (i as f64, false),
+            Node::UInt(u) => (u as f64, false),
+            Node::Float(x) => (x, false),
+            _ => return Err(self.expected(EXPECTED, node)),
+        };
+        let out_of_range = (x.is_infinite() && !named_infinity)
+            || (kind == Kind::Float && (x as f32).is_infinite() && !x.is_infinite());
+        if out_of_range {
+            return Err(problem(vec![
+                Part::Show(self.show(node)),
+                Part::Text(format!(" is out of range for {}", kind.name())),
+            ]));
+        }
+        Ok(x)
+    }
+}

@@ -1,0 +1,370 @@
+//! A JSON parser into a flat tape of nodes, accepting exactly what orjson accepts.
+//!
+//! The whole document is parsed (and so validated) before anything is transcoded, as
+//! `orjson.loads` did before the Python codec looked at the data: a syntax error anywhere
+//! wins over a problem with a field.  What orjson accepts, and so what this parser accepts:
+//! RFC 8259 JSON in UTF-8 without a byte order mark; no NaN or Infinity literals, no trailing
+//! commas, no leading zeros; escapes must form valid UTF-16 (no lone surrogates); numbers
+//! that overflow a double are errors; integers that fit in 64 bits (signed, or unsigned when
+//! not negative) are integers, longer ones are doubles; at most 1024 nested arrays/objects.
+//! Strings borrow the input when they have no escapes.  The parser is iterative: hostile
+//! depth cannot exhaust the stack.
+
+/// orjson's nesting limit: 1024 nested arrays/objects parse, 1025 do not.
+pub const MAX_DEPTH: usize = 1024;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Node {
+    Null,
+    Bool(bool),
+    /// an integer literal that fits in i64
+    Int(i64),
+    /// an integer literal above i64::MAX that fits in u64
+    UInt(u64),
+    /// a number with a fraction or exponent, or an integer beyond 64 bits
+    Float(f64),
+    /// a string: bytes `off..off+len` of the input, or of `Doc::strings` when `esc`
+    Str { off: u32, len: u32, esc: bool },
+    /// `len` elements follow; `end` is the index of the node after the last of them
+    Array { len: u32, end: u32 },
+    /// `len` members follow, each a Str key node then the value; `end` as for arrays
+    Object { len: u32, end: u32 },
+}
+
+pub struct Doc<'a> {
+    pub input: &'a [u8],
+    pub nodes: Vec<Node>,
+    /// unescaped strings
+    pub strings: Vec<u8>,
+}
+
+/// Why the input is not JSON (the Python layer reports orjson's own message).
+#[derive(Debug)]
+pub struct SyntaxError {
+    pub what: &'static str,
+    pub at: usize,
+}
+
+impl<'a> Doc<'a> {
+    pub fn bytes(&self, off: u32, len: u32, esc: bool) -> &[u8] {
+        let (off, len) = (off as usize, len as usize);
+        if esc {
+            &self.strings[off..off + len]
+        } else {
+            &self.input[off..off + len]
+        }
+    }
+
+    /// The string of a Str node (valid UTF-8: the input was validated).
+    pub fn str_of(&self, node: Node) -> &str {
+        match node {
+            Node::Str { off, len, esc } => std::str::from_utf8(self.bytes(off, len, esc)).unwrap_or(""),
+            _ => "",
+        }
+    }
+
+    /// Index of the node after the value at `i` (and all it contains).
+    #[inline]
+    pub fn next(&self, i: usize) -> usize {
+        match self.nodes[i] {
+            Node::Array { end, .. } | Node::Object { end, .. } => end as usize,
+            _ => i + 1,
+        }
+    }
+}
+
+struct Open {
+    node: usize,
+    count: u32,
+    object: bool,
+}
+
+#[inline]
+fn err<T>(what: &'static str, at: usize) -> Result<T, SyntaxError> {
+    Err(SyntaxError { what, at })
+}
+
+pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
+    if let Err(e) = std::str::from_utf8(input) {
+        return err("invalid UTF-8", e.valid_up_to());
+    }
+    if input.len() > u32::MAX as usize {
+        return err("document too large", 0);
+    }
+    let mut doc = Doc { input, nodes: Vec::with_capacity(input.len() / 8 + 4), strings: Vec::new() };
+    let mut stack: Vec<Open> = Vec::new();
+    let mut pos = skip_ws(input, 0);
+    'value: loop {
+        // a value starts at pos
+        let Some(&b) = input.get(pos) else { return err("unexpected end of data", pos) };
+        match b {
+            b'{' | b'[' => {
+                if stack.len() >= MAX_DEPTH {
+                    return err("depth limit exceeded", pos);
+                }
+                let object = b == b'{';
+                stack.push(Open { node: doc.nodes.len(), count: 0, object });
+                doc.nodes.push(Node::Null); // placeholder, set when the container closes
+                pos = skip_ws(input, pos + 1);
+                let close = if object { b'}' } else { b']' };
+                if input.get(pos) == Some(&close) {
+                    stack.pop();
+                    let end = doc.nodes.len() as u32;
+                    let last = doc.nodes.len() - 1;
+                    doc.nodes[last] =
+                        if object { Node::Object { len: 0, end } } else { Node::Array { len: 0, end } };
+                    pos += 1;
+                } else {
+                    if object {
+                        pos = key(&mut doc, pos)?;
+                    }
+                    continue 'value;
+                }
+            }
+            b'"' => {
+                let (node, after) = string(&mut doc, pos)?;
+                doc.nodes.push(node);
+                pos = after;
+            }
+            b't' => pos = literal(&mut doc, pos, b"true", Node::Bool(true))?,
+            b'f' => pos = literal(&mut doc, pos, b"false", Node::Bool(false))?,
+            b'n' => pos = literal(&mut doc, pos, b"null", Node::Null)?,
+            b'-' | b'0'..=b'9' => {
+                let (node, after) = number(input, pos)?;
+                doc.nodes.push(node);
+                pos = after;
+            }
+            _ => return err("unexpected character", pos),
+        }
+        // a value ended at pos: continue or close the enclosing containers
+        loop {
+            let Some(top) = stack.last_mut() else {
+                pos = skip_ws(input, pos);
+                if pos != input.len() {
+                    return err("unexpected content after document", pos);
+                }
+                return Ok(doc);
+            };
+            top.count += 1;
+            pos = skip_ws(input, pos);
+            let close = if top.object { b'}' } else { b']' };
+            match input.get(pos) {
+                Some(b',') => {
+                    pos = skip_ws(input, pos + 1);
+                    if top.object {
+                        pos = key(&mut doc, pos)?;
+                    }
+                    continue 'value;
+                }
+                Some(&c) if c == close => {
+                    let end = doc.nodes.len() as u32;
+                    doc.nodes[top.node] = if top.object {
+                        Node::Object { len: top.count, end }
+                    } else {
+                        Node::Array { len: top.count, end }
+                    };
+                    stack.pop();
+                    pos += 1;
+                }
+                Some(_) => return err("unexpected character", pos),
+                None => return err("unexpected end of data", pos),
+            }
+        }
+    }
+}
+
+/// Parses `"key" :` at pos (after whitespace) and returns where the value starts.
+fn key(doc: &mut Doc, pos: usize) -> Result<usize, SyntaxError> {
+    if doc.input.get(pos) != Some(&b'"') {
+        return err("expected a string key", pos);
+    }
+    let (node, after) = string(doc, pos)?;
+    doc.nodes.push(node);
+    let pos = skip_ws(doc.input, after);
+    if doc.input.get(pos) != Some(&b':') {
+        return err("expected ':'", pos);
+    }
+    Ok(skip_ws(doc.input, pos + 1))
+}
+
+#[inline]
+fn skip_ws(input: &[u8], mut pos: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = input.get(pos) {
+        pos += 1;
+    }
+    pos
+}
+
+fn literal(doc: &mut Doc, pos: usize, word: &[u8], node: Node) -> Result<usize, SyntaxError> {
+    if doc.input.len() >= pos + word.len() && &doc.input[pos..pos + word.len()] == word {
+        doc.nodes.push(node);
+        Ok(pos + word.len())
+    } else {
+        err("invalid literal", pos)
+    }
+}
+
+fn number(input: &[u8], start: usize) -> Result<(Node, usize), SyntaxError> {
+    let mut pos = start;
+    let negative = input[pos] == b'-';
+    if negative {
+        pos += 1;
+    }
+    let digits = pos;
+    match input.get(pos) {
+        Some(b'0') => {
+            pos += 1;
+            if let Some(b'0'..=b'9') = input.get(pos) {
+                return err("number with leading zero", start);
+            }
+        }
+        Some(b'1'..=b'9') => {
+            while let Some(b'0'..=b'9') = input.get(pos) {
+                pos += 1;
+            }
+        }
+        _ => return err("no digit after sign", start),
+    }
+    let int_end = pos;
+    let mut integer = true;
+    if input.get(pos) == Some(&b'.') {
+        integer = false;
+        pos += 1;
+        if !matches!(input.get(pos), Some(b'0'..=b'9')) {
+            return err("no digit after decimal point", pos);
+        }
+        while let Some(b'0'..=b'9') = input.get(pos) {
+            pos += 1;
+        }
+    }
+    if let Some(b'e' | b'E') = input.get(pos) {
+        integer = false;
+        pos += 1;
+        if let Some(b'+' | b'-') = input.get(pos) {
+            pos += 1;
+        }
+        if !matches!(input.get(pos), Some(b'0'..=b'9')) {
+            return err("no digit after exponent", pos);
+        }
+        while let Some(b'0'..=b'9') = input.get(pos) {
+            pos += 1;
+        }
+    }
+    if integer && int_end - digits <= 20 {
+        let mut n: u64 = 0;
+        let mut overflow = false;
+        for &d in &input[digits..int_end] {
+            match n.checked_mul(10).and_then(|n| n.checked_add((d - b'0') as u64)) {
+                Some(v) => n = v,
+                None => {
+                    overflow = true;
+                    break;
+                }
+            }
+        }
+        if !overflow {
+            if !negative {
+                return Ok((if n <= i64::MAX as u64 { Node::Int(n as i64) } else { Node::UInt(n) }, pos));
+            }
+            if n <= 1u64 << 63 {
+                return Ok((Node::Int((n as i64).wrapping_neg()), pos));
+            }
+        }
+    }
+    // ASCII by construction
+    let text = std::str::from_utf8(&input[start..pos]).map_err(|_| SyntaxError { what: "number", at: start })?;
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok((Node::Float(x), pos)),
+        _ => err("number is infinity when parsed as double", start),
+    }
+}
+
+fn hex4(input: &[u8], pos: usize) -> Option<u32> {
+    let mut v = 0u32;
+    for i in 0..4 {
+        let d = (*input.get(pos + i)? as char).to_digit(16)?;
+        v = v << 4 | d;
+    }
+    Some(v)
+}
+
+/// Parses the string whose opening quote is at `start`; returns its node and the index after
+/// the closing quote.
+fn string(doc: &mut Doc, start: usize) -> Result<(Node, usize), SyntaxError> {
+    let input = doc.input;
+    let mut pos = start + 1;
+    let begin = pos;
+    // fast path: no escapes
+    loop {
+        match input.get(pos) {
+            None => return err("unexpected end of data", pos),
+            Some(b'"') => {
+                return Ok((Node::Str { off: begin as u32, len: (pos - begin) as u32, esc: false }, pos + 1));
+            }
+            Some(b'\\') => break,
+            Some(&c) if c < 0x20 => return err("unexpected control character in string", pos),
+            Some(_) => pos += 1,
+        }
+    }
+    let off = doc.strings.len();
+    doc.strings.extend_from_slice(&input[begin..pos]);
+    loop {
+        match input.get(pos) {
+            None => return err("unexpected end of data", pos),
+            Some(b'"') => {
+                let len = doc.strings.len() - off;
+                return Ok((Node::Str { off: off as u32, len: len as u32, esc: true }, pos + 1));
+            }
+            Some(b'\\') => {
+                let e = *input.get(pos + 1).ok_or(SyntaxError { what: "unexpected end of data", at: pos })?;
+                pos += 2;
+                let c = match e {
+                    b'"' => b'"',
+                    b'\\' => b'\\',
+                    b'/' => b'/',
+                    b'b' => 0x08,
+                    b'f' => 0x0c,
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    b'u' => {
+                        let hi = hex4(input, pos).ok_or(SyntaxError { what: "invalid escape", at: pos })?;
+                        pos += 4;
+                        let code = if (0xD800..0xDC00).contains(&hi) {
+                            if input.get(pos) != Some(&b'\\') || input.get(pos + 1) != Some(&b'u') {
+                                return err("no low surrogate in string", pos);
+                            }
+                            let lo = hex4(input, pos + 2).ok_or(SyntaxError { what: "invalid escape", at: pos })?;
+                            if !(0xDC00..0xE000).contains(&lo) {
+                                return err("invalid low surrogate in string", pos);
+                            }
+                            pos += 6;
+                            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                        } else if (0xDC00..0xE000).contains(&hi) {
+                            return err("invalid high surrogate in string", pos);
+                        } else {
+                            hi
+                        };
+                        let ch = char::from_u32(code).ok_or(SyntaxError { what: "invalid escape", at: pos })?;
+                        let mut buf = [0u8; 4];
+                        doc.strings.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        continue;
+                    }
+                    _ => return err("invalid escaped sequence in string", pos),
+                };
+                doc.strings.push(c);
+            }
+            Some(&c) if c < 0x20 => return err("unexpected control character in string", pos),
+            Some(_) => {
+                let run = pos;
+                while let Some(&c) = input.get(pos) {
+                    if c == b'"' || c == b'\\' || c < 0x20 {
+                        break;
+                    }
+                    pos += 1;
+                }
+                doc.strings.extend_from_slice(&input[run..pos]);
+            }
+        }
+    }
+}
