@@ -67,7 +67,7 @@ from google.protobuf.message import DecodeError, Message
 
 from otlp_router import _native
 
-__all__ = ["JsonDecodeError", "MAX_NESTING", "decode", "encode", "to_dict"]
+__all__ = ["JsonDecodeError", "MAX_NESTING", "decode", "encode", "to_dict", "to_wire"]
 
 MAX_NESTING = _native.MAX_NESTING
 """Deepest message nesting below the root that decode accepts: upb's own parse limit (100)."""
@@ -83,6 +83,16 @@ def decode(request_type: type[Message], body: bytes | str) -> Message:
     Raises JsonDecodeError naming the path and the problem, ids that are not hex included;
     valid hex ids of the wrong length are kept for the receiver to reject (see the module
     docstring)."""
+    wire = to_wire(request_type, body)
+    try:
+        return request_type.FromString(wire)
+    except DecodeError:  # the core enforces upb's nesting limit, so this should not happen
+        raise JsonDecodeError(f"protobuf could not build {request_type.DESCRIPTOR.name} from this JSON") from None
+
+
+def to_wire(request_type: type[Message], body: bytes | str) -> bytes:
+    """OTLP JSON (bytes or str) as the protobuf bytes of a `request_type` message (what the
+    receiver keeps, so it never serialises the message again); raises as `decode` does."""
     descriptor = request_type.DESCRIPTOR
     text = body if isinstance(body, str) else None
     try:
@@ -94,10 +104,7 @@ def decode(request_type: type[Message], body: bytes | str) -> Message:
         raise JsonDecodeError(_orjson_problem(text) if text is not None else str(e)) from None
     except _native.JsonDecodeError as e:
         raise JsonDecodeError(str(e)) from None
-    try:
-        return request_type.FromString(wire)
-    except DecodeError:  # the core enforces upb's nesting limit, so this should not happen
-        raise JsonDecodeError(f"protobuf could not build {descriptor.name} from this JSON") from None
+    return wire
 
 
 def _orjson_problem(body: Any) -> str:
