@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from otlp_router.destinations.formats.aperture import encode_record
 from otlp_router.destinations.formats.aperture import record as aperture_record
 from otlp_router.destinations.formats.trace_json import LogRef, SpanRef, joined
 from otlp_router.model import otlp_json
@@ -245,13 +246,26 @@ class TraceAssembler:
 
 @dataclass(eq=False)
 class RecordGroup(Group):
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[bytes] = field(default_factory=list)           # CBOR, encoded as they come
+    record_ids: list[int] = field(default_factory=list)
     members: dict[int, set[int]] = field(default_factory=dict)   # id(entry) -> positions of the items in it
-    spans: list[SpanRef] = field(default_factory=list)            # each record's span
+    # Each record's span as (entry, position, span id): found again only if a log event joins it,
+    # so the decoded requests need not stay in memory beside their records.
+    spans: list[tuple[Entry, int, bytes]] = field(default_factory=list)
     logs: list[tuple[LogRef, Entry, int]] = field(default_factory=list)   # to join when the object closes
 
     def batches(self) -> list[Batch]:
         return [_only(entry.batch, self.members[key]) for key, entry in self.entries.items()]
+
+
+def _span_at(entry: Entry, position: int) -> SpanRef:
+    """The span at `position` of an entry (its request decoded again if it was compacted)."""
+    for rs in entry.batch.message.resource_spans:
+        for ss in rs.scope_spans:
+            if position < len(ss.spans):
+                return SpanRef(ss.spans[position], to_dict(rs.resource.attributes), ss.scope.name, ss.scope.version)
+            position -= len(ss.spans)
+    raise IndexError("no such span in the entry")
 
 
 class RecordBatcher:
@@ -301,44 +315,53 @@ class RecordBatcher:
                 if not genai.is_genai:
                     continue
                 index += 1
-                rec = aperture_record(ref, genai, record_id=self._next_id(batch.received, index),
-                                      privacy=self.privacy, api_key_name=batch.api_key_name)
+                record_id = self._next_id(batch.received, index)
+                rec = aperture_record(ref, genai, record_id=record_id, privacy=self.privacy,
+                                      api_key_name=batch.api_key_name)
+                encoded = encode_record(rec) if rec is not None else None
             except Exception as e:  # noqa: BLE001 - one bad span must not stop the destination
                 bad.add(position)
                 first_error = first_error or e
                 continue
-            if rec is None:
+            if rec is None or encoded is None:
                 continue
             group = self._group(batch.api_key_name, now)
             group.take(entry, 1, 1, now, hold)
-            group.records.append(rec)
-            group.spans.append(ref)
+            group.records.append(encoded)
+            group.record_ids.append(record_id)
+            group.spans.append((entry, position, item.span_id))
             group.members.setdefault(id(entry), set()).add(position)
             if len(group.records) >= self.limit:
                 self.full.extend(self._close(self.current.pop(batch.api_key_name), now))
         if bad:
             assert first_error is not None
             poisoned.append(poison(entry, _only(batch, bad), first_error, now, hold))
+        batch.compact()   # its records are made: keep the bytes, not the decoded request (several times larger)
         return poisoned
 
     def _close(self, group: RecordGroup, now: float) -> list[Group]:
         """The object, its records joined with their log events; and the log records no record took."""
         if not group.logs:
             return [group]
-        refs, unjoined = joined(group.spans, [log for log, _, _ in group.logs])
-        for i, ref in enumerate(refs):
-            if ref is group.spans[i]:
+        logs = [log for log, _, _ in group.logs]
+        wanted = {log.record.span_id for log in logs}
+        at = [i for i, (_, _, span_id) in enumerate(group.spans) if span_id in wanted]
+        spans = [_span_at(*group.spans[i][:2]) for i in at]
+        refs, unjoined = joined(spans, logs)
+        for i, ref, before in zip(at, refs, spans):
+            if ref is before:
                 continue   # no event joined it
             try:
                 genai = view(ref.span, ref.resource, ref.scope_name, ref.scope_version)
-                rec = aperture_record(ref, genai, record_id=group.records[i]["id"], privacy=self.privacy,
+                rec = aperture_record(ref, genai, record_id=group.record_ids[i], privacy=self.privacy,
                                       api_key_name=group.api_key_name)
+                encoded = encode_record(rec) if rec is not None else None
             except Exception:  # noqa: BLE001 - the record as the span alone makes it stays
                 log.warning("destination: cannot join log events to the record of span %s", ref.span.span_id.hex(),
                             exc_info=True)
                 continue
-            if rec is not None:
-                group.records[i] = rec
+            if encoded is not None:
+                group.records[i] = encoded
         if not unjoined:
             return [group]
         left = {id(log) for log in unjoined}
