@@ -575,3 +575,75 @@ def test_a_failed_commit_is_a_refusal(tmp_path) -> None:
     with pytest.raises(SpoolFull, match="cannot sync"):
         run(spool.append(_batch(1)))
     spool.release()
+
+
+# -- a backlog costs disk, not memory ----------------------------------------------
+
+def _resident(spool: DiskSpool) -> list[bool]:
+    return [e.on_disk is None for e in spool._queue]
+
+
+def test_past_the_resident_budget_payloads_wait_on_disk_and_come_back_whole(tmp_path) -> None:
+    one = len(_batch(1).wire) + 64
+    async def go():
+        spool = _spool(tmp_path, resident_bytes=2 * one)
+        for seed in range(1, 6):
+            await spool.append(_batch(seed))
+        resident = _resident(spool)
+        entries = await spool.read(100, 1 << 30)
+        spool.release()
+        return resident, entries
+    resident, entries = run(go())
+    assert resident == [True, True, False, False, False]   # the oldest (read next) stay in memory
+    assert _keys(entries) == [f"key-{n}" for n in range(1, 6)]
+    assert [e.batch.message for e in entries] == [make_request(spans=3, seed=n) for n in range(1, 6)]
+    assert all(e.on_disk is None for e in entries)
+
+
+def test_entries_recovered_after_a_restart_respect_the_budget_too(tmp_path) -> None:
+    async def first():
+        spool = _spool(tmp_path)
+        for seed in range(1, 5):
+            await spool.append(_batch(seed))
+        crash(spool)
+    run(first())
+    spool = _spool(tmp_path, resident_bytes=1)
+    assert _resident(spool) == [False] * 4
+    entries = _drain(spool)
+    spool.release()
+    assert [e.batch.message for e in entries] == [make_request(spans=3, seed=n) for n in range(1, 5)]
+
+
+def test_a_requeued_entry_is_handed_out_again_with_its_payload(tmp_path) -> None:
+    async def go():
+        spool = _spool(tmp_path, resident_bytes=1)
+        await spool.append(_batch(1))
+        [entry] = await spool.read(100, 1 << 30)
+        spool.requeue([entry])
+        [again] = await spool.read(100, 1 << 30)
+        spool.release()
+        return again
+    assert run(go()).batch.message == make_request(spans=3, seed=1)
+
+
+def test_a_payload_that_cannot_be_read_back_is_counted_and_the_rest_delivered(tmp_path, caplog) -> None:
+    before = _counter(telemetry.spool_lost_records, "dest", "unreadable")
+    async def go():
+        spool = _spool(tmp_path, resident_bytes=1)
+        for seed in (1, 2, 3):
+            await spool.append(_batch(seed))
+        path, offset = spool._queue[1].on_disk
+        with open(path, "r+b") as f:   # a byte of the second record's payload flipped on disk
+            f.seek(offset + 40)
+            byte = f.read(1)
+            f.seek(offset + 40)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        entries = await spool.read(100, 1 << 30)
+        pending = spool.pending_items
+        spool.release()
+        return entries, pending
+    with caplog.at_level(logging.ERROR):
+        entries, pending = run(go())
+    assert _keys(entries) == ["key-1", "key-3"] and pending == 6   # the lost one is no longer pending
+    assert _counter(telemetry.spool_lost_records, "dest", "unreadable") == before + 1
+    assert "cannot read back record 2" in caplog.text

@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
 from otlp_router.destinations.formats.aperture import encode_record
 from otlp_router.destinations.formats.aperture import record as aperture_record
 from otlp_router.destinations.formats.trace_json import LogRef, SpanRef, joined
@@ -129,8 +131,20 @@ class Runs:
 @dataclass(eq=False)
 class OpenTrace(Group):
     trace_id: bytes = b""
-    spans: list[SpanRef] = field(default_factory=list)
+    # Each span as its own bytes (with what travels with it) while the trace is open: a decoded
+    # span would keep its whole request decoded in memory, several times the bytes, until the
+    # last trace of that request is written.
+    parts: list[tuple[bytes, dict[str, Any], str, str]] = field(default_factory=list)
     logs: list[LogRef] = field(default_factory=list)   # joined to their spans when the trace is written
+    _spans: list[SpanRef] | None = None
+
+    @property
+    def spans(self) -> list[SpanRef]:
+        """The trace's spans, decoded (once) when it is written."""
+        if self._spans is None:
+            self._spans = [SpanRef(Span.FromString(wire), resource, name, version)
+                           for wire, resource, name, version in self.parts]
+        return self._spans
 
     def batches(self) -> list[Batch]:
         out = []
@@ -209,14 +223,20 @@ class TraceAssembler:
             if trace is None:
                 trace = self.open[(key_name, item.trace_id)] = OpenTrace(now, now, trace_id=item.trace_id,
                                                                          api_key_name=key_name)
-            size = item.ByteSize()
+            if ref.__class__ is LogRef:
+                size = item.ByteSize()
+                trace.logs.append(ref)
+            else:
+                wire = item.SerializeToString()
+                size = len(wire)
+                trace.parts.append((wire, ref.resource, ref.scope_name, ref.scope_version))
             self.bytes += size
             trace.take(entry, size, 1, now, hold)
-            (trace.logs if ref.__class__ is LogRef else trace.spans).append(ref)
         if untraced:
             poisoned.append(poison(entry, _only(entry.batch, untraced),
                                    ValueError("log records without a trace id: no per-trace document to go in"),
                                    now, hold))
+        entry.batch.compact()
         return poisoned
 
     def due(self, now: float, everything: bool = False) -> list[Group]:

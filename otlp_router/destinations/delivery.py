@@ -37,7 +37,10 @@ from otlp_router.spool.deadletter import DeadLetters
 
 log = logging.getLogger("otlp_router.delivery")
 
+# How far the reader gets ahead of a destination whose export slots are all busy: what is read
+# waits in memory (its bytes, held), not in the spool, so the bound is in bytes as well.
 READ_AHEAD_ENTRIES = 4096
+READ_AHEAD_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,11 +90,13 @@ class Holds:
 
     def __init__(self) -> None:
         self._open: dict[int, list] = {}   # id(entry) -> [entry, holders]
+        self.bytes = 0                      # of the entries held
 
     def hold(self, entry: Entry) -> None:
         held = self._open.get(id(entry))
         if held is None:
             self._open[id(entry)] = [entry, 1]
+            self.bytes += entry.size
         else:
             held[1] += 1
 
@@ -103,6 +108,7 @@ class Holds:
             held[1] -= 1
             if held[1] == 0:
                 del self._open[id(entry)]
+                self.bytes -= entry.size
                 done.append(entry)
         return done
 
@@ -110,6 +116,7 @@ class Holds:
         """Everything still held, oldest first; forgotten here."""
         entries = sorted((held[0] for held in self._open.values()), key=lambda e: e.seq)
         self._open.clear()
+        self.bytes = 0
         return entries
 
     def __len__(self) -> int:
@@ -283,7 +290,8 @@ class Delivery:
         while True:
             # Do not read far ahead of a destination that is the bottleneck (every
             # export slot busy): what is read waits in memory, not in the spool.
-            while self._slots.locked() and len(self._holds) > READ_AHEAD_ENTRIES and self._exports:
+            while (self._slots.locked() and self._exports
+                   and (len(self._holds) > READ_AHEAD_ENTRIES or self._holds.bytes > READ_AHEAD_BYTES)):
                 await asyncio.wait(set(self._exports), return_when=asyncio.FIRST_COMPLETED)
             entries = await self.spool.read(self.batch.max_items, self.batch.max_bytes)
             if not entries:

@@ -67,6 +67,14 @@ class Batch:
         if self._wire is not None:
             self._message = None
 
+    def evict(self) -> None:
+        """Drop bytes and message both (a disk spool holds them on disk); `restore` before use."""
+        self._wire = None
+        self._message = None
+
+    def restore(self, wire: bytes) -> None:
+        self._wire = wire
+
     def modified(self) -> None:
         """Call after changing `message` in place: the arrival bytes no longer match it."""
         self.message  # noqa: B018 - make sure the message, not just stale bytes, is kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from otlp_router.model.batch import Batch
@@ -41,6 +42,8 @@ class Entry:
     batch: Batch
     size: int
     seq: int
+    # Where a disk spool left the payload instead of memory (segment, offset of the record); None: in memory.
+    on_disk: tuple[Path, int] | None = None
 
 
 class Spool(ABC):

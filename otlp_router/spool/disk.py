@@ -239,14 +239,22 @@ class _File:
 _SaveJob = concurrent.futures.Future
 
 
+RESIDENT_BYTES = 32 * 1024 * 1024
+
+
 class DiskSpool(MemorySpool):
     durable = True
     fault: FaultHook | None = None   # see base.FAULT_POINTS; None in production
 
     def __init__(self, destination: str, directory: Path, max_bytes: int, fsync: str = "batch",
                  segment_bytes: int = 32 * 1024 * 1024, retry_after: float = 1.0, *,
-                 executor: concurrent.futures.Executor | None = None, reserve_bytes: int = 64 * 1024) -> None:
+                 executor: concurrent.futures.Executor | None = None, reserve_bytes: int = 64 * 1024,
+                 resident_bytes: int = RESIDENT_BYTES) -> None:
         super().__init__(destination, max_bytes, retry_after)
+        # Payloads of queued entries kept in memory, at most; the rest are read back from their
+        # segment when handed out, so a backlog costs disk, not memory (RSS stays bounded).
+        self.resident_bytes = resident_bytes
+        self._resident = 0
         self.dir = Path(directory)
         self.fsync = fsync
         self.segment_bytes = segment_bytes
@@ -339,11 +347,11 @@ class DiskSpool(MemorySpool):
             if records:
                 spans.append((first, len(records)))
                 top = max(top, first + len(records) - 1)
-            for n, (_, payload) in enumerate(records):
+            for n, (offset, payload) in enumerate(records):
                 seq = first + n
                 if seq <= mark or seq in above:
                     continue
-                self._enqueue(Entry(decode_payload(payload), _FRAME.size + len(payload), seq))
+                self._keep(Entry(decode_payload(payload), _FRAME.size + len(payload), seq), path, offset)
             if records or not last_segment:
                 self._segments.append((first, path))
             else:
@@ -447,9 +455,10 @@ class DiskSpool(MemorySpool):
             telemetry.spool_write_errors.labels(self.destination).inc()
             raise SpoolFull(self.destination, f"cannot write the spool: {e.strerror or e}", self.retry_after) \
                 from None
+        offset = self._written
         self._written += size
         self._seq += 1
-        self._enqueue(Entry(batch, size, self._seq))
+        self._keep(Entry(batch, size, self._seq), self._segments[-1][1], offset)
         if self._written >= self.segment_bytes:
             self._rotate()
         if self.fsync == "always":
@@ -461,6 +470,56 @@ class DiskSpool(MemorySpool):
                                 self.retry_after) from None
         elif self.fsync == "batch":
             await self._group_commit()
+
+    def _keep(self, entry: Entry, segment: Path, offset: int) -> None:
+        """Queue an entry, its payload in memory while the resident budget lasts, else on disk only."""
+        if self._resident + entry.size > self.resident_bytes:
+            entry.batch.evict()
+            entry.on_disk = (segment, offset)
+        else:
+            self._resident += entry.size
+        self._enqueue(entry)
+
+    async def read(self, max_items: int, max_bytes: int) -> list[Entry]:
+        entries = await super().read(max_items, max_bytes)
+        self._resident -= sum(e.size for e in entries if e.on_disk is None)
+        evicted = [e for e in entries if e.on_disk is not None]
+        if evicted:
+            lost = await asyncio.get_running_loop().run_in_executor(self._executor, self._load, evicted)
+            if lost:
+                self.ack(lost)   # unreadable now (counted and logged in _load): given up, the rest goes on
+                gone = {id(e) for e in lost}
+                entries = [e for e in entries if id(e) not in gone]
+        return entries
+
+    def requeue(self, entries: list[Entry]) -> None:
+        self._resident += sum(e.size for e in entries)   # they come back with their payloads read
+        super().requeue(entries)
+
+    def _load(self, entries: list[Entry]) -> list[Entry]:
+        """On the spool executor: read evicted payloads back from their segments; returns those
+        that cannot be read (a segment damaged under a running router)."""
+        lost = []
+        for entry in entries:
+            assert entry.on_disk is not None
+            path, offset = entry.on_disk
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    frame = f.read(_FRAME.size)
+                    length, crc = _FRAME.unpack(frame)
+                    payload = f.read(length)
+                if len(payload) != length or zlib.crc32(payload) != crc:
+                    raise ValueError("the record's checksum does not match")
+                entry.batch.restore(decode_payload(payload).wire)
+                entry.on_disk = None
+            except (OSError, ValueError, struct.error) as e:
+                lost.append(entry)
+                telemetry.spool_lost_records.labels(self.destination, "unreadable").inc()
+                log.error("spool %s: cannot read back record %d from %s at offset %d (%s): %d %s lost",
+                          self.destination, entry.seq, path.name, offset, e, entry.batch.items,
+                          entry.batch.signal.item_name)
+        return lost
 
     def _rotate(self) -> None:
         try:
