@@ -1,9 +1,12 @@
 //! otlp-router's native core (issue #17), imported from Python as `otlp_router._native`.
 //!
-//! First part: the OTLP JSON <-> protobuf transcoder (`json`), pure Rust with no Python
-//! objects on its path; the `python` feature adds the PyO3 bindings.  No `unsafe` code here.
+//! The OTLP JSON <-> protobuf transcoder (`json`), pure Rust with no Python objects on its
+//! path, and privacy on the wire (`privacy`), which asks Python only what the type rules make of
+//! a span and, rarely, what to salvage from content; the `python` feature adds the PyO3
+//! bindings.  No `unsafe` code here.
 
 pub mod json;
+pub mod privacy;
 
 pub use json::decode::{decode as json_to_wire, MAX_NESTING};
 pub use json::encode::encode as wire_to_json;
@@ -15,7 +18,10 @@ mod python {
     use pyo3::create_exception;
     use pyo3::exceptions::{PyTypeError, PyValueError};
     use pyo3::prelude::*;
-    use pyo3::types::{PyBytes, PyString};
+    use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+    use std::sync::Mutex;
+
+    use crate::privacy::{self, Attr, Caches, ClassifyQuery, Hooks, Kv, RuleSets, Rules, Scalar, Signal};
 
     use crate::json::error::DecodeError;
     use crate::json::table::message_index;
@@ -67,8 +73,154 @@ mod python {
         }
     }
 
+    /// Privacy compiled from a conventions table (otlp_router/routing/privacy.py builds one per
+    /// table).  `classify(typed, span_name, scope_name, scope_version, rule_resource) -> bool`
+    /// answers whether a span is a model call; `salvage(dropped, present, scope_name) ->
+    /// list[bytes]` gives the serialised KeyValues to append for the dropped salvage keys
+    /// (`dropped`: (key, AnyValue bytes) pairs; `present`: every key of the span);
+    /// `value_of(AnyValue bytes)` reads an array or kvlist value.
+    #[pyclass(frozen, module = "otlp_router._native")]
+    struct Privacy {
+        rules: Rules,
+        caches: Mutex<Caches>,
+        classify: Py<PyAny>,
+        salvage: Py<PyAny>,
+        value_of: Py<PyAny>,
+    }
+
+    struct PyHooks<'py, 'h> {
+        py: Python<'py>,
+        classify: &'h Bound<'py, PyAny>,
+        salvage: &'h Bound<'py, PyAny>,
+        value_of: &'h Bound<'py, PyAny>,
+    }
+
+    fn text<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> {
+        match std::str::from_utf8(b) {
+            Ok(s) => Ok(PyString::new(py, s)),
+            Err(_) => Err(PyValueError::new_err("invalid protobuf: a string field is not UTF-8")),
+        }
+    }
+
+    impl<'py> PyHooks<'py, '_> {
+        /// `value_of(kv.value)`: scalars here, arrays and kvlists (and anything odd) by Python.
+        fn value(&self, kv: &Kv) -> PyResult<Bound<'py, PyAny>> {
+            let py = self.py;
+            let wire = kv.value_wire();
+            let scalar = privacy::scalar(&wire).map_err(|e| PyValueError::new_err(format!("invalid protobuf: {}", e.0)))?;
+            Ok(match scalar {
+                Some(Scalar::None) => py.None().into_bound(py),
+                Some(Scalar::Str(s)) if std::str::from_utf8(s).is_ok() => text(py, s)?.into_any(),
+                Some(Scalar::Bool(b)) => b.into_pyobject(py)?.to_owned().into_any(),
+                Some(Scalar::Int(i)) => i.into_pyobject(py)?.into_any(),
+                Some(Scalar::Double(x)) => x.into_pyobject(py)?.into_any(),
+                Some(Scalar::Bytes(b)) => PyBytes::new(py, b).into_any(),
+                Some(Scalar::Strindex(i)) => i.into_pyobject(py)?.into_any(),
+                _ => self.value_of.call1((PyBytes::new(py, &wire),))?,
+            })
+        }
+    }
+
+    impl<'py> Hooks for PyHooks<'py, '_> {
+        type Error = PyErr;
+
+        fn classify(&mut self, q: &ClassifyQuery) -> PyResult<bool> {
+            let py = self.py;
+            let typed = PyDict::new(py);
+            for kv in q.resource_typed.iter().chain(q.span_typed) {
+                typed.set_item(text(py, kv.key)?, self.value(kv)?)?;
+            }
+            let rule = PyDict::new(py);
+            for kv in q.resource_rule {
+                rule.set_item(text(py, kv.key)?, self.value(kv)?)?;
+            }
+            let args = (typed, text(py, q.name)?, text(py, q.scope_name)?, text(py, q.scope_version)?, rule);
+            self.classify.call1(args)?.is_truthy()
+        }
+
+        fn salvage(&mut self, attrs: &[Attr], scope_name: &[u8]) -> PyResult<Vec<Vec<u8>>> {
+            let py = self.py;
+            let dropped = PyList::empty(py);
+            let present = PyList::empty(py);
+            for a in attrs {
+                let key = text(py, a.kv.key)?;
+                if a.drop && a.decision.salvage() {
+                    dropped.append(PyTuple::new(py, [key.clone().into_any(), PyBytes::new(py, &a.kv.value_wire()).into_any()])?)?;
+                }
+                present.append(key)?;
+            }
+            let got = self.salvage.call1((dropped, present, text(py, scope_name)?))?;
+            let mut out = Vec::new();
+            for item in got.try_iter()? {
+                out.push(item?.downcast::<PyBytes>()?.as_bytes().to_vec());
+            }
+            Ok(out)
+        }
+    }
+
+    #[pymethods]
+    impl Privacy {
+        #[new]
+        #[pyo3(signature = (*, content_keys, content_prefixes, not_content, content_events, keep_keys,
+                            keep_prefixes, type_keys, resource_keys, salvage_keys, classify, salvage, value_of))]
+        #[allow(clippy::too_many_arguments)]
+        fn new(content_keys: Vec<String>, content_prefixes: Vec<String>, not_content: Vec<String>,
+               content_events: Vec<String>, keep_keys: Vec<String>, keep_prefixes: Vec<String>,
+               type_keys: Vec<String>, resource_keys: Vec<String>, salvage_keys: Vec<String>,
+               classify: Py<PyAny>, salvage: Py<PyAny>, value_of: Py<PyAny>) -> Self {
+            let rules = Rules::new(&RuleSets {
+                content_keys: &content_keys,
+                content_prefixes: &content_prefixes,
+                not_content: &not_content,
+                content_events: &content_events,
+                keep_keys: &keep_keys,
+                keep_prefixes: &keep_prefixes,
+                type_keys: &type_keys,
+                resource_keys: &resource_keys,
+                salvage_keys: &salvage_keys,
+            });
+            Privacy { rules, caches: Mutex::new(Caches::default()), classify, salvage, value_of }
+        }
+
+        /// The export request `wire` of `signal` ("traces", "logs", "metrics") without its
+        /// content: `(new bytes, how many attributes, events and bodies were removed)`, or
+        /// None when nothing was (the bytes stand).
+        fn strip<'py>(&self, py: Python<'py>, signal: &str, wire: &[u8]) -> PyResult<Option<(Bound<'py, PyBytes>, u64)>> {
+            let signal = Signal::from_name(signal)
+                .ok_or_else(|| PyTypeError::new_err(format!("not a signal: {signal}")))?;
+            let mut hooks = PyHooks {
+                py,
+                classify: self.classify.bind(py),
+                salvage: self.salvage.bind(py),
+                value_of: self.value_of.bind(py),
+            };
+            // The hooks run Python, which may let another thread in to strip with this table:
+            // that one works with caches of its own rather than wait (with the GIL) for these.
+            let mut own = None;
+            let mut guard = self.caches.try_lock().ok();
+            let caches = match guard.as_deref_mut() {
+                Some(c) => c,
+                None => own.insert(Caches::default()),
+            };
+            match privacy::strip(&self.rules, caches, signal, wire, &mut hooks) {
+                Ok(None) => Ok(None),
+                Ok(Some((out, removed))) => Ok(Some((PyBytes::new(py, &out), removed))),
+                Err(privacy::Error::Hook(e)) => Err(e),
+                Err(privacy::Error::Wire(e)) => Err(PyValueError::new_err(format!("invalid protobuf for {}: {e}",
+                    match signal { Signal::Traces => "traces", Signal::Logs => "logs", Signal::Metrics => "metrics" }))),
+            }
+        }
+
+        /// (content, kept on a model call, typed) of `key`: `Table.decide`, for the tests.
+        fn decide(&self, key: &str) -> (bool, bool, bool) {
+            let d = self.rules.decide(key.as_bytes());
+            (d.content(), d.kept(), d.typed())
+        }
+    }
+
     #[pymodule]
     fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add_class::<Privacy>()?;
         m.add_function(wrap_pyfunction!(json_to_proto, m)?)?;
         m.add_function(wrap_pyfunction!(proto_to_json, m)?)?;
         m.add("JsonDecodeError", m.py().get_type::<JsonDecodeError>())?;

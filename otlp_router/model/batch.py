@@ -80,7 +80,13 @@ class Batch:
         self.message  # noqa: B018 - make sure the message, not just stale bytes, is kept
         self._wire = None
 
-    def derive(self, message: Message, items: int, wire: bytes | None = None) -> "Batch":
+    def replace_wire(self, wire: bytes) -> None:
+        """The batch is now these bytes (a transform that works on the wire made them): the
+        message, if something wants it again, is parsed from them."""
+        self._wire = wire
+        self._message = None
+
+    def derive(self, message: Message | None, items: int, wire: bytes | None = None) -> "Batch":
         """A new batch of another message (`wire`: its bytes, if known) with this
         one's origin (API key, arrival time)."""
         return Batch(self.signal, message, items, wire, api_key_name=self.api_key_name, received=self.received)

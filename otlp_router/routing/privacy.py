@@ -9,6 +9,13 @@ too, so content under a key no convention lists yet (Logfire's older `request_da
 own) cannot survive on the spans that carry prompts. Counts the table reads from inside a content
 value (Genkit's usage in `genkit:output`, ADK's cached count, ...) are kept as the plain GenAI
 attributes they stand for (gen_ai.usage.*), so usage survives its content.
+
+The work per attribute is the native core's (native/src/privacy.rs), on the protobuf bytes: it
+decides every key from the table's sets, drops content attributes, events and GenAI event bodies,
+and copies everything else through. Python is asked only what the type rules make of a span that
+has unkept attributes and a type key (`classify_cached`, once per distinct span signature), and,
+for a span losing a key the table reads values from (Genkit's, ADK's, Logfire's older blobs),
+what to keep of it (`_salvage`).
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ from typing import Any
 
 import orjson
 from google.protobuf.message import Message
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from otlp_router import _native
 from otlp_router.model import conventions
 from otlp_router.model.attributes import set_value, value_of
 from otlp_router.model.conventions import MODEL_CALL_TYPES, Table
@@ -44,129 +53,88 @@ def may_hold_content(wire: bytes) -> bool:
     return any(needle in wire for needle in conventions.active().needles)
 
 
-def _strip(attributes: Any, table: Table) -> int:
-    decided = table.decided
-    decide = table.decide
-    drop = [i for i, kv in enumerate(attributes) if (decided.get(kv.key) or decide(kv.key))[0]]
-    for i in reversed(drop):
-        del attributes[i]
-    return len(drop)
+def strip_wire(wire: bytes, signal: Signal) -> tuple[bytes, int] | None:
+    """The export request `wire` without its content: (new bytes, how many attributes, events and
+    bodies were removed), or None when nothing was (then `wire` stands)."""
+    return _compiled(conventions.active()).strip(signal.name, wire)
 
 
 def strip_content(message: Message, signal: Signal) -> int:
     """Remove content attributes and content-carrying events (span events, and
     GenAI event log records' bodies) in place; returns how many were removed."""
-    table = conventions.active()
-    removed = 0
-    logs = signal.name == "logs"
-    traces = signal.name == "traces"
-    for rs in getattr(message, signal.resource_field):
-        typed_resource: dict[str, Any] = {}
-        rule_resource: dict[str, Any] = {}
-        if traces:
-            typed_resource = _typed(rs.resource.attributes, table)
-            if table.resource_keys:
-                rule_resource = {kv.key: value_of(kv.value) for kv in rs.resource.attributes
-                                 if kv.key in table.resource_keys}
-        removed += _strip(rs.resource.attributes, table)
-        for ss in getattr(rs, signal.scope_field):
-            for item in getattr(ss, signal.items_field):
-                if traces:
-                    removed += _strip_span(item, table, typed_resource, rule_resource, ss.scope.name,
-                                           ss.scope.version)
-                    if len(item.events):
-                        removed += _strip_events(item.events, table)
-                    continue
-                for attributes in signal.attribute_lists(item):
-                    removed += _strip(attributes, table)
-                if logs:
-                    removed += _strip_event_record(item, table)
-    return removed
-
-
-def _typed(attributes: Any, table: Table) -> dict[str, Any]:  # of a resource
-    """The attributes a type rule looks at, as Python values (the few there are)."""
-    type_keys = table.type_keys
-    return {kv.key: value_of(kv.value) for kv in attributes if kv.key in type_keys}
-
-
-def _strip_span(span: Any, table: Table, typed_resource: dict[str, Any], rule_resource: dict[str, Any],
-                scope_name: str, scope_version: str) -> int:
-    attributes = span.attributes
-    get = table.decided.get
-    # C-level passes over the (remembered) decisions; Python only for keys not seen before.
-    decisions = [get(kv.key) for kv in attributes]
-    if None in decisions:
-        decisions = [d or table.decide(kv.key) for d, kv in zip(decisions, attributes)]
-    drop = [i for i, d in enumerate(decisions) if d[0]]
-    not_kept = [i for i, d in enumerate(decisions) if not d[1]]
-    # Content is never kept: when nothing else is unkept, what the span is does not matter.
-    if len(not_kept) != len(drop):
-        typed_at = [i for i, d in enumerate(decisions) if d[2]]
-        if typed_at or typed_resource:   # a model call is always named by some type key
-            typed = {attributes[i].key: value_of(attributes[i].value) for i in typed_at}
-            if typed_resource:
-                typed = {**typed_resource, **typed}
-            if classify_cached(typed, span.name, scope_name, scope_version, rule_resource,
-                               table) in MODEL_CALL_TYPES:
-                drop = not_kept
-    if not drop:
+    stripped = strip_wire(message.SerializeToString(), signal)
+    if stripped is None:
         return 0
-    salvage = table.salvage
-    if salvage and any(attributes[i].key in salvage for i in drop):
-        _salvage(span, [attributes[i] for i in drop], table, scope_name)
-        # Salvaged attributes are appended: the positions to drop are unchanged.
-    for i in reversed(drop):
-        del attributes[i]
-    return len(drop)
+    new = type(message).FromString(stripped[0])
+    # Privacy removes no item, scope or resource: copied back item by item, a caller's references
+    # to the message's spans (records, metrics) and resources stay live.
+    for rs, new_rs in zip(getattr(message, signal.resource_field), getattr(new, signal.resource_field)):
+        if new_rs.HasField("resource"):
+            rs.resource.CopyFrom(new_rs.resource)
+        for ss, new_ss in zip(getattr(rs, signal.scope_field), getattr(new_rs, signal.scope_field)):
+            for item, new_item in zip(getattr(ss, signal.items_field), getattr(new_ss, signal.items_field)):
+                item.CopyFrom(new_item)
+    return stripped[1]
 
 
-def _salvage(span: Any, dropped: list[Any], table: Table, scope_name: str) -> None:
-    """Keep what the table reads from inside content values as the plain attributes it stands for."""
-    present = {kv.key for kv in span.attributes}
+_COMPILED: tuple[Table, Any] | None = None
+
+
+def _compiled(table: Table) -> Any:
+    """The core's privacy for `table`, built once per table."""
+    global _COMPILED
+    if _COMPILED is None or _COMPILED[0] is not table:
+        _COMPILED = (table, _compile(table))
+    return _COMPILED[1]
+
+
+def _compile(table: Table) -> Any:
+    def classify(typed: dict[str, Any], name: str, scope_name: str, scope_version: str,
+                 rule_resource: dict[str, Any]) -> bool:
+        return classify_cached(typed, name, scope_name, scope_version, rule_resource, table) in MODEL_CALL_TYPES
+
+    def salvage(dropped: list[tuple[str, bytes]], present: list[str], scope_name: str) -> list[bytes]:
+        return _salvage(dropped, set(present), table, scope_name)
+
+    return _native.Privacy(
+        content_keys=sorted(table.content_keys), content_prefixes=list(table.content_prefixes),
+        not_content=sorted(table.not_content), content_events=sorted(table.content_events),
+        keep_keys=sorted(table.keep_keys), keep_prefixes=list(table.keep_prefixes),
+        type_keys=sorted(table.type_keys), resource_keys=sorted(table.resource_keys),
+        salvage_keys=sorted(table.salvage), classify=classify, salvage=salvage,
+        value_of=lambda wire: value_of(AnyValue.FromString(wire)))
+
+
+def _salvage(dropped: list[tuple[str, bytes]], present: set[str], table: Table, scope_name: str) -> list[bytes]:
+    """Keep what the table reads from inside content values as the plain attributes it stands for:
+    the KeyValues (serialised) the core appends to the span. `dropped`: the span's dropped salvage
+    keys with their AnyValue bytes; `present`: every key the span had."""
     found: dict[str, Any] = {}
-    for kv in dropped:
-        sources = table.salvage.get(kv.key)
+    for key, value in dropped:
+        sources = table.salvage.get(key)
         if not sources:
             continue
-        parsed = _content(value_of(kv.value))
+        parsed = _content(value_of(AnyValue.FromString(value)))
         for source in sources:
             target = _SALVAGED_AS.get(source.field)
             if target is None or target in present or target in found or not _scope_ok(source.scopes, scope_name):
                 continue
             if source.when is not None:
                 continue   # conditions on other attributes: not worth reading here
-            value = parsed
+            got = parsed
             for step in source.path:
-                value = value.get(step) if isinstance(value, dict) else None
+                got = got.get(step) if isinstance(got, dict) else None
             if source.field == "model_parameters":
-                value = orjson.dumps(_plain(value)).decode() if isinstance(value, dict) and value else None
+                got = orjson.dumps(_plain(got)).decode() if isinstance(got, dict) and got else None
             elif source.field.startswith("usage."):
-                value = _count(value)
+                got = _count(got)
             else:
-                value = _text(value)
-            if value is not None and (value or source.read != "positive_count"):
-                found[target] = value
-    for key, value in found.items():
-        set_value(span.attributes.add(key=key).value, value)
-
-
-def _strip_events(events: Any, table: Table) -> int:
-    content_events = table.content_events
-    drop = [i for i, ev in enumerate(events) if ev.name in content_events]
-    # (events carrying none keep their attributes less the content keys)
-    for i in reversed(drop):
-        del events[i]
-    removed = len(drop)
-    for ev in events:
-        removed += _strip(ev.attributes, table)
-    return removed
-
-
-def _strip_event_record(record: Any, table: Table) -> int:
-    """A GenAI event emitted as a log record carries its message in the body."""
-    name = record.event_name or next((kv.value.string_value for kv in record.attributes if kv.key == "event.name"), "")
-    if name in table.content_events and record.HasField("body"):
-        record.ClearField("body")
-        return 1
-    return 0
+                got = _text(got)
+            if got is not None and (got or source.read != "positive_count"):
+                found[target] = got
+    out = []
+    for key, got in found.items():
+        kv = KeyValue(key=key)
+        set_value(kv.value, got)
+        out.append(kv.SerializeToString())
+    return out

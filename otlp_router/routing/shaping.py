@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from otlp_router.model.batch import Batch
 from otlp_router.routing.actions import AttributeActions
-from otlp_router.routing.privacy import may_hold_content, strip_content
+from otlp_router.routing.privacy import may_hold_content, strip_wire
 from otlp_router.routing.redaction import Redaction
 from otlp_router.routing.sampling import Sampling
 from otlp_router.settings import Section
@@ -39,23 +39,27 @@ class Shaping:
         return bool(self.privacy or self.redaction or self.actions or self.sampling)
 
     def apply(self, batch: Batch) -> int:
-        """Shape the batch's message in place; returns the items sampled out."""
-        signal, message = batch.signal, batch.message
+        """Shape the batch in place; returns the items sampled out."""
+        signal = batch.signal
         removed = 0
         if self.sampling is not None:
-            removed = self.sampling.apply(message, signal)
+            removed = self.sampling.apply(batch.message, signal)
             if removed:
                 batch.items -= removed
                 batch.modified()
         if self.actions is not None:
-            self.actions.apply(message, signal, batch.api_key_name)
+            self.actions.apply(batch.message, signal, batch.api_key_name)
             batch.modified()
-        wire = batch.wire_if_known
-        if self.privacy and (wire is None or may_hold_content(wire)):
-            if strip_content(message, signal):
-                batch.modified()
+        if self.privacy:
+            # On the protobuf bytes (the native core): serialised here if only the message is
+            # known, and the spool wants the bytes anyway.
+            wire = batch.wire
+            if may_hold_content(wire):
+                stripped = strip_wire(wire, signal)
+                if stripped is not None:
+                    batch.replace_wire(stripped[0])
         if self.redaction is not None:
-            self.redaction.apply(message, signal)
+            self.redaction.apply(batch.message, signal)
             batch.modified()
         return removed
 
@@ -64,9 +68,14 @@ def shape(batch: Batch, shapings: list[Shaping], shared: bool) -> tuple[Batch, i
     """Apply route and destination shaping; a batch other destinations also
     receive is copied first."""
     if shared:
-        copy = type(batch.message)()
-        copy.CopyFrom(batch.message)
-        batch = batch.derive(copy, batch.items, batch.wire_if_known)  # same content until a transform runs
+        wire = batch.wire_if_known
+        if wire is not None and not any(s.sampling or s.actions or s.redaction for s in shapings):
+            # privacy alone works on the bytes: they are this destination's copy
+            batch = batch.derive(None, batch.items, wire)
+        else:
+            copy = type(batch.message)()
+            copy.CopyFrom(batch.message)
+            batch = batch.derive(copy, batch.items, wire)  # same content until a transform runs
     removed = 0
     for shaping in shapings:
         removed += shaping.apply(batch)

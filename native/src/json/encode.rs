@@ -28,7 +28,7 @@ struct Encoder {
 }
 
 #[inline]
-fn read_varint(b: &[u8], i: &mut usize) -> Res<u64> {
+pub(crate) fn read_varint(b: &[u8], i: &mut usize) -> Res<u64> {
     let mut r: u64 = 0;
     let mut shift = 0;
     loop {
@@ -55,7 +55,7 @@ fn take<'b>(b: &'b [u8], i: &mut usize, n: usize) -> Res<&'b [u8]> {
 }
 
 /// Skips the value of a field with wire type `wire` at b[i..].
-fn skip(b: &[u8], i: &mut usize, wire: u64, depth: u32) -> Res<()> {
+pub(crate) fn skip(b: &[u8], i: &mut usize, wire: u64, depth: u32) -> Res<()> {
     match wire {
         0 => {
             read_varint(b, i)?;
