@@ -1,9 +1,13 @@
-"""Seed corpus of the json_to_wire fuzz target from the golden JSON codec cases.
+"""Seed corpora of the fuzz targets from the golden JSON codec cases.
 
     python native/fuzz/seed_corpus.py      # writes native/fuzz/corpus/json_to_wire/ (git-ignored)
     cd native/fuzz && cargo +nightly fuzz run json_to_wire -- -max_total_time=300 -max_len=20000
 
 The first byte of a fuzz input picks the root message (see fuzz_targets/json_to_wire.rs).
+With the native core importable (PYTHONPATH=. after building it), the same requests as
+protobuf also seed corpus/wire_inspect/ (first byte: 0 traces, 1 logs, 2 metrics):
+
+    cd native/fuzz && cargo +nightly fuzz run wire_inspect -- -max_total_time=180 -max_len=20000
 """
 
 import base64
@@ -30,3 +34,25 @@ for path in sorted((ROOT / "tests" / "golden" / "json_codec").glob("*.jsonl")):
                 (out / hashlib.sha1(data).hexdigest()).write_bytes(data)
                 n += 1
 print(f"{out}: {n} seeds")
+
+try:
+    from otlp_router import _native
+except ImportError:
+    _native = None
+if _native is not None:
+    wire_out = out.parent / "wire_inspect"
+    wire_out.mkdir(parents=True, exist_ok=True)
+    m = 0
+    for seed in out.iterdir():
+        data = seed.read_bytes()
+        if data[0] > 2:
+            continue
+        name = next(k for k, v in ROOTS.items() if v == data[0])
+        try:
+            wire = _native.json_to_proto(name, data[1:])
+        except ValueError:
+            continue
+        data = bytes([data[0]]) + wire
+        (wire_out / hashlib.sha1(data).hexdigest()).write_bytes(data)
+        m += 1
+    print(f"{wire_out}: {m} seeds")

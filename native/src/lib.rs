@@ -7,6 +7,7 @@
 
 pub mod json;
 pub mod privacy;
+pub mod wire;
 
 pub use json::decode::{decode as json_to_wire, MAX_NESTING};
 pub use json::encode::encode as wire_to_json;
@@ -223,6 +224,7 @@ mod python {
         m.add_class::<Privacy>()?;
         m.add_function(wrap_pyfunction!(json_to_proto, m)?)?;
         m.add_function(wrap_pyfunction!(proto_to_json, m)?)?;
+        m.add_function(wrap_pyfunction!(crate::wire::python::inspect, m)?)?;
         m.add("JsonDecodeError", m.py().get_type::<JsonDecodeError>())?;
         m.add("JsonSyntaxError", m.py().get_type::<JsonSyntaxError>())?;
         m.add("MAX_NESTING", crate::MAX_NESTING)?;

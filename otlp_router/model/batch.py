@@ -87,8 +87,8 @@ class Batch:
         self._message = None
 
     def derive(self, message: Message | None, items: int, wire: bytes | None = None) -> "Batch":
-        """A new batch of another message (`wire`: its bytes, if known) with this
-        one's origin (API key, arrival time)."""
+        """A new batch of another message (`wire`: its bytes, if known; the bytes alone
+        when `message` is None) with this one's origin (API key, arrival time)."""
         return Batch(self.signal, message, items, wire, api_key_name=self.api_key_name, received=self.received)
 
     def __repr__(self) -> str:

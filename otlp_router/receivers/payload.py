@@ -8,6 +8,7 @@ import zlib
 import zstandard
 from google.protobuf.message import DecodeError
 
+from otlp_router import _native
 from otlp_router.model import otlp_json
 from otlp_router.model.batch import Batch
 from otlp_router.model.signals import Rejection, Signal
@@ -158,13 +159,23 @@ def _unzstd(body: bytes, cap: int) -> bytes:
 
 
 def decode(signal: Signal, kind: str, data: bytes) -> tuple[Batch, Rejection]:
-    """Decode an export request, drop the items a backend would reject, count the rest."""
+    """Decode an export request, drop the items a backend would reject, count the rest.
+
+    The native core first reads the protobuf bytes as they are (`_native.inspect`): a request
+    that upb certainly parses and whose items are all acceptable is counted there, and its
+    message is only built if something downstream looks inside (`Batch.message`). Anything
+    else (bytes upb may refuse, items to reject, whatever is unusual) takes upb and
+    `signal.inspect`, for the same errors and partial_success."""
     wire: bytes | None = data
     if kind != PROTOBUF:
         try:
             wire = otlp_json.to_wire(signal.request_type, data)   # kept: the spool needs no serialising
         except otlp_json.JsonDecodeError as e:
             raise PayloadError(f"invalid OTLP JSON: {e}") from None
+    json_body = data if kind == JSON else None
+    items = _native.inspect(signal.name, wire)
+    if items >= 0:
+        return Batch(signal, None, items, wire, json_body=json_body), Rejection()
     try:
         message = signal.request_type.FromString(wire)
     except DecodeError as e:
@@ -175,4 +186,4 @@ def decode(signal: Signal, kind: str, data: bytes) -> tuple[Batch, Rejection]:
     items, rejection = signal.inspect(message)
     if rejection.count:
         wire = None
-    return Batch(signal, message, items, wire, json_body=data if kind == JSON else None), rejection
+    return Batch(signal, message, items, wire, json_body=json_body), rejection

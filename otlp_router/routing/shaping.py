@@ -39,7 +39,8 @@ class Shaping:
         return bool(self.privacy or self.redaction or self.actions or self.sampling)
 
     def apply(self, batch: Batch) -> int:
-        """Shape the batch in place; returns the items sampled out."""
+        """Shape the batch's message in place; returns the items sampled out. The message is
+        only built (from the arrival bytes) by a transform that runs."""
         signal = batch.signal
         removed = 0
         if self.sampling is not None:
@@ -69,13 +70,12 @@ def shape(batch: Batch, shapings: list[Shaping], shared: bool) -> tuple[Batch, i
     receive is copied first."""
     if shared:
         wire = batch.wire_if_known
-        if wire is not None and not any(s.sampling or s.actions or s.redaction for s in shapings):
-            # privacy alone works on the bytes: they are this destination's copy
+        if wire is not None:   # the bytes are the content: each copy parses them if it must
             batch = batch.derive(None, batch.items, wire)
         else:
             copy = type(batch.message)()
             copy.CopyFrom(batch.message)
-            batch = batch.derive(copy, batch.items, wire)  # same content until a transform runs
+            batch = batch.derive(copy, batch.items)
     removed = 0
     for shaping in shapings:
         removed += shaping.apply(batch)
