@@ -83,7 +83,7 @@ class StorageDestination(Destination):
             self._trace_settings = (settings.duration("trace_idle", 5.0, minimum=0.001),
                                     settings.duration("trace_max_age", 300.0, minimum=0.001),
                                     settings.int("max_open_traces", 100_000, minimum=1),
-                                    settings.size("max_open_bytes", 256 * 1024 * 1024, minimum=1024))
+                                    settings.size("max_open_bytes", 64 * 1024 * 1024, minimum=1024))
         elif self.format == "cbor_zstd":
             self._record_settings = (settings.duration("every", 3600.0, minimum=0.001),
                                      settings.int("limit", 1000, minimum=1, maximum=APERTURE_LIMIT_CAP))
