@@ -3,7 +3,10 @@
 //! The OTLP JSON <-> protobuf transcoder (`json`), pure Rust with no Python objects on its
 //! path, and privacy on the wire (`privacy`), which asks Python only what the type rules make of
 //! a span and, rarely, what to salvage from content; the `python` feature adds the PyO3
-//! bindings.  No `unsafe` code here.
+//! bindings.
+
+// SAFETY: nothing to justify: the crate forbids unsafe code, so the compiler checks its absence.
+#![forbid(unsafe_code)]
 
 pub mod json;
 pub mod privacy;
@@ -22,16 +25,29 @@ mod python {
     use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
     use std::sync::Mutex;
 
-    use crate::privacy::{self, Attr, Caches, ClassifyQuery, Hooks, Kv, RuleSets, Rules, Scalar, Signal};
+    use crate::privacy::{
+        self, Attr, Caches, ClassifyQuery, Hooks, Kv, RuleSets, Rules, Scalar, Signal,
+    };
 
     use crate::json::error::DecodeError;
     use crate::json::table::message_index;
 
-    create_exception!(_native, JsonDecodeError, PyValueError, "The body is not OTLP JSON for the requested type.");
-    create_exception!(_native, JsonSyntaxError, JsonDecodeError, "The body is not JSON (message from orjson).");
+    create_exception!(
+        _native,
+        JsonDecodeError,
+        PyValueError,
+        "The body is not OTLP JSON for the requested type."
+    );
+    create_exception!(
+        _native,
+        JsonSyntaxError,
+        JsonDecodeError,
+        "The body is not JSON (message from orjson)."
+    );
 
     fn message_of(kind: &str) -> PyResult<usize> {
-        message_index(kind).ok_or_else(|| PyTypeError::new_err(format!("not an OTLP message type: {kind}")))
+        message_index(kind)
+            .ok_or_else(|| PyTypeError::new_err(format!("not an OTLP message type: {kind}")))
     }
 
     /// OTLP JSON `body` (UTF-8 bytes) of message `kind` ("traces", "logs", "metrics" or an OTLP
@@ -39,7 +55,11 @@ mod python {
     /// path and the problem, exactly as the former Python codec did (JsonSyntaxError, with
     /// orjson's message, when the body is not JSON at all).
     #[pyfunction]
-    fn json_to_proto<'py>(py: Python<'py>, kind: &str, body: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    fn json_to_proto<'py>(
+        py: Python<'py>,
+        kind: &str,
+        body: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let root = message_of(kind)?;
         match py.allow_threads(|| crate::json_to_wire(root, body)) {
             Ok(wire) => Ok(PyBytes::new(py, &wire)),
@@ -66,11 +86,18 @@ mod python {
 
     /// Protobuf wire bytes of message `kind` as compact OTLP JSON (UTF-8 bytes).
     #[pyfunction]
-    fn proto_to_json<'py>(py: Python<'py>, kind: &str, wire: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    fn proto_to_json<'py>(
+        py: Python<'py>,
+        kind: &str,
+        wire: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let root = message_of(kind)?;
         match py.allow_threads(|| crate::wire_to_json(root, wire)) {
             Ok(json) => Ok(PyBytes::new(py, &json)),
-            Err(e) => Err(PyValueError::new_err(format!("invalid protobuf for {kind}: {}", e.0))),
+            Err(e) => Err(PyValueError::new_err(format!(
+                "invalid protobuf for {kind}: {}",
+                e.0
+            ))),
         }
     }
 
@@ -99,7 +126,9 @@ mod python {
     fn text<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> {
         match std::str::from_utf8(b) {
             Ok(s) => Ok(PyString::new(py, s)),
-            Err(_) => Err(PyValueError::new_err("invalid protobuf: a string field is not UTF-8")),
+            Err(_) => Err(PyValueError::new_err(
+                "invalid protobuf: a string field is not UTF-8",
+            )),
         }
     }
 
@@ -108,7 +137,8 @@ mod python {
         fn value(&self, kv: &Kv) -> PyResult<Bound<'py, PyAny>> {
             let py = self.py;
             let wire = kv.value_wire();
-            let scalar = privacy::scalar(&wire).map_err(|e| PyValueError::new_err(format!("invalid protobuf: {}", e.0)))?;
+            let scalar = privacy::scalar(&wire)
+                .map_err(|e| PyValueError::new_err(format!("invalid protobuf: {}", e.0)))?;
             Ok(match scalar {
                 Some(Scalar::None) => py.None().into_bound(py),
                 Some(Scalar::Str(s)) if std::str::from_utf8(s).is_ok() => text(py, s)?.into_any(),
@@ -135,7 +165,13 @@ mod python {
             for kv in q.resource_rule {
                 rule.set_item(text(py, kv.key)?, self.value(kv)?)?;
             }
-            let args = (typed, text(py, q.name)?, text(py, q.scope_name)?, text(py, q.scope_version)?, rule);
+            let args = (
+                typed,
+                text(py, q.name)?,
+                text(py, q.scope_name)?,
+                text(py, q.scope_version)?,
+                rule,
+            );
             self.classify.call1(args)?.is_truthy()
         }
 
@@ -146,11 +182,19 @@ mod python {
             for a in attrs {
                 let key = text(py, a.kv.key)?;
                 if a.drop && a.decision.salvage() {
-                    dropped.append(PyTuple::new(py, [key.clone().into_any(), PyBytes::new(py, &a.kv.value_wire()).into_any()])?)?;
+                    dropped.append(PyTuple::new(
+                        py,
+                        [
+                            key.clone().into_any(),
+                            PyBytes::new(py, &a.kv.value_wire()).into_any(),
+                        ],
+                    )?)?;
                 }
                 present.append(key)?;
             }
-            let got = self.salvage.call1((dropped, present, text(py, scope_name)?))?;
+            let got = self
+                .salvage
+                .call1((dropped, present, text(py, scope_name)?))?;
             let mut out = Vec::new();
             for item in got.try_iter()? {
                 out.push(item?.downcast::<PyBytes>()?.as_bytes().to_vec());
@@ -165,10 +209,20 @@ mod python {
         #[pyo3(signature = (*, content_keys, content_prefixes, not_content, content_events, keep_keys,
                             keep_prefixes, type_keys, resource_keys, salvage_keys, classify, salvage, value_of))]
         #[allow(clippy::too_many_arguments)]
-        fn new(content_keys: Vec<String>, content_prefixes: Vec<String>, not_content: Vec<String>,
-               content_events: Vec<String>, keep_keys: Vec<String>, keep_prefixes: Vec<String>,
-               type_keys: Vec<String>, resource_keys: Vec<String>, salvage_keys: Vec<String>,
-               classify: Py<PyAny>, salvage: Py<PyAny>, value_of: Py<PyAny>) -> Self {
+        fn new(
+            content_keys: Vec<String>,
+            content_prefixes: Vec<String>,
+            not_content: Vec<String>,
+            content_events: Vec<String>,
+            keep_keys: Vec<String>,
+            keep_prefixes: Vec<String>,
+            type_keys: Vec<String>,
+            resource_keys: Vec<String>,
+            salvage_keys: Vec<String>,
+            classify: Py<PyAny>,
+            salvage: Py<PyAny>,
+            value_of: Py<PyAny>,
+        ) -> Self {
             let rules = Rules::new(&RuleSets {
                 content_keys: &content_keys,
                 content_prefixes: &content_prefixes,
@@ -180,13 +234,24 @@ mod python {
                 resource_keys: &resource_keys,
                 salvage_keys: &salvage_keys,
             });
-            Privacy { rules, caches: Mutex::new(Caches::default()), classify, salvage, value_of }
+            Privacy {
+                rules,
+                caches: Mutex::new(Caches::default()),
+                classify,
+                salvage,
+                value_of,
+            }
         }
 
         /// The export request `wire` of `signal` ("traces", "logs", "metrics") without its
         /// content: `(new bytes, how many attributes, events and bodies were removed)`, or
         /// None when nothing was (the bytes stand).
-        fn strip<'py>(&self, py: Python<'py>, signal: &str, wire: &[u8]) -> PyResult<Option<(Bound<'py, PyBytes>, u64)>> {
+        fn strip<'py>(
+            &self,
+            py: Python<'py>,
+            signal: &str,
+            wire: &[u8],
+        ) -> PyResult<Option<(Bound<'py, PyBytes>, u64)>> {
             let signal = Signal::from_name(signal)
                 .ok_or_else(|| PyTypeError::new_err(format!("not a signal: {signal}")))?;
             let mut hooks = PyHooks {
@@ -207,8 +272,14 @@ mod python {
                 Ok(None) => Ok(None),
                 Ok(Some((out, removed))) => Ok(Some((PyBytes::new(py, &out), removed))),
                 Err(privacy::Error::Hook(e)) => Err(e),
-                Err(privacy::Error::Wire(e)) => Err(PyValueError::new_err(format!("invalid protobuf for {}: {e}",
-                    match signal { Signal::Traces => "traces", Signal::Logs => "logs", Signal::Metrics => "metrics" }))),
+                Err(privacy::Error::Wire(e)) => Err(PyValueError::new_err(format!(
+                    "invalid protobuf for {}: {e}",
+                    match signal {
+                        Signal::Traces => "traces",
+                        Signal::Logs => "logs",
+                        Signal::Metrics => "metrics",
+                    }
+                ))),
             }
         }
 

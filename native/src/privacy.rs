@@ -22,14 +22,14 @@
 //! Unchanged bytes are copied through; only the lengths of the messages around a change are
 //! written anew (minimal varints, as upb writes them).  Repeated singular fields follow upb's
 //! parse: the last scalar wins, message occurrences merge.  No recursion past the fixed OTLP
-//! nesting, no `unsafe`.
+//! nesting; safe Rust only (the crate forbids anything else, see lib.rs).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
-use crate::json::decode::put_varint;
+use crate::json::decode::{put_varint, varint_len};
 use crate::json::encode::{read_varint, skip, WireError};
 use crate::json::tables::MESSAGES;
 
@@ -152,12 +152,20 @@ impl Rules {
                 *exact.entry(k.as_bytes().into()).or_insert(0) |= flag;
             }
         }
-        let boxed = |v: &[String]| v.iter().map(|p| p.as_bytes().into()).collect::<Vec<Box<[u8]>>>();
+        let boxed = |v: &[String]| {
+            v.iter()
+                .map(|p| p.as_bytes().into())
+                .collect::<Vec<Box<[u8]>>>()
+        };
         Rules {
             exact,
             content_prefixes: boxed(s.content_prefixes),
             keep_prefixes: boxed(s.keep_prefixes),
-            content_events: s.content_events.iter().map(|e| (e.as_bytes().into(), ())).collect(),
+            content_events: s
+                .content_events
+                .iter()
+                .map(|e| (e.as_bytes().into(), ()))
+                .collect(),
         }
     }
 
@@ -165,8 +173,10 @@ impl Rules {
     pub fn decide(&self, key: &[u8]) -> Decision {
         let flags = self.exact.get(key).copied().unwrap_or(0);
         let content = flags & CONTENT_KEY != 0
-            || (flags & NOT_CONTENT == 0 && self.content_prefixes.iter().any(|p| key.starts_with(p)));
-        let kept = !content && (flags & KEEP_KEY != 0 || self.keep_prefixes.iter().any(|p| key.starts_with(p)));
+            || (flags & NOT_CONTENT == 0
+                && self.content_prefixes.iter().any(|p| key.starts_with(p)));
+        let kept = !content
+            && (flags & KEEP_KEY != 0 || self.keep_prefixes.iter().any(|p| key.starts_with(p)));
         let mut d = 0;
         if content {
             d |= Decision::CONTENT;
@@ -312,14 +322,25 @@ struct Numbers {
 
 fn number(message: &str, field: &str) -> u64 {
     let full = format!("opentelemetry.proto.{message}");
-    let m = MESSAGES.iter().find(|m| m.full_name == full).unwrap_or_else(|| panic!("no message {full}"));
-    m.fields.iter().find(|f| f.name == field).unwrap_or_else(|| panic!("no field {full}.{field}")).number as u64
+    let m = MESSAGES
+        .iter()
+        .find(|m| m.full_name == full)
+        .unwrap_or_else(|| panic!("no message {full}"));
+    m.fields
+        .iter()
+        .find(|f| f.name == field)
+        .unwrap_or_else(|| panic!("no field {full}.{field}"))
+        .number as u64
 }
 
 fn numbers() -> &'static Numbers {
     static N: OnceLock<Numbers> = OnceLock::new();
     N.get_or_init(|| {
-        let layout = |request: &str, items_of_request: &str, resource: &str, scopes_field: &str, scope: &str,
+        let layout = |request: &str,
+                      items_of_request: &str,
+                      resource: &str,
+                      scopes_field: &str,
+                      scope: &str,
                       items_field: &str| Layout {
             request_items: number(request, items_of_request),
             resource: number(resource, "resource"),
@@ -330,17 +351,39 @@ fn numbers() -> &'static Numbers {
         assert_eq!(number("common.v1.KeyValue", "key"), N_KV_KEY);
         assert_eq!(number("common.v1.KeyValue", "value"), N_KV_VALUE);
         let data = |metric_field: &str, message: &str, point: &str| {
-            (number("metrics.v1.Metric", metric_field), number(message, "data_points"), number(point, "attributes"))
+            (
+                number("metrics.v1.Metric", metric_field),
+                number(message, "data_points"),
+                number(point, "attributes"),
+            )
         };
         let any = |f: &str| number("common.v1.AnyValue", f);
         Numbers {
             layouts: [
-                layout("collector.trace.v1.ExportTraceServiceRequest", "resource_spans", "trace.v1.ResourceSpans", "scope_spans",
-                       "trace.v1.ScopeSpans", "spans"),
-                layout("collector.logs.v1.ExportLogsServiceRequest", "resource_logs", "logs.v1.ResourceLogs", "scope_logs",
-                       "logs.v1.ScopeLogs", "log_records"),
-                layout("collector.metrics.v1.ExportMetricsServiceRequest", "resource_metrics", "metrics.v1.ResourceMetrics", "scope_metrics",
-                       "metrics.v1.ScopeMetrics", "metrics"),
+                layout(
+                    "collector.trace.v1.ExportTraceServiceRequest",
+                    "resource_spans",
+                    "trace.v1.ResourceSpans",
+                    "scope_spans",
+                    "trace.v1.ScopeSpans",
+                    "spans",
+                ),
+                layout(
+                    "collector.logs.v1.ExportLogsServiceRequest",
+                    "resource_logs",
+                    "logs.v1.ResourceLogs",
+                    "scope_logs",
+                    "logs.v1.ScopeLogs",
+                    "log_records",
+                ),
+                layout(
+                    "collector.metrics.v1.ExportMetricsServiceRequest",
+                    "resource_metrics",
+                    "metrics.v1.ResourceMetrics",
+                    "scope_metrics",
+                    "metrics.v1.ScopeMetrics",
+                    "metrics",
+                ),
             ],
             resource_attributes: number("resource.v1.Resource", "attributes"),
             scope_name: number("common.v1.InstrumentationScope", "name"),
@@ -356,14 +399,31 @@ fn numbers() -> &'static Numbers {
             metric_data: [
                 data("gauge", "metrics.v1.Gauge", "metrics.v1.NumberDataPoint"),
                 data("sum", "metrics.v1.Sum", "metrics.v1.NumberDataPoint"),
-                data("histogram", "metrics.v1.Histogram", "metrics.v1.HistogramDataPoint"),
-                data("exponential_histogram", "metrics.v1.ExponentialHistogram",
-                     "metrics.v1.ExponentialHistogramDataPoint"),
-                data("summary", "metrics.v1.Summary", "metrics.v1.SummaryDataPoint"),
+                data(
+                    "histogram",
+                    "metrics.v1.Histogram",
+                    "metrics.v1.HistogramDataPoint",
+                ),
+                data(
+                    "exponential_histogram",
+                    "metrics.v1.ExponentialHistogram",
+                    "metrics.v1.ExponentialHistogramDataPoint",
+                ),
+                data(
+                    "summary",
+                    "metrics.v1.Summary",
+                    "metrics.v1.SummaryDataPoint",
+                ),
             ],
             any: [
-                any("string_value"), any("bool_value"), any("int_value"), any("double_value"),
-                any("array_value"), any("kvlist_value"), any("bytes_value"), any("string_value_strindex"),
+                any("string_value"),
+                any("bool_value"),
+                any("int_value"),
+                any("double_value"),
+                any("array_value"),
+                any("kvlist_value"),
+                any("bytes_value"),
+                any("string_value_strindex"),
             ],
         }
     })
@@ -427,7 +487,13 @@ impl<'a> Fields<'a> {
             data = &b[v..i];
         }
         self.i = i;
-        Ok(F { number: tag >> 3, wire, start, end: i, data })
+        Ok(F {
+            number: tag >> 3,
+            wire,
+            start,
+            end: i,
+            data,
+        })
     }
 }
 
@@ -447,7 +513,12 @@ impl<'a> Iterator for Fields<'a> {
 }
 
 fn parse_kv(body: &[u8]) -> Result<Kv<'_>, WireError> {
-    let mut kv = Kv { key: b"", body, value: b"", multi: false };
+    let mut kv = Kv {
+        key: b"",
+        body,
+        value: b"",
+        multi: false,
+    };
     let mut seen_value = false;
     for f in Fields::new(body) {
         let f = f?;
@@ -519,7 +590,9 @@ pub fn scalar(value: &[u8]) -> Result<Option<Scalar<'_>>, WireError> {
         Some((0, d)) => Scalar::Str(d),
         Some((1, d)) => Scalar::Bool(varint(d)? != 0),
         Some((2, d)) => Scalar::Int(varint(d)? as i64),
-        Some((3, d)) => Scalar::Double(f64::from_le_bytes(d.try_into().map_err(|_| WireError("truncated double"))?)),
+        Some((3, d)) => Scalar::Double(f64::from_le_bytes(
+            d.try_into().map_err(|_| WireError("truncated double"))?,
+        )),
         Some((6, d)) => Scalar::Bytes(d),
         Some((7, d)) => Scalar::Strindex(varint(d)? as i32),
         Some(_) => return Ok(None),
@@ -527,15 +600,6 @@ pub fn scalar(value: &[u8]) -> Result<Option<Scalar<'_>>, WireError> {
 }
 
 // --- writing ----------------------------------------------------------------------------------
-
-fn varint_len(mut n: u64) -> usize {
-    let mut len = 1;
-    while n >= 0x80 {
-        n >>= 7;
-        len += 1;
-    }
-    len
-}
 
 struct ResourceCtx<'a> {
     typed: Vec<Kv<'a>>,
@@ -565,8 +629,13 @@ struct Walk<'a, 'c, H: Hooks> {
 
 /// Strips the export request `wire` of `signal`; `None` when nothing was removed (the bytes
 /// stand as they are), else the new bytes and how many attributes, events and bodies went.
-pub fn strip<H: Hooks>(rules: &Rules, caches: &mut Caches, signal: Signal, wire: &[u8], hooks: &mut H)
-    -> Res<Option<(Vec<u8>, u64)>, H::Error> {
+pub fn strip<H: Hooks>(
+    rules: &Rules,
+    caches: &mut Caches,
+    signal: Signal,
+    wire: &[u8],
+    hooks: &mut H,
+) -> Res<Option<(Vec<u8>, u64)>, H::Error> {
     let mut w = Walk {
         rules,
         caches,
@@ -678,8 +747,12 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
     }
 
     /// Writes `b` with each length-delimited field numbered `number` rewritten by `each`.
-    fn children(&mut self, b: &'a [u8], number: u64, mut each: impl FnMut(&mut Self, &'a [u8]) -> Res<(), H::Error>)
-        -> Res<(), H::Error> {
+    fn children(
+        &mut self,
+        b: &'a [u8],
+        number: u64,
+        mut each: impl FnMut(&mut Self, &'a [u8]) -> Res<(), H::Error>,
+    ) -> Res<(), H::Error> {
         let mut pending = 0;
         for f in Fields::new(b) {
             let f = f?;
@@ -698,7 +771,11 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
     fn resource_x(&mut self, signal: Signal, b: &'a [u8]) -> Res<(), H::Error> {
         let n = self.n;
         let layout = &n.layouts[signal as usize];
-        let mut ctx = ResourceCtx { typed: Vec::new(), rule: Vec::new(), signature: Vec::new() };
+        let mut ctx = ResourceCtx {
+            typed: Vec::new(),
+            rule: Vec::new(),
+            signature: Vec::new(),
+        };
         if signal == Signal::Traces {
             for f in Fields::new(b) {
                 let f = f?;
@@ -742,12 +819,20 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
         Ok(())
     }
 
-    fn scope_x(&mut self, signal: Signal, b: &'a [u8], resource: &ResourceCtx<'a>) -> Res<(), H::Error> {
+    fn scope_x(
+        &mut self,
+        signal: Signal,
+        b: &'a [u8],
+        resource: &ResourceCtx<'a>,
+    ) -> Res<(), H::Error> {
         let n = self.n;
         let layout = &n.layouts[signal as usize];
         match signal {
             Signal::Traces => {
-                let mut scope = ScopeCtx { name: b"", version: b"" };
+                let mut scope = ScopeCtx {
+                    name: b"",
+                    version: b"",
+                };
                 for f in Fields::new(b) {
                     let f = f?;
                     if f.number == layout.scope && f.wire == 2 {
@@ -768,7 +853,12 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
         }
     }
 
-    fn span(&mut self, b: &'a [u8], scope: &ScopeCtx<'a>, resource: &ResourceCtx<'a>) -> Res<(), H::Error> {
+    fn span(
+        &mut self,
+        b: &'a [u8],
+        scope: &ScopeCtx<'a>,
+        resource: &ResourceCtx<'a>,
+    ) -> Res<(), H::Error> {
         let n = self.n;
         self.attrs.clear();
         let mut fields = std::mem::take(&mut self.fields);
@@ -788,20 +878,29 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
                 let d = self.decide(kv.key);
                 unkept_plain |= !d.kept() && !d.content();
                 typed |= d.typed();
-                self.attrs.push(Attr { kv, decision: d, drop: d.content() });
+                self.attrs.push(Attr {
+                    kv,
+                    decision: d,
+                    drop: d.content(),
+                });
             } else if f.number == n.span_name {
                 name = f.data;
             }
         }
         // Content is never kept: when nothing else is unkept, what the span is does not matter.
-        if unkept_plain && (typed || !resource.typed.is_empty()) && self.model_call(name, scope, resource)? {
+        if unkept_plain
+            && (typed || !resource.typed.is_empty())
+            && self.model_call(name, scope, resource)?
+        {
             for a in self.attrs.iter_mut() {
                 a.drop = !a.decision.kept();
             }
         }
         let dropped = self.attrs.iter().filter(|a| a.drop).count();
         let salvaged = if self.attrs.iter().any(|a| a.drop && a.decision.salvage()) {
-            self.hooks.salvage(&self.attrs, scope.name).map_err(Error::Hook)?
+            self.hooks
+                .salvage(&self.attrs, scope.name)
+                .map_err(Error::Hook)?
         } else {
             Vec::new()
         };
@@ -851,7 +950,12 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
         Ok(())
     }
 
-    fn model_call(&mut self, name: &'a [u8], scope: &ScopeCtx<'a>, resource: &ResourceCtx<'a>) -> Res<bool, H::Error> {
+    fn model_call(
+        &mut self,
+        name: &'a [u8],
+        scope: &ScopeCtx<'a>,
+        resource: &ResourceCtx<'a>,
+    ) -> Res<bool, H::Error> {
         let key = &mut self.key_buf;
         key.clear();
         push_len_prefixed(key, name);
@@ -866,7 +970,12 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
         if let Some(&got) = self.caches.classified.get(&key[..]) {
             return Ok(got);
         }
-        let span_typed: Vec<Kv<'a>> = self.attrs.iter().filter(|a| a.decision.typed()).map(|a| a.kv).collect();
+        let span_typed: Vec<Kv<'a>> = self
+            .attrs
+            .iter()
+            .filter(|a| a.decision.typed())
+            .map(|a| a.kv)
+            .collect();
         let q = ClassifyQuery {
             resource_typed: &resource.typed,
             resource_rule: &resource.rule,
@@ -879,7 +988,9 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
         if self.caches.classified.len() >= MAX_CLASSIFIED {
             self.caches.classified.clear();
         }
-        self.caches.classified.insert(self.key_buf.as_slice().into(), got);
+        self.caches
+            .classified
+            .insert(self.key_buf.as_slice().into(), got);
         Ok(got)
     }
 
@@ -887,7 +998,7 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
         let n = self.n;
         self.flags.clear();
         let mut event_name: &[u8] = b"";
-        let mut by_attribute: Option<bool> = None;   // the first kept event.name names a content event
+        let mut by_attribute: Option<bool> = None; // the first kept event.name names a content event
         let mut body = false;
         for f in Fields::new(b) {
             let f = f?;
@@ -952,7 +1063,10 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
             if f.wire != 2 {
                 continue;
             }
-            let Some(&(_, points, attributes)) = n.metric_data.iter().find(|d| d.0 == f.number) else { continue };
+            let Some(&(_, points, attributes)) = n.metric_data.iter().find(|d| d.0 == f.number)
+            else {
+                continue;
+            };
             self.flush(b, pending, f.start);
             let at = self.open(&f);
             self.children(f.data, points, |w, point| w.strip_attrs(point, attributes))?;
@@ -986,12 +1100,25 @@ mod tests {
     }
 
     fn rules() -> Rules {
-        let (ck, cp, nc, ce, kk, kp, tk) = (s(&["gen_ai.prompt"]), s(&["llm.prompts"]), s(&["llm.prompts.name"]),
-                                            s(&["gen_ai.choice"]), s(&["gen_ai.operation.name"]), s(&["gen_ai.usage."]),
-                                            s(&["gen_ai.operation.name"]));
+        let (ck, cp, nc, ce, kk, kp, tk) = (
+            s(&["gen_ai.prompt"]),
+            s(&["llm.prompts"]),
+            s(&["llm.prompts.name"]),
+            s(&["gen_ai.choice"]),
+            s(&["gen_ai.operation.name"]),
+            s(&["gen_ai.usage."]),
+            s(&["gen_ai.operation.name"]),
+        );
         Rules::new(&RuleSets {
-            content_keys: &ck, content_prefixes: &cp, not_content: &nc, content_events: &ce, keep_keys: &kk,
-            keep_prefixes: &kp, type_keys: &tk, resource_keys: &[], salvage_keys: &[],
+            content_keys: &ck,
+            content_prefixes: &cp,
+            not_content: &nc,
+            content_events: &ce,
+            keep_keys: &kk,
+            keep_prefixes: &kp,
+            type_keys: &tk,
+            resource_keys: &[],
+            salvage_keys: &[],
         })
     }
 
@@ -1004,7 +1131,10 @@ mod tests {
     }
 
     fn attr(key: &str, value: &str) -> Vec<u8> {
-        ld(9, &[ld(1, key.as_bytes()), ld(2, &ld(1, value.as_bytes()))].concat())
+        ld(
+            9,
+            &[ld(1, key.as_bytes()), ld(2, &ld(1, value.as_bytes()))].concat(),
+        )
     }
 
     fn request(span: &[u8]) -> Vec<u8> {
@@ -1026,19 +1156,48 @@ mod tests {
     #[test]
     fn lengths_shrink_and_a_model_call_drops_what_is_not_kept() {
         let big = "x".repeat(300); // a 2-byte length before, 1 byte after
-        let span = [attr("gen_ai.operation.name", "chat"), attr("gen_ai.prompt", &big), attr("custom", "y"),
-                    attr("gen_ai.usage.input_tokens", "1")].concat();
+        let span = [
+            attr("gen_ai.operation.name", "chat"),
+            attr("gen_ai.prompt", &big),
+            attr("custom", "y"),
+            attr("gen_ai.usage.input_tokens", "1"),
+        ]
+        .concat();
         let wire = request(&span);
         let mut caches = Caches::default();
         let mut hooks = Answer(false, 0);
-        let (out, removed) = strip(&rules(), &mut caches, Signal::Traces, &wire, &mut hooks).unwrap().unwrap();
+        let (out, removed) = strip(&rules(), &mut caches, Signal::Traces, &wire, &mut hooks)
+            .unwrap()
+            .unwrap();
         assert_eq!(removed, 1);
-        let kept = [attr("gen_ai.operation.name", "chat"), attr("custom", "y"), attr("gen_ai.usage.input_tokens", "1")].concat();
+        let kept = [
+            attr("gen_ai.operation.name", "chat"),
+            attr("custom", "y"),
+            attr("gen_ai.usage.input_tokens", "1"),
+        ]
+        .concat();
         assert_eq!(out, request(&kept));
         let mut model = Answer(true, 0);
-        let (out, removed) = strip(&rules(), &mut Caches::default(), Signal::Traces, &wire, &mut model).unwrap().unwrap();
+        let (out, removed) = strip(
+            &rules(),
+            &mut Caches::default(),
+            Signal::Traces,
+            &wire,
+            &mut model,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((removed, model.1), (2, 1));
-        assert_eq!(out, request(&[attr("gen_ai.operation.name", "chat"), attr("gen_ai.usage.input_tokens", "1")].concat()));
+        assert_eq!(
+            out,
+            request(
+                &[
+                    attr("gen_ai.operation.name", "chat"),
+                    attr("gen_ai.usage.input_tokens", "1")
+                ]
+                .concat()
+            )
+        );
         // the answer is remembered per span signature
         strip(&rules(), &mut caches, Signal::Traces, &wire, &mut hooks).unwrap();
         assert_eq!(hooks.1, 1);
@@ -1047,9 +1206,25 @@ mod tests {
     #[test]
     fn nothing_to_remove_is_none_and_damage_is_an_error() {
         let wire = request(&attr("custom", "y"));
-        assert!(strip(&rules(), &mut Caches::default(), Signal::Traces, &wire, &mut Answer(true, 0)).unwrap().is_none());
+        assert!(strip(
+            &rules(),
+            &mut Caches::default(),
+            Signal::Traces,
+            &wire,
+            &mut Answer(true, 0)
+        )
+        .unwrap()
+        .is_none());
         let cut = &wire[..wire.len() - 1];
-        assert!(matches!(strip(&rules(), &mut Caches::default(), Signal::Traces, cut, &mut Answer(true, 0)),
-                         Err(Error::Wire(_))));
+        assert!(matches!(
+            strip(
+                &rules(),
+                &mut Caches::default(),
+                Signal::Traces,
+                cut,
+                &mut Answer(true, 0)
+            ),
+            Err(Error::Wire(_))
+        ));
     }
 }

@@ -68,12 +68,9 @@ class Batch:
             self._message = None
 
     def evict(self) -> None:
-        """Drop bytes and message both (a disk spool holds them on disk); `restore` before use."""
+        """Drop bytes and message both (a disk spool holds them on disk); `replace_wire` before use."""
         self._wire = None
         self._message = None
-
-    def restore(self, wire: bytes) -> None:
-        self._wire = wire
 
     def modified(self) -> None:
         """Call after changing `message` in place: the arrival bytes no longer match it."""

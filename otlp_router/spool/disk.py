@@ -511,7 +511,7 @@ class DiskSpool(MemorySpool):
                     payload = f.read(length)
                 if len(payload) != length or zlib.crc32(payload) != crc:
                     raise ValueError("the record's checksum does not match")
-                entry.batch.restore(decode_payload(payload).wire)
+                entry.batch.replace_wire(decode_payload(payload).wire)
                 entry.on_disk = None
             except (OSError, ValueError, struct.error) as e:
                 lost.append(entry)

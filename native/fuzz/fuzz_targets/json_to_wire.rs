@@ -16,11 +16,14 @@ const ROOTS: [&str; 5] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, body)) = data.split_first() else { return };
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
     let root = message_index(ROOTS[selector as usize % ROOTS.len()]).unwrap();
     match json_to_wire(root, body) {
         Ok(wire) => {
-            let json = wire_to_json(root, &wire).expect("the transcoder wrote wire bytes its reader refuses");
+            let json = wire_to_json(root, &wire)
+                .expect("the transcoder wrote wire bytes its reader refuses");
             let again = json_to_wire(root, &json).expect("written JSON does not decode");
             let json2 = wire_to_json(root, &again).expect("second round");
             assert_eq!(json, json2, "JSON -> wire -> JSON is not stable");

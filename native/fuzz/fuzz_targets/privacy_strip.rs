@@ -4,7 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otlp_router_native::privacy::{strip, Attr, Caches, ClassifyQuery, Hooks, RuleSets, Rules, Signal};
+use otlp_router_native::privacy::{
+    strip, Attr, Caches, ClassifyQuery, Hooks, RuleSets, Rules, Signal,
+};
 use otlp_router_native::{message_index, wire_to_json};
 
 struct Fixed(bool);
@@ -28,24 +30,42 @@ fn s(v: &[&str]) -> Vec<String> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, wire)) = data.split_first() else { return };
+    let Some((&selector, wire)) = data.split_first() else {
+        return;
+    };
     let (signal, root) = match selector % 3 {
         0 => (Signal::Traces, "traces"),
         1 => (Signal::Logs, "logs"),
         _ => (Signal::Metrics, "metrics"),
     };
-    let sets = (s(&["gen_ai.prompt", "genkit:output"]), s(&["gen_ai.prompt.", "a"]), s(&["gen_ai.prompt.name"]),
-                s(&["gen_ai.choice", ""]), s(&["gen_ai.request.model"]), s(&["gen_ai.usage."]),
-                s(&["gen_ai.operation.name", "gen_ai.request.model"]), s(&["telemetry.sdk.language"]),
-                s(&["genkit:output"]));
+    let sets = (
+        s(&["gen_ai.prompt", "genkit:output"]),
+        s(&["gen_ai.prompt.", "a"]),
+        s(&["gen_ai.prompt.name"]),
+        s(&["gen_ai.choice", ""]),
+        s(&["gen_ai.request.model"]),
+        s(&["gen_ai.usage."]),
+        s(&["gen_ai.operation.name", "gen_ai.request.model"]),
+        s(&["telemetry.sdk.language"]),
+        s(&["genkit:output"]),
+    );
     let rules = Rules::new(&RuleSets {
-        content_keys: &sets.0, content_prefixes: &sets.1, not_content: &sets.2, content_events: &sets.3,
-        keep_keys: &sets.4, keep_prefixes: &sets.5, type_keys: &sets.6, resource_keys: &sets.7,
+        content_keys: &sets.0,
+        content_prefixes: &sets.1,
+        not_content: &sets.2,
+        content_events: &sets.3,
+        keep_keys: &sets.4,
+        keep_prefixes: &sets.5,
+        type_keys: &sets.6,
+        resource_keys: &sets.7,
         salvage_keys: &sets.8,
     });
     let model = selector & 0x80 != 0;
     let mut caches = Caches::default();
-    let Ok(Some((out, removed))) = strip(&rules, &mut caches, signal, wire, &mut Fixed(model)) else { return };
+    let Ok(Some((out, removed))) = strip(&rules, &mut caches, signal, wire, &mut Fixed(model))
+    else {
+        return;
+    };
     assert!(removed > 0);
     let index = message_index(root).unwrap();
     if wire_to_json(index, wire).is_ok() {

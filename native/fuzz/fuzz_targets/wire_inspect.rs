@@ -11,12 +11,19 @@ use otlp_router_native::{message_index, wire_to_json};
 const KINDS: [&str; 3] = ["traces", "logs", "metrics"];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, wire)) = data.split_first() else { return };
+    let Some((&selector, wire)) = data.split_first() else {
+        return;
+    };
     let kind = KINDS[selector as usize % KINDS.len()];
     let signal = Signal::of(kind).unwrap();
     if let Some(items) = inspect(signal, wire) {
         // every counted item (a span, a log record, a data point) takes at least 2 bytes
-        assert!(items as usize <= wire.len() / 2, "{items} items in {} bytes", wire.len());
-        wire_to_json(message_index(kind).unwrap(), wire).expect("vouched-for bytes the wire reader refuses");
+        assert!(
+            items as usize <= wire.len() / 2,
+            "{items} items in {} bytes",
+            wire.len()
+        );
+        wire_to_json(message_index(kind).unwrap(), wire)
+            .expect("vouched-for bytes the wire reader refuses");
     }
 });

@@ -27,7 +27,10 @@ fn problem(parts: Vec<Part>) -> Problem {
 /// Decodes `body` as OTLP JSON of the message `MESSAGES[root]` into protobuf wire bytes.
 pub fn decode(root: usize, body: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let doc = parse(body).map_err(DecodeError::Syntax)?;
-    let mut d = Decoder { doc: &doc, out: Vec::with_capacity(body.len() / 2 + 16) };
+    let mut d = Decoder {
+        doc: &doc,
+        out: Vec::with_capacity(body.len() / 2 + 16),
+    };
     match doc.nodes[0] {
         Node::Object { .. } => {}
         other => {
@@ -38,7 +41,8 @@ pub fn decode(root: usize, body: &[u8]) -> Result<Vec<u8>, DecodeError> {
             ])));
         }
     }
-    d.message(&MESSAGES[root], 0, 0).map_err(DecodeError::Problem)?;
+    d.message(&MESSAGES[root], 0, 0)
+        .map_err(DecodeError::Problem)?;
     Ok(d.out)
 }
 
@@ -56,7 +60,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-fn varint_len(mut n: u64) -> usize {
+pub(crate) fn varint_len(mut n: u64) -> usize {
     let mut len = 1;
     while n >= 0x80 {
         n >>= 7;
@@ -218,7 +222,10 @@ impl<'d, 'a> Decoder<'d, 'a> {
     }
 
     fn expected(&self, what: &str, node: Node) -> Problem {
-        problem(vec![Part::Text(format!("expected {what}, got ")), Part::Show(self.show(node))])
+        problem(vec![
+            Part::Text(format!("expected {what}, got ")),
+            Part::Show(self.show(node)),
+        ])
     }
 
     /// The slot of a key in `m`: 2 * field index, + 1 for the proto name when it differs from
@@ -271,12 +278,18 @@ impl<'d, 'a> Decoder<'d, 'a> {
                 continue;
             }
             let f = &m.fields[slot / 2];
-            let key = if slot % 2 == 0 { f.json_name } else { f.name };
+            let key = if slot.is_multiple_of(2) {
+                f.json_name
+            } else {
+                f.name
+            };
             let other = seen[slot / 2];
             if other != u8::MAX {
                 let other = if other % 2 == 0 { f.json_name } else { f.name };
-                return Err(problem(vec![Part::Text(format!("field given twice, also as '{other}'"))])
-                    .at(Step::Key(key)));
+                return Err(problem(vec![Part::Text(format!(
+                    "field given twice, also as '{other}'"
+                ))])
+                .at(Step::Key(key)));
             }
             seen[slot / 2] = slot as u8;
             if f.oneof != 0 {
@@ -290,7 +303,8 @@ impl<'d, 'a> Decoder<'d, 'a> {
                 }
                 oneof_set[o] = key;
             }
-            self.field(f, value, nesting).map_err(|e| e.at(Step::Key(key)))?;
+            self.field(f, value, nesting)
+                .map_err(|e| e.at(Step::Key(key)))?;
         }
         Ok(())
     }
@@ -315,7 +329,8 @@ impl<'d, 'a> Decoder<'d, 'a> {
             end_len(&mut self.out, start);
         } else {
             for i in 0..len as usize {
-                self.value(f, e, nesting).map_err(|p| p.at(Step::Index(i)))?;
+                self.value(f, e, nesting)
+                    .map_err(|p| p.at(Step::Index(i)))?;
                 e = doc.next(e);
             }
         }
@@ -339,16 +354,20 @@ impl<'d, 'a> Decoder<'d, 'a> {
                 end_len(&mut self.out, start);
             }
             Kind::String => {
-                let Node::Str { off, len, esc } = node else { return Err(self.expected("a string", node)) };
+                let Node::Str { off, len, esc } = node else {
+                    return Err(self.expected("a string", node));
+                };
                 let bytes = doc.bytes(off, len, esc);
                 put_tag(&mut self.out, f.number, 2);
                 put_varint(&mut self.out, bytes.len() as u64);
                 self.out.extend_from_slice(bytes);
             }
             Kind::HexId => {
-                let Node::Str { off, len, esc } = node else { return Err(self.expected("a hex string", node)) };
+                let Node::Str { off, len, esc } = node else {
+                    return Err(self.expected("a hex string", node));
+                };
                 let s = doc.bytes(off, len, esc);
-                if s.len() % 2 != 0 || !s.iter().all(u8::is_ascii_hexdigit) {
+                if !s.len().is_multiple_of(2) || !s.iter().all(u8::is_ascii_hexdigit) {
                     return Err(self.expected(f.id_digits, node));
                 }
                 put_tag(&mut self.out, f.number, 2);
@@ -360,7 +379,9 @@ impl<'d, 'a> Decoder<'d, 'a> {
                 }
             }
             Kind::Bytes => {
-                let Node::Str { off, len, esc } = node else { return Err(self.expected("a base64 string", node)) };
+                let Node::Str { off, len, esc } = node else {
+                    return Err(self.expected("a base64 string", node));
+                };
                 let s = doc.bytes(off, len, esc);
                 put_tag(&mut self.out, f.number, 2);
                 let start = begin_len(&mut self.out);
@@ -417,7 +438,9 @@ impl<'d, 'a> Decoder<'d, 'a> {
                         let n = n as i64;
                         put_varint(&mut self.out, ((n << 1) ^ (n >> 63)) as u64)
                     }
-                    Kind::Fixed32 | Kind::Sfixed32 => self.out.extend_from_slice(&(n as u32).to_le_bytes()),
+                    Kind::Fixed32 | Kind::Sfixed32 => {
+                        self.out.extend_from_slice(&(n as u32).to_le_bytes())
+                    }
                     _ => self.out.extend_from_slice(&(n as u64).to_le_bytes()),
                 }
             }
@@ -445,7 +468,10 @@ impl<'d, 'a> Decoder<'d, 'a> {
             }
             Node::Float(x) => {
                 if x.fract() != 0.0 {
-                    return Err(problem(vec![text("expected an integer, got "), Part::Show(Shown::Float(x))]));
+                    return Err(problem(vec![
+                        text("expected an integer, got "),
+                        Part::Show(Shown::Float(x)),
+                    ]));
                 }
                 if x.abs() > MAX_EXACT_FLOAT_INT {
                     return Err(problem(vec![
@@ -459,8 +485,14 @@ impl<'d, 'a> Decoder<'d, 'a> {
         };
         let (low, high) = kind.range();
         if n < low || n > high {
-            let name = if kind == Kind::Enum { "int32" } else { kind.name() };
-            return Err(problem(vec![Part::Text(format!("{n} is out of range for {name}"))]));
+            let name = if kind == Kind::Enum {
+                "int32"
+            } else {
+                kind.name()
+            };
+            return Err(problem(vec![Part::Text(format!(
+                "{n} is out of range for {name}"
+            ))]));
         }
         Ok(n)
     }
@@ -474,7 +506,9 @@ impl<'d, 'a> Decoder<'d, 'a> {
                     "NaN" => (f64::NAN, false),
                     "Infinity" => (f64::INFINITY, true),
                     "-Infinity" => (f64::NEG_INFINITY, true),
-                    _ if is_json_number(s.as_bytes()) => (s.parse::<f64>().unwrap_or(f64::NAN), false),
+                    _ if is_json_number(s.as_bytes()) => {
+                        (s.parse::<f64>().unwrap_or(f64::NAN), false)
+                    }
                     _ => return Err(self.expected(EXPECTED, node)),
                 }
             }

@@ -15,7 +15,11 @@ pub struct WireError(pub &'static str);
 type Res<T> = Result<T, WireError>;
 
 pub fn encode(root: usize, wire: &[u8]) -> Res<Vec<u8>> {
-    let mut e = Encoder { out: Vec::with_capacity(wire.len() * 2 + 16), num: String::new(), entries: Vec::new() };
+    let mut e = Encoder {
+        out: Vec::with_capacity(wire.len() * 2 + 16),
+        num: String::new(),
+        entries: Vec::new(),
+    };
     e.message(&MESSAGES[root], wire, 0)?;
     Ok(e.out)
 }
@@ -32,7 +36,9 @@ pub(crate) fn read_varint(b: &[u8], i: &mut usize) -> Res<u64> {
     let mut r: u64 = 0;
     let mut shift = 0;
     loop {
-        let Some(&x) = b.get(*i) else { return Err(WireError("truncated varint")) };
+        let Some(&x) = b.get(*i) else {
+            return Err(WireError("truncated varint"));
+        };
         *i += 1;
         if shift < 64 {
             r |= ((x & 0x7f) as u64) << shift;
@@ -48,7 +54,10 @@ pub(crate) fn read_varint(b: &[u8], i: &mut usize) -> Res<u64> {
 }
 
 fn take<'b>(b: &'b [u8], i: &mut usize, n: usize) -> Res<&'b [u8]> {
-    let end = i.checked_add(n).filter(|&e| e <= b.len()).ok_or(WireError("truncated field"))?;
+    let end = i
+        .checked_add(n)
+        .filter(|&e| e <= b.len())
+        .ok_or(WireError("truncated field"))?;
     let s = &b[*i..end];
     *i = end;
     Ok(s)
@@ -97,7 +106,8 @@ struct Entry {
 }
 
 fn fixed<const N: usize>(data: &[u8]) -> Res<[u8; N]> {
-    data.try_into().map_err(|_| WireError("truncated fixed-size value"))
+    data.try_into()
+        .map_err(|_| WireError("truncated fixed-size value"))
 }
 
 fn push_u64(out: &mut Vec<u8>, mut v: u64) {
@@ -136,7 +146,9 @@ impl Encoder {
             let wire = tag & 7;
             let start = i;
             skip(b, &mut i, wire, 0)?;
-            let Some(fi) = m.field_by_number(tag >> 3) else { continue };
+            let Some(fi) = m.field_by_number(tag >> 3) else {
+                continue;
+            };
             let f = &m.fields[fi];
             let packed = f.packed && wire == 2;
             if !packed && wire != f.kind.wire_type() as u64 {
@@ -146,7 +158,12 @@ impl Encoder {
             if wire == 2 {
                 read_varint(b, &mut start)?;
             }
-            self.entries.push(Entry { field: fi as u8, packed, start: start as u32, end: i as u32 });
+            self.entries.push(Entry {
+                field: fi as u8,
+                packed,
+                start: start as u32,
+                end: i as u32,
+            });
         }
         self.out.push(b'{');
         let mut done = 0u64;
@@ -187,7 +204,11 @@ impl Encoder {
                 }
                 self.out.push(b']');
             } else {
-                let last = (k..end).rev().map(|x| self.entries[x]).find(|x| x.field == e.field).unwrap_or(e);
+                let last = (k..end)
+                    .rev()
+                    .map(|x| self.entries[x])
+                    .find(|x| x.field == e.field)
+                    .unwrap_or(e);
                 self.value(f, &b[last.start as usize..last.end as usize], depth)?;
             }
         }
@@ -227,7 +248,8 @@ impl Encoder {
         match f.kind {
             Kind::Message => return self.message(&MESSAGES[f.message], data, depth + 1),
             Kind::String => {
-                let s = std::str::from_utf8(data).map_err(|_| WireError("invalid UTF-8 in a string field"))?;
+                let s = std::str::from_utf8(data)
+                    .map_err(|_| WireError("invalid UTF-8 in a string field"))?;
                 self.string(s);
                 return Ok(());
             }
@@ -249,8 +271,13 @@ impl Encoder {
                         | *chunk.get(2).unwrap_or(&0) as u32;
                     self.out.push(B64[(v >> 18) as usize & 63]);
                     self.out.push(B64[(v >> 12) as usize & 63]);
-                    self.out.push(if n > 1 { B64[(v >> 6) as usize & 63] } else { b'=' });
-                    self.out.push(if n > 2 { B64[v as usize & 63] } else { b'=' });
+                    self.out.push(if n > 1 {
+                        B64[(v >> 6) as usize & 63]
+                    } else {
+                        b'='
+                    });
+                    self.out
+                        .push(if n > 2 { B64[v as usize & 63] } else { b'=' });
                 }
                 self.out.push(b'"');
                 return Ok(());
@@ -279,8 +306,13 @@ impl Encoder {
                 let mut j = 0;
                 let x = read_varint(data, &mut j)?;
                 match kind {
-                    Kind::Bool => self.out.extend_from_slice(if x != 0 { b"true" } else { b"false" }),
-                    Kind::Sint32 | Kind::Sint64 => push_i64(&mut self.out, (x >> 1) as i64 ^ -((x & 1) as i64)),
+                    Kind::Bool => {
+                        self.out
+                            .extend_from_slice(if x != 0 { b"true" } else { b"false" })
+                    }
+                    Kind::Sint32 | Kind::Sint64 => {
+                        push_i64(&mut self.out, (x >> 1) as i64 ^ -((x & 1) as i64))
+                    }
                     Kind::Int32 | Kind::Int64 | Kind::Enum => push_i64(&mut self.out, x as i64),
                     _ => push_u64(&mut self.out, x),
                 }
@@ -296,7 +328,11 @@ impl Encoder {
         if x.is_nan() {
             self.out.extend_from_slice(b"\"NaN\"");
         } else if x.is_infinite() {
-            self.out.extend_from_slice(if x > 0.0 { b"\"Infinity\"" } else { b"\"-Infinity\"" });
+            self.out.extend_from_slice(if x > 0.0 {
+                b"\"Infinity\""
+            } else {
+                b"\"-Infinity\""
+            });
         } else {
             self.num.clear();
             format_float(x, -5, 16, 1, &mut self.num);

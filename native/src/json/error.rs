@@ -43,7 +43,10 @@ pub enum DecodeError {
 
 impl Problem {
     pub fn new(parts: Vec<Part>) -> Problem {
-        Problem { path: Vec::new(), parts }
+        Problem {
+            path: Vec::new(),
+            parts,
+        }
     }
 
     pub fn at(mut self, step: Step) -> Problem {
@@ -109,7 +112,13 @@ pub fn shortest_digits(x: f64) -> (String, i32) {
 }
 
 /// Decimal or scientific notation from shortest digits, with the thresholds and exponent style given.
-pub fn format_float(x: f64, sci_below: i32, sci_from: i32, exp_min_digits: usize, out: &mut String) {
+pub fn format_float(
+    x: f64,
+    sci_below: i32,
+    sci_from: i32,
+    exp_min_digits: usize,
+    out: &mut String,
+) {
     if x.is_sign_negative() {
         out.push('-');
     }
@@ -165,7 +174,11 @@ pub fn python_float_repr(x: f64) -> String {
 /// An approximation of Python's repr() of a str, used where no interpreter is at hand (the
 /// fuzz targets); the extension module uses the interpreter's own repr.
 pub fn approx_python_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::new();
     out.push(quote);
     for c in s.chars() {

@@ -24,11 +24,21 @@ pub enum Node {
     /// a number with a fraction or exponent, or an integer beyond 64 bits
     Float(f64),
     /// a string: bytes `off..off+len` of the input, or of `Doc::strings` when `esc`
-    Str { off: u32, len: u32, esc: bool },
+    Str {
+        off: u32,
+        len: u32,
+        esc: bool,
+    },
     /// `len` elements follow; `end` is the index of the node after the last of them
-    Array { len: u32, end: u32 },
+    Array {
+        len: u32,
+        end: u32,
+    },
     /// `len` members follow, each a Str key node then the value; `end` as for arrays
-    Object { len: u32, end: u32 },
+    Object {
+        len: u32,
+        end: u32,
+    },
 }
 
 pub struct Doc<'a> {
@@ -58,7 +68,9 @@ impl<'a> Doc<'a> {
     /// The string of a Str node (valid UTF-8: the input was validated).
     pub fn str_of(&self, node: Node) -> &str {
         match node {
-            Node::Str { off, len, esc } => std::str::from_utf8(self.bytes(off, len, esc)).unwrap_or(""),
+            Node::Str { off, len, esc } => {
+                std::str::from_utf8(self.bytes(off, len, esc)).unwrap_or("")
+            }
             _ => "",
         }
     }
@@ -91,19 +103,29 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
     if input.len() > u32::MAX as usize {
         return err("document too large", 0);
     }
-    let mut doc = Doc { input, nodes: Vec::with_capacity(input.len() / 8 + 4), strings: Vec::new() };
+    let mut doc = Doc {
+        input,
+        nodes: Vec::with_capacity(input.len() / 8 + 4),
+        strings: Vec::new(),
+    };
     let mut stack: Vec<Open> = Vec::new();
     let mut pos = skip_ws(input, 0);
     'value: loop {
         // a value starts at pos
-        let Some(&b) = input.get(pos) else { return err("unexpected end of data", pos) };
+        let Some(&b) = input.get(pos) else {
+            return err("unexpected end of data", pos);
+        };
         match b {
             b'{' | b'[' => {
                 if stack.len() >= MAX_DEPTH {
                     return err("depth limit exceeded", pos);
                 }
                 let object = b == b'{';
-                stack.push(Open { node: doc.nodes.len(), count: 0, object });
+                stack.push(Open {
+                    node: doc.nodes.len(),
+                    count: 0,
+                    object,
+                });
                 doc.nodes.push(Node::Null); // placeholder, set when the container closes
                 pos = skip_ws(input, pos + 1);
                 let close = if object { b'}' } else { b']' };
@@ -111,8 +133,11 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
                     stack.pop();
                     let end = doc.nodes.len() as u32;
                     let last = doc.nodes.len() - 1;
-                    doc.nodes[last] =
-                        if object { Node::Object { len: 0, end } } else { Node::Array { len: 0, end } };
+                    doc.nodes[last] = if object {
+                        Node::Object { len: 0, end }
+                    } else {
+                        Node::Array { len: 0, end }
+                    };
                     pos += 1;
                 } else {
                     if object {
@@ -159,9 +184,15 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
                 Some(&c) if c == close => {
                     let end = doc.nodes.len() as u32;
                     doc.nodes[top.node] = if top.object {
-                        Node::Object { len: top.count, end }
+                        Node::Object {
+                            len: top.count,
+                            end,
+                        }
                     } else {
-                        Node::Array { len: top.count, end }
+                        Node::Array {
+                            len: top.count,
+                            end,
+                        }
                     };
                     stack.pop();
                     pos += 1;
@@ -254,7 +285,10 @@ fn number(input: &[u8], start: usize) -> Result<(Node, usize), SyntaxError> {
         let mut n: u64 = 0;
         let mut overflow = false;
         for &d in &input[digits..int_end] {
-            match n.checked_mul(10).and_then(|n| n.checked_add((d - b'0') as u64)) {
+            match n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add((d - b'0') as u64))
+            {
                 Some(v) => n = v,
                 None => {
                     overflow = true;
@@ -264,7 +298,14 @@ fn number(input: &[u8], start: usize) -> Result<(Node, usize), SyntaxError> {
         }
         if !overflow {
             if !negative {
-                return Ok((if n <= i64::MAX as u64 { Node::Int(n as i64) } else { Node::UInt(n) }, pos));
+                return Ok((
+                    if n <= i64::MAX as u64 {
+                        Node::Int(n as i64)
+                    } else {
+                        Node::UInt(n)
+                    },
+                    pos,
+                ));
             }
             if n <= 1u64 << 63 {
                 return Ok((Node::Int((n as i64).wrapping_neg()), pos));
@@ -272,7 +313,10 @@ fn number(input: &[u8], start: usize) -> Result<(Node, usize), SyntaxError> {
         }
     }
     // ASCII by construction
-    let text = std::str::from_utf8(&input[start..pos]).map_err(|_| SyntaxError { what: "number", at: start })?;
+    let text = std::str::from_utf8(&input[start..pos]).map_err(|_| SyntaxError {
+        what: "number",
+        at: start,
+    })?;
     match text.parse::<f64>() {
         Ok(x) if x.is_finite() => Ok((Node::Float(x), pos)),
         _ => err("number is infinity when parsed as double", start),
@@ -299,7 +343,14 @@ fn string(doc: &mut Doc, start: usize) -> Result<(Node, usize), SyntaxError> {
         match input.get(pos) {
             None => return err("unexpected end of data", pos),
             Some(b'"') => {
-                return Ok((Node::Str { off: begin as u32, len: (pos - begin) as u32, esc: false }, pos + 1));
+                return Ok((
+                    Node::Str {
+                        off: begin as u32,
+                        len: (pos - begin) as u32,
+                        esc: false,
+                    },
+                    pos + 1,
+                ));
             }
             Some(b'\\') => break,
             Some(&c) if c < 0x20 => return err("unexpected control character in string", pos),
@@ -313,10 +364,20 @@ fn string(doc: &mut Doc, start: usize) -> Result<(Node, usize), SyntaxError> {
             None => return err("unexpected end of data", pos),
             Some(b'"') => {
                 let len = doc.strings.len() - off;
-                return Ok((Node::Str { off: off as u32, len: len as u32, esc: true }, pos + 1));
+                return Ok((
+                    Node::Str {
+                        off: off as u32,
+                        len: len as u32,
+                        esc: true,
+                    },
+                    pos + 1,
+                ));
             }
             Some(b'\\') => {
-                let e = *input.get(pos + 1).ok_or(SyntaxError { what: "unexpected end of data", at: pos })?;
+                let e = *input.get(pos + 1).ok_or(SyntaxError {
+                    what: "unexpected end of data",
+                    at: pos,
+                })?;
                 pos += 2;
                 let c = match e {
                     b'"' => b'"',
@@ -328,13 +389,19 @@ fn string(doc: &mut Doc, start: usize) -> Result<(Node, usize), SyntaxError> {
                     b'r' => b'\r',
                     b't' => b'\t',
                     b'u' => {
-                        let hi = hex4(input, pos).ok_or(SyntaxError { what: "invalid escape", at: pos })?;
+                        let hi = hex4(input, pos).ok_or(SyntaxError {
+                            what: "invalid escape",
+                            at: pos,
+                        })?;
                         pos += 4;
                         let code = if (0xD800..0xDC00).contains(&hi) {
                             if input.get(pos) != Some(&b'\\') || input.get(pos + 1) != Some(&b'u') {
                                 return err("no low surrogate in string", pos);
                             }
-                            let lo = hex4(input, pos + 2).ok_or(SyntaxError { what: "invalid escape", at: pos })?;
+                            let lo = hex4(input, pos + 2).ok_or(SyntaxError {
+                                what: "invalid escape",
+                                at: pos,
+                            })?;
                             if !(0xDC00..0xE000).contains(&lo) {
                                 return err("invalid low surrogate in string", pos);
                             }
@@ -345,9 +412,13 @@ fn string(doc: &mut Doc, start: usize) -> Result<(Node, usize), SyntaxError> {
                         } else {
                             hi
                         };
-                        let ch = char::from_u32(code).ok_or(SyntaxError { what: "invalid escape", at: pos })?;
+                        let ch = char::from_u32(code).ok_or(SyntaxError {
+                            what: "invalid escape",
+                            at: pos,
+                        })?;
                         let mut buf = [0u8; 4];
-                        doc.strings.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        doc.strings
+                            .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                         continue;
                     }
                     _ => return err("invalid escaped sequence in string", pos),

@@ -71,7 +71,10 @@ impl Kind {
     }
 
     pub fn is_64bit(self) -> bool {
-        matches!(self, Kind::Int64 | Kind::Uint64 | Kind::Sint64 | Kind::Fixed64 | Kind::Sfixed64)
+        matches!(
+            self,
+            Kind::Int64 | Kind::Uint64 | Kind::Sint64 | Kind::Fixed64 | Kind::Sfixed64
+        )
     }
 }
 
@@ -124,5 +127,7 @@ pub fn message_index(name: &str) -> Option<usize> {
         "metrics" => "opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest",
         other => other,
     };
-    super::tables::MESSAGES.iter().position(|m| m.full_name == full)
+    super::tables::MESSAGES
+        .iter()
+        .position(|m| m.full_name == full)
 }

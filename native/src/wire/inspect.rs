@@ -80,11 +80,18 @@ enum Op {
     /// a `string`: UTF-8 checked
     Str,
     /// a `bytes` value; `slot` < 3: the Span / LogRecord id it is (trace, span, parent)
-    Bytes { slot: u8 },
+    Bytes {
+        slot: u8,
+    },
     /// a packed run of a repeated scalar of this wire type
-    Packed { wire_type: u8 },
+    Packed {
+        wire_type: u8,
+    },
     /// a sub-message; `count`: 1 a member of Metric's `data`, 2 a `data_points` element
-    Message { index: u8, count: u8 },
+    Message {
+        index: u8,
+        count: u8,
+    },
 }
 
 /// The op of field `number` with wire type `wire_type` in MESSAGES[index] (role `role`).
@@ -111,7 +118,9 @@ fn op_of(index: usize, role: Role, number: u64, wire_type: u32) -> Op {
     if f.packed {
         // a repeated scalar: packed or not, as upb reads either
         return match wire_type {
-            2 => Op::Packed { wire_type: own as u8 },
+            2 => Op::Packed {
+                wire_type: own as u8,
+            },
             w if w == own => scalar,
             _ => Op::Bail,
         };
@@ -126,7 +135,10 @@ fn op_of(index: usize, role: Role, number: u64, wire_type: u32) -> Op {
                 Role::Points if f.number == 1 => 2,
                 _ => 0,
             };
-            Op::Message { index: f.message as u8, count }
+            Op::Message {
+                index: f.message as u8,
+                count,
+            }
         }
         Kind::String => Op::Str,
         Kind::Bytes | Kind::HexId => {
@@ -172,7 +184,8 @@ fn roles() -> &'static Roles {
                     | "opentelemetry.proto.metrics.v1.Summary" => Role::Points,
                     _ => Role::Other,
                 };
-                let ops = std::array::from_fn(|t| op_of(index, role, (t >> 3) as u64, (t & 7) as u32));
+                let ops =
+                    std::array::from_fn(|t| op_of(index, role, (t >> 3) as u64, (t & 7) as u32));
                 Plan { role, ops }
             })
             .collect();
@@ -194,7 +207,10 @@ fn roles() -> &'static Roles {
 /// Items of the request `wire` when it is certainly valid protobuf with no item to reject;
 /// `None` otherwise (see the module's documentation).
 pub fn inspect(signal: Signal, wire: &[u8]) -> Option<u64> {
-    let mut walk = Walk { items: 0, plans: &roles().plans };
+    let mut walk = Walk {
+        items: 0,
+        plans: &roles().plans,
+    };
     walk.message(signal.0, wire, 0).ok()?;
     Some(walk.items)
 }
@@ -215,7 +231,9 @@ fn varint(b: &[u8], i: &mut usize) -> R<u64> {
 fn long_varint(b: &[u8], i: &mut usize) -> R<u64> {
     let mut value = 0u64;
     for k in 0..10 {
-        let Some(&byte) = b.get(*i) else { return Err(Bail) };
+        let Some(&byte) = b.get(*i) else {
+            return Err(Bail);
+        };
         *i += 1;
         value |= u64::from(byte & 0x7F) << (7 * k);
         if byte < 0x80 {
@@ -267,8 +285,8 @@ fn packed(data: &[u8], wire_type: u32) -> R<()> {
             }
             Ok(())
         }
-        1 if data.len() % 8 == 0 => Ok(()),
-        5 if data.len() % 4 == 0 => Ok(()),
+        1 if data.len().is_multiple_of(8) => Ok(()),
+        5 if data.len().is_multiple_of(4) => Ok(()),
         _ => Err(Bail),
     }
 }
@@ -329,7 +347,10 @@ impl Walk {
                         return Err(Bail);
                     }
                 }
-                Op::Message { index: inner, count } => {
+                Op::Message {
+                    index: inner,
+                    count,
+                } => {
                     let data = delimited(b, &mut i)?;
                     if depth >= MAX_DEPTH {
                         return Err(Bail);
@@ -357,14 +378,19 @@ impl Walk {
         match role {
             Role::Span => {
                 let [trace, span, parent, _] = ids;
-                if !valid_trace_id(trace) || !valid_span_id(span) || !(parent.is_empty() || parent.len() == 8) {
+                if !valid_trace_id(trace)
+                    || !valid_span_id(span)
+                    || !(parent.is_empty() || parent.len() == 8)
+                {
                     return Err(Bail);
                 }
                 self.items += 1;
             }
             Role::LogRecord => {
                 let [trace, span, _, _] = ids;
-                if !(trace.is_empty() || valid_trace_id(trace)) || !(span.is_empty() || valid_span_id(span)) {
+                if !(trace.is_empty() || valid_trace_id(trace))
+                    || !(span.is_empty() || valid_span_id(span))
+                {
                     return Err(Bail);
                 }
                 self.items += 1;
@@ -424,8 +450,12 @@ mod tests {
 
     #[test]
     fn bad_ids_fall_back() {
-        for s in [span(&[0; 16], &[2; 8], b""), span(&[1; 15], &[2; 8], b""), span(&[1; 16], &[0; 8], b""),
-                  span(&[1; 16], &[2; 8], &[3; 4])] {
+        for s in [
+            span(&[0; 16], &[2; 8], b""),
+            span(&[1; 15], &[2; 8], b""),
+            span(&[1; 16], &[0; 8], b""),
+            span(&[1; 16], &[2; 8], &[3; 4]),
+        ] {
             assert_eq!(inspect(traces(), &request(&[s])), None);
         }
     }

@@ -20,11 +20,15 @@ pub mod python {
     pub fn inspect(py: Python<'_>, kind: &str, wire: &Bound<'_, PyAny>) -> PyResult<i64> {
         let signal = super::inspect::Signal::of(kind)
             .ok_or_else(|| PyTypeError::new_err(format!("not an OTLP export request: {kind}")))?;
-        let Ok(wire) = wire.downcast::<PyBytes>() else { return Ok(-1) };
+        let Ok(wire) = wire.downcast::<PyBytes>() else {
+            return Ok(-1);
+        };
         let wire = wire.as_bytes();
-        Ok(match py.allow_threads(|| super::inspect::inspect(signal, wire)) {
-            Some(n) => n as i64,
-            None => -1,
-        })
+        Ok(
+            match py.allow_threads(|| super::inspect::inspect(signal, wire)) {
+                Some(n) => n as i64,
+                None => -1,
+            },
+        )
     }
 }
