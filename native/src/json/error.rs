@@ -104,8 +104,16 @@ pub fn show(v: &Shown, repr_str: &dyn Fn(&str) -> String) -> String {
 }
 
 /// Shortest round-trip digits and decimal exponent of a finite non-zero |x|: x = 0.d1d2... * 10^(exp+1).
+///
+/// Rust's shortest form gives the number of digits; the digits themselves are the exact value
+/// correctly rounded to that many (ties to even), as Python's repr() chooses them: of two
+/// shortest forms equally near (x = 562949953421312.25), Rust's shortest picks ...312.3 and
+/// Python ...312.2.
 pub fn shortest_digits(x: f64) -> (String, i32) {
-    let s = format!("{:e}", x.abs());
+    let shortest = format!("{:e}", x.abs());
+    let (mantissa, _) = shortest.split_once('e').unwrap_or((&shortest, "0"));
+    let n = mantissa.chars().filter(|c| *c != '.').count();
+    let s = format!("{:.*e}", n - 1, x.abs());
     let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     (digits, exp.parse().unwrap_or(0))
