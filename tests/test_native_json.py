@@ -19,6 +19,7 @@ import base64
 import json
 import math
 import random
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,22 @@ def test_the_core_refuses_exactly_what_orjson_refuses(body: bytes, data: st.Data
 def test_doubles_are_written_exactly_as_orjson_writes_them(x: float) -> None:
     written = _native.proto_to_json("opentelemetry.proto.common.v1.AnyValue", AnyValue(double_value=x).SerializeToString())
     assert written == orjson.dumps({"doubleValue": x})
+
+
+def test_doubles_at_ties_and_powers_of_two_are_written_as_orjson_and_repr_write_them() -> None:
+    # Two shortest forms equally near (562949953421312.25), or one of them not reading back because
+    # the gap below a power of two is half the gap above (2**-24): the cases a shortest-digits
+    # algorithm can get wrong, swept exhaustively, plus random bit patterns from a fixed seed.
+    rng = random.Random(20261202)
+    xs = [math.ldexp(1.0, e) for e in range(-1074, 1024)] + [562949953421312.25, 2.0**-24]
+    xs += [struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(20000)]
+    for x in (x for x in xs if math.isfinite(x)):
+        written = _native.proto_to_json("opentelemetry.proto.common.v1.AnyValue", AnyValue(double_value=x).SerializeToString())
+        assert written == orjson.dumps({"doubleValue": x}), x
+        body = orjson.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": x}]}]}]})
+        with pytest.raises(otlp_json.JsonDecodeError) as info:
+            otlp_json.decode(ExportTraceServiceRequest, body)
+        assert str(info.value).endswith(f"got {_show(x)}"), x
 
 
 @settings(max_examples=300, deadline=None)

@@ -108,12 +108,19 @@ pub fn show(v: &Shown, repr_str: &dyn Fn(&str) -> String) -> String {
 /// Rust's shortest form gives the number of digits; the digits themselves are the exact value
 /// correctly rounded to that many (ties to even), as Python's repr() chooses them: of two
 /// shortest forms equally near (x = 562949953421312.25), Rust's shortest picks ...312.3 and
-/// Python ...312.2.
+/// Python ...312.2. A rounding that does not read back as x is never chosen.
 pub fn shortest_digits(x: f64) -> (String, i32) {
     let shortest = format!("{:e}", x.abs());
     let (mantissa, _) = shortest.split_once('e').unwrap_or((&shortest, "0"));
     let n = mantissa.chars().filter(|c| *c != '.').count();
-    let s = format!("{:.*e}", n - 1, x.abs());
+    let rounded = format!("{:.*e}", n - 1, x.abs());
+    // At a power of two the gap below is half the gap above, so the nearer-looking tie
+    // (2^-24 = 5.9604644775390625e-8 to ...062) may not read back as x; only then Rust's pick stands.
+    let s = if rounded.parse::<f64>() == Ok(x.abs()) {
+        rounded
+    } else {
+        shortest
+    };
     let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     (digits, exp.parse().unwrap_or(0))
