@@ -281,15 +281,17 @@ def test_a_segment_is_deleted_only_once_a_saved_mark_covers_it(tmp_path) -> None
 
 @pytest.fixture
 def syncs(monkeypatch):
-    """Every fsync: (thread name, 'dir' | 'file', path)."""
+    """Every fsync and fdatasync: (thread name, 'dir' | 'file', path)."""
     calls: list[tuple[str, str, str]] = []
-    real = os.fsync
 
-    def fsync(fd):
-        kind = "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
-        calls.append((threading.current_thread().name, kind, os.readlink(f"/proc/self/fd/{fd}")))
-        return real(fd)
-    monkeypatch.setattr(os, "fsync", fsync)
+    def recorded(real):
+        def sync(fd):
+            kind = "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+            calls.append((threading.current_thread().name, kind, os.readlink(f"/proc/self/fd/{fd}")))
+            return real(fd)
+        return sync
+    monkeypatch.setattr(os, "fsync", recorded(os.fsync))
+    monkeypatch.setattr(os, "fdatasync", recorded(os.fdatasync))
     return calls
 
 
@@ -304,6 +306,7 @@ def test_appends_sync_on_the_spool_executor_and_sync_the_directory_after_a_new_s
     run(go())
     assert syncs and all(name.startswith("otlp-spool-io") for name, _, _ in syncs)
     assert ("dir", str(tmp_path)) in {(kind, path) for _, kind, path in syncs}
+    assert any(kind == "file" and path.endswith(".seg") for _, kind, path in syncs)
     spool.release()
 
 

@@ -11,7 +11,8 @@ Each record is ``[u32 length][u32 crc32][payload]`` and the payload is the
 batch's protobuf bytes behind a small header (signal, items, arrival time, API
 key name). An append returns once the record is written and, per `fsync`,
 on disk: `always` syncs every append, `batch` lets every append made while
-one fsync runs share the next (group commit), `never` leaves it to the OS.
+one fsync runs share the next (group commit), `never` leaves it to the OS
+(segments are synced with fdatasync, the directory and marks with fsync).
 Every fsync runs on the spool executor (`spool_executor()`), never on the
 event loop or its default pool.
 
@@ -562,7 +563,9 @@ class DiskSpool(MemorySpool):
                     self.fault("commit.fsync")
                 for f in (*rotated, current):
                     if not f.closed:  # closed: released, and synced by release()
-                        os.fsync(f.fd)
+                        # fdatasync: the records and the size that reaches them, not the times
+                        # (about 20% less per commit on ext4; a new segment's name is the dir sync's).
+                        os.fdatasync(f.fd)
                 if dir_sync:
                     fsync_dir(self.dir)
             finally:
