@@ -1,0 +1,105 @@
+"""The GenAI storage formats in-process, on the bench GenAI payload (bench/pipeline_payloads.py
+genai_request: 100 spans in ten traces, content on every other one): CPU microseconds per span
+of what a file or S3 destination does once a trace or an object closes, against a upb parse of
+the same request measured in the same run (these machines are noisy: the ratio holds).
+
+    python bench/formats_inprocess.py [--rounds 200] [--profile]
+
+Rows: `per-trace JSON` is trace_json.trace_document + encode_document for each trace, from the
+spans as the assembler keeps them (one protobuf per span, parsed again at close); `Aperture` is
+the canonical view + aperture.record + encode_record for each model call. `--profile` prints
+where the per-trace JSON time goes (cProfile, by own time), the map of what to move into the
+native core next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import pipeline_payloads  # noqa: E402
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+from opentelemetry.proto.trace.v1.trace_pb2 import Span  # noqa: E402
+
+from otlp_router.destinations.formats import aperture, trace_json  # noqa: E402
+from otlp_router.model import genai  # noqa: E402
+from otlp_router.model.attributes import to_dict  # noqa: E402
+
+SPANS = pipeline_payloads.ITEMS
+
+
+def kept_spans(wire: bytes) -> dict[bytes, list[tuple[bytes, dict, str, str]]]:
+    """The request's spans by trace as the assembler keeps them: bytes, resource, scope."""
+    traces: dict[bytes, list[tuple[bytes, dict, str, str]]] = {}
+    for rs in ExportTraceServiceRequest.FromString(wire).resource_spans:
+        resource = to_dict(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                traces.setdefault(span.trace_id, []).append(
+                    (span.SerializeToString(), resource, ss.scope.name, ss.scope.version))
+    return traces
+
+
+def per_trace_json(traces: dict[bytes, list[tuple[bytes, dict, str, str]]]) -> None:
+    for trace_id, parts in traces.items():
+        refs = [trace_json.SpanRef(Span.FromString(w), r, n, v) for w, r, n, v in parts]
+        trace_json.encode_document(trace_json.trace_document(trace_id, refs))
+
+
+def aperture_records(traces: dict[bytes, list[tuple[bytes, dict, str, str]]]) -> None:
+    record_id = 0
+    for parts in traces.values():
+        for w, r, n, v in parts:
+            ref = trace_json.SpanRef(Span.FromString(w), r, n, v)
+            view = genai.view(ref.span, r, n, v)
+            if view.is_genai:
+                record_id += 1
+                record = aperture.record(ref, view, record_id=record_id, privacy=False, api_key_name=None)
+                if record is not None:
+                    aperture.encode_record(record)
+
+
+def cpu_per_span(run: Callable[[], None], rounds: int) -> float:
+    """Process CPU microseconds per span, the minimum of 5 repeats."""
+    run()
+    best = float("inf")
+    for _ in range(5):
+        start = time.process_time()
+        for _ in range(rounds):
+            run()
+        best = min(best, (time.process_time() - start) / rounds / SPANS * 1e6)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    wire = pipeline_payloads.genai_request().SerializeToString()
+    traces = kept_spans(wire)
+    floor = cpu_per_span(lambda: ExportTraceServiceRequest.FromString(wire), args.rounds * 20)
+    print(f"payload: {len(wire):,} B protobuf, {SPANS} spans in {len(traces)} traces")
+    print(f"{'case':<16}{'µs CPU / span':>15}{'× upb parse':>13}")
+    print(f"{'upb parse':<16}{floor:>15.2f}{1.0:>13.1f}")
+    for name, run in (("per-trace JSON", lambda: per_trace_json(traces)),
+                      ("Aperture", lambda: aperture_records(traces))):
+        us = cpu_per_span(run, args.rounds)
+        print(f"{name:<16}{us:>15.2f}{us / floor:>13.1f}")
+    if args.profile:
+        profile = cProfile.Profile()
+        profile.runcall(lambda: [per_trace_json(traces) for _ in range(args.rounds)])
+        pstats.Stats(profile).sort_stats("tottime").print_stats(15)
+
+
+if __name__ == "__main__":
+    main()
