@@ -209,7 +209,11 @@ class TraceAssembler:
         self.idle, self.max_age = idle, max_age
         self.max_traces, self.max_bytes = max_traces, max_bytes
         self.open: dict[TraceKey, OpenTrace] = {}
+        # What open traces keep in memory: their spans' bytes, and the bytes of every entry one of
+        # them holds (each entry counted once, while any open trace holds it: its request stays in
+        # memory for the dead letter until the last of its traces is written).
         self.bytes = 0
+        self._holding: dict[int, list[Any]] = {}   # id(entry) -> [entry, open traces holding it]
 
     def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
         poisoned: list[Poison] = []
@@ -231,6 +235,13 @@ class TraceAssembler:
                 size = len(wire)
                 trace.parts.append((wire, ref.resource, ref.scope_name, ref.scope_version))
             self.bytes += size
+            if id(entry) not in trace.entries:
+                held = self._holding.get(id(entry))
+                if held is None:
+                    self._holding[id(entry)] = [entry, 1]
+                    self.bytes += entry.size
+                else:
+                    held[1] += 1
             trace.take(entry, size, 1, now, hold)
         if untraced:
             poisoned.append(poison(entry, _only(entry.batch, untraced),
@@ -257,6 +268,12 @@ class TraceAssembler:
     def _close(self, trace: OpenTrace) -> None:
         del self.open[(trace.api_key_name, trace.trace_id)]
         self.bytes -= trace.size
+        for key, entry in trace.entries.items():
+            held = self._holding[key]
+            held[1] -= 1
+            if held[1] == 0:
+                del self._holding[key]
+                self.bytes -= entry.size
 
     def next_due(self) -> float | None:
         if not self.open:
