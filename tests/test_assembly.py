@@ -56,4 +56,4 @@ def test_past_max_open_bytes_the_oldest_traces_are_written_early_and_none_is_los
     assert sorted(w.trace_id for w in written) == sorted(bytes([seq * 16 + t + 1] * 16)
                                                        for seq in range(1, 9) for t in range(4))
     assert sum(w.items for w in written) == 8 * 4 * 3
-    assert assembler.bytes == 0 and not assembler._holding
+    assert assembler.bytes == 0 and not len(assembler._kept)

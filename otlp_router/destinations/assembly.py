@@ -77,6 +77,45 @@ def poison(entry: Entry, part: Batch, error: BaseException, now: float, hold: Ho
     return group
 
 
+class Holds:
+    """Counts, per spool entry, what still holds it (the delivery engine: its reader and the
+    groups; a trace assembler: its open traces), and the bytes of the entries held."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, list] = {}   # id(entry) -> [entry, holders]
+        self.bytes = 0                      # of the entries held
+
+    def hold(self, entry: Entry) -> None:
+        held = self._open.get(id(entry))
+        if held is None:
+            self._open[id(entry)] = [entry, 1]
+            self.bytes += entry.size
+        else:
+            held[1] += 1
+
+    def release(self, entries: list[Entry]) -> list[Entry]:
+        """Let go of these entries once each; returns those nothing holds now."""
+        done = []
+        for entry in entries:
+            held = self._open[id(entry)]
+            held[1] -= 1
+            if held[1] == 0:
+                del self._open[id(entry)]
+                self.bytes -= entry.size
+                done.append(entry)
+        return done
+
+    def abandon(self) -> list[Entry]:
+        """Everything still held, oldest first; forgotten here."""
+        entries = sorted((held[0] for held in self._open.values()), key=lambda e: e.seq)
+        self._open.clear()
+        self.bytes = 0
+        return entries
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
 class Assembler(Protocol):
     def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
         """Gather an entry's items; returns what could not be gathered."""
@@ -209,11 +248,10 @@ class TraceAssembler:
         self.idle, self.max_age = idle, max_age
         self.max_traces, self.max_bytes = max_traces, max_bytes
         self.open: dict[TraceKey, OpenTrace] = {}
-        # What open traces keep in memory: their spans' bytes, and the bytes of every entry one of
-        # them holds (each entry counted once, while any open trace holds it: its request stays in
-        # memory for the dead letter until the last of its traces is written).
-        self.bytes = 0
-        self._holding: dict[int, list[Any]] = {}   # id(entry) -> [entry, open traces holding it]
+        self.span_bytes = 0
+        # The entries open traces hold: each request stays in memory (for the dead letter) until
+        # the last of its traces is written, so the bound counts it too, once.
+        self._kept = Holds()
 
     def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
         poisoned: list[Poison] = []
@@ -234,14 +272,9 @@ class TraceAssembler:
                 wire = item.SerializeToString()
                 size = len(wire)
                 trace.parts.append((wire, ref.resource, ref.scope_name, ref.scope_version))
-            self.bytes += size
+            self.span_bytes += size
             if id(entry) not in trace.entries:
-                held = self._holding.get(id(entry))
-                if held is None:
-                    self._holding[id(entry)] = [entry, 1]
-                    self.bytes += entry.size
-                else:
-                    held[1] += 1
+                self._kept.hold(entry)
             trace.take(entry, size, 1, now, hold)
         if untraced:
             poisoned.append(poison(entry, _only(entry.batch, untraced),
@@ -267,13 +300,13 @@ class TraceAssembler:
 
     def _close(self, trace: OpenTrace) -> None:
         del self.open[(trace.api_key_name, trace.trace_id)]
-        self.bytes -= trace.size
-        for key, entry in trace.entries.items():
-            held = self._holding[key]
-            held[1] -= 1
-            if held[1] == 0:
-                del self._holding[key]
-                self.bytes -= entry.size
+        self.span_bytes -= trace.size
+        self._kept.release(list(trace.entries.values()))
+
+    @property
+    def bytes(self) -> int:
+        """What open traces keep in memory: their spans' bytes and, once each, their requests."""
+        return self.span_bytes + self._kept.bytes
 
     def next_due(self) -> float | None:
         if not self.open:

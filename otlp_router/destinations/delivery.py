@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from otlp_router import logs, telemetry
-from otlp_router.destinations.assembly import Assembler, Group, Poison, poison
+from otlp_router.destinations.assembly import Assembler, Group, Holds, Poison, poison
 from otlp_router.destinations.base import Destination, ExportError
 from otlp_router.destinations.loadbalance import LoadBalancedDestination
 from otlp_router.model.batch import Batch
@@ -82,45 +82,6 @@ class BatchSettings:
                 max_in_flight)
         section.done()
         return s
-
-
-class Holds:
-    """Counts, per spool entry, the reader and the groups that still hold it;
-    `ack` is called for entries once nothing holds them."""
-
-    def __init__(self) -> None:
-        self._open: dict[int, list] = {}   # id(entry) -> [entry, holders]
-        self.bytes = 0                      # of the entries held
-
-    def hold(self, entry: Entry) -> None:
-        held = self._open.get(id(entry))
-        if held is None:
-            self._open[id(entry)] = [entry, 1]
-            self.bytes += entry.size
-        else:
-            held[1] += 1
-
-    def release(self, entries: list[Entry]) -> list[Entry]:
-        """Let go of these entries once each; returns those nothing holds now."""
-        done = []
-        for entry in entries:
-            held = self._open[id(entry)]
-            held[1] -= 1
-            if held[1] == 0:
-                del self._open[id(entry)]
-                self.bytes -= entry.size
-                done.append(entry)
-        return done
-
-    def abandon(self) -> list[Entry]:
-        """Everything still held, oldest first; forgotten here."""
-        entries = sorted((held[0] for held in self._open.values()), key=lambda e: e.seq)
-        self._open.clear()
-        self.bytes = 0
-        return entries
-
-    def __len__(self) -> int:
-        return len(self._open)
 
 
 class Delivery:
