@@ -175,15 +175,11 @@ class OpenTrace(Group):
     # last trace of that request is written.
     parts: list[tuple[bytes, dict[str, Any], str, str]] = field(default_factory=list)
     logs: list[LogRef] = field(default_factory=list)   # joined to their spans when the trace is written
-    _spans: list[SpanRef] | None = None
 
-    @property
     def spans(self) -> list[SpanRef]:
-        """The trace's spans, decoded (once) when it is written."""
-        if self._spans is None:
-            self._spans = [SpanRef(Span.FromString(wire), resource, name, version)
-                           for wire, resource, name, version in self.parts]
-        return self._spans
+        """The trace's spans, decoded for writing it (not kept: a trace waiting for its retry, or
+        beside thousands written in the same second, holds its bytes only)."""
+        return [SpanRef(Span.FromString(wire), resource, name, version) for wire, resource, name, version in self.parts]
 
     def batches(self) -> list[Batch]:
         out = []

@@ -287,7 +287,10 @@ class Delivery:
                 except TimeoutError:
                     pass
             self._wake.clear()
-            for group in self._assembler.due(time.monotonic(), everything=not self._reading):
+            due = self._assembler.due(time.monotonic(), everything=not self._reading)
+            due.reverse()
+            while due:
+                group = due.pop()   # let go of each as it starts: thousands of traces may come due at once
                 if isinstance(group, Poison):   # what an assembler found it cannot place when it closed a group
                     self._start(self._dead_letter_group(group, group.reason))
                     continue

@@ -23,7 +23,7 @@ from otlp_router.destinations.assembly import (Assembler, Group, LineBatcher, Li
                                                RecordGroup, TraceAssembler)
 from otlp_router.destinations.base import CheckResult, Destination, ExportError
 from otlp_router.destinations.formats.aperture import compress_records
-from otlp_router.destinations.formats.trace_json import encode_document, trace_document
+from otlp_router.destinations.formats.trace_json import SpanRef, encode_document, trace_document
 from otlp_router.destinations.stores.base import Store, StoreError
 from otlp_router.destinations.stores.local import LocalStore
 from otlp_router.destinations.stores.s3 import S3Settings, S3Store
@@ -115,8 +115,10 @@ class StorageDestination(Destination):
     def _encode(self, group: Group) -> tuple[Callable[[int], str], bytes]:
         """The object's bytes and its key for a given second (pure; off the event loop)."""
         if isinstance(group, OpenTrace):
-            data = encode_document(trace_document(group.trace_id, group.spans, group.logs))
-            return (lambda ts: self._trace_key(group, ts)), data
+            spans = group.spans()
+            data = encode_document(trace_document(group.trace_id, spans, group.logs))
+            key_name = _key_name(group, spans)
+            return (lambda ts: self._trace_key(group.trace_id, key_name, ts)), data
         if isinstance(group, RecordGroup):
             base = f"{self.prefix}/" if self.prefix else ""
             return (lambda ts: f"{base}ts-aperture-export-{ts}.cbor.zstd"), compress_records(group.records)
@@ -156,24 +158,12 @@ class StorageDestination(Destination):
         return {"date": time.strftime("%Y-%m-%d", t), "year": f"{t.tm_year:04d}",
                 "month": f"{t.tm_mon:02d}", "day": f"{t.tm_mday:02d}", "apiKeyName": api_key_name or "default"}
 
-    def _trace_key(self, trace: OpenTrace, ts: int) -> str:
-        # With auth on, every item carries the authenticated key's name and the
-        # assembler never mixes keys in a trace: that name alone. Only without
-        # one (auth off) is the client-supplied attribute used, sanitised below.
-        key_name = trace.api_key_name
-        if key_name is None:
-            for ref in trace.spans:
-                for kv in ref.span.attributes:
-                    if kv.key == "trace.metadata.openrouter.api_key_name":
-                        key_name = kv.value.string_value or None
-                        break
-                if key_name:
-                    break
+    def _trace_key(self, trace_id: bytes, key_name: str | None, ts: int) -> str:
         path = paths.render(self.path_template, self._variables(key_name, ts), {"prefix": self.prefix})
         # A template without {prefix} still lands under the destination's prefix.
         if self.prefix and "{prefix}" not in self.path_template:
             path = f"{self.prefix}/{path}" if path else self.prefix
-        return f"{path}/{trace.trace_id.hex()}-{ts}.json" if path else f"{trace.trace_id.hex()}-{ts}.json"
+        return f"{path}/{trace_id.hex()}-{ts}.json" if path else f"{trace_id.hex()}-{ts}.json"
 
     def _lines_key(self, signal: str, ts: int, suffix: str) -> str:
         v = self._variables(None, ts)   # date only: nothing from clients in these keys
@@ -222,3 +212,16 @@ class LocalStorageDestination(StorageDestination):
         except paths.UnsafeKey as e:
             raise ExportError(f"refusing to write the object: {e}", permanent=True) from None
         return key
+
+
+def _key_name(trace: OpenTrace, spans: list[SpanRef]) -> str | None:
+    """The API key name a trace's objects are written under. With auth on, every item carries the
+    authenticated key's name and the assembler never mixes keys in a trace: that name alone. Only
+    without one (auth off) is the client-supplied attribute used (`paths.render` sanitises it)."""
+    if trace.api_key_name is not None:
+        return trace.api_key_name
+    for ref in spans:
+        for kv in ref.span.attributes:
+            if kv.key == "trace.metadata.openrouter.api_key_name" and kv.value.string_value:
+                return kv.value.string_value
+    return None
