@@ -108,8 +108,19 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
         nodes: Vec::with_capacity(input.len() / 8 + 4),
         strings: Vec::new(),
     };
+    let end = value(&mut doc, skip_ws(input, 0), 0)?;
+    let end = skip_ws(input, end);
+    if end != input.len() {
+        return err("unexpected content after document", end);
+    }
+    Ok(doc)
+}
+
+/// Parses the value at `pos` onto the tape, inside `depth` already open arrays/objects;
+/// returns the index after it.  (The single-pass transcoder skips unknown fields with it.)
+pub(crate) fn value(doc: &mut Doc, mut pos: usize, depth: usize) -> Result<usize, SyntaxError> {
+    let input = doc.input;
     let mut stack: Vec<Open> = Vec::new();
-    let mut pos = skip_ws(input, 0);
     'value: loop {
         // a value starts at pos
         let Some(&b) = input.get(pos) else {
@@ -117,7 +128,7 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
         };
         match b {
             b'{' | b'[' => {
-                if stack.len() >= MAX_DEPTH {
+                if depth + stack.len() >= MAX_DEPTH {
                     return err("depth limit exceeded", pos);
                 }
                 let object = b == b'{';
@@ -141,19 +152,19 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
                     pos += 1;
                 } else {
                     if object {
-                        pos = key(&mut doc, pos)?;
+                        pos = key(doc, pos)?;
                     }
                     continue 'value;
                 }
             }
             b'"' => {
-                let (node, after) = string(&mut doc, pos)?;
+                let (node, after, _) = string(input, pos, &mut doc.strings)?;
                 doc.nodes.push(node);
                 pos = after;
             }
-            b't' => pos = literal(&mut doc, pos, b"true", Node::Bool(true))?,
-            b'f' => pos = literal(&mut doc, pos, b"false", Node::Bool(false))?,
-            b'n' => pos = literal(&mut doc, pos, b"null", Node::Null)?,
+            b't' => pos = literal(doc, pos, b"true", Node::Bool(true))?,
+            b'f' => pos = literal(doc, pos, b"false", Node::Bool(false))?,
+            b'n' => pos = literal(doc, pos, b"null", Node::Null)?,
             b'-' | b'0'..=b'9' => {
                 let (node, after) = number(input, pos)?;
                 doc.nodes.push(node);
@@ -164,11 +175,7 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
         // a value ended at pos: continue or close the enclosing containers
         loop {
             let Some(top) = stack.last_mut() else {
-                pos = skip_ws(input, pos);
-                if pos != input.len() {
-                    return err("unexpected content after document", pos);
-                }
-                return Ok(doc);
+                return Ok(pos);
             };
             top.count += 1;
             pos = skip_ws(input, pos);
@@ -177,7 +184,7 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
                 Some(b',') => {
                     pos = skip_ws(input, pos + 1);
                     if top.object {
-                        pos = key(&mut doc, pos)?;
+                        pos = key(doc, pos)?;
                     }
                     continue 'value;
                 }
@@ -209,7 +216,7 @@ fn key(doc: &mut Doc, pos: usize) -> Result<usize, SyntaxError> {
     if doc.input.get(pos) != Some(&b'"') {
         return err("expected a string key", pos);
     }
-    let (node, after) = string(doc, pos)?;
+    let (node, after, _) = string(doc.input, pos, &mut doc.strings)?;
     doc.nodes.push(node);
     let pos = skip_ws(doc.input, after);
     if doc.input.get(pos) != Some(&b':') {
@@ -219,7 +226,7 @@ fn key(doc: &mut Doc, pos: usize) -> Result<usize, SyntaxError> {
 }
 
 #[inline]
-fn skip_ws(input: &[u8], mut pos: usize) -> usize {
+pub(crate) fn skip_ws(input: &[u8], mut pos: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = input.get(pos) {
         pos += 1;
     }
@@ -235,7 +242,7 @@ fn literal(doc: &mut Doc, pos: usize, word: &[u8], node: Node) -> Result<usize, 
     }
 }
 
-fn number(input: &[u8], start: usize) -> Result<(Node, usize), SyntaxError> {
+pub(crate) fn number(input: &[u8], start: usize) -> Result<(Node, usize), SyntaxError> {
     let mut pos = start;
     let negative = input[pos] == b'-';
     if negative {
@@ -332,46 +339,83 @@ fn hex4(input: &[u8], pos: usize) -> Option<u32> {
     Some(v)
 }
 
-/// Parses the string whose opening quote is at `start`; returns its node and the index after
-/// the closing quote.
-fn string(doc: &mut Doc, start: usize) -> Result<(Node, usize), SyntaxError> {
-    let input = doc.input;
-    let mut pos = start + 1;
-    let begin = pos;
-    // fast path: no escapes
-    loop {
-        match input.get(pos) {
-            None => return err("unexpected end of data", pos),
-            Some(b'"') => {
-                return Ok((
-                    Node::Str {
-                        off: begin as u32,
-                        len: (pos - begin) as u32,
-                        esc: false,
-                    },
-                    pos + 1,
-                ));
-            }
-            Some(b'\\') => break,
-            Some(&c) if c < 0x20 => return err("unexpected control character in string", pos),
-            Some(_) => pos += 1,
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Index of the first '"', '\\' or control character at or after `pos` (the input's length if
+/// none), and whether a byte >= 0x80 came before it.  Eight bytes at a time: in a word, the
+/// lowest byte the bit tricks flag is exact (false flags only sit above a true one).
+#[inline]
+pub(crate) fn plain_run(input: &[u8], mut pos: usize) -> (usize, bool) {
+    let mut non_ascii = false;
+    while let Some(chunk) = input.get(pos..).and_then(|rest| rest.first_chunk::<8>()) {
+        let w = u64::from_le_bytes(*chunk);
+        let quote = w ^ (ONES * b'"' as u64);
+        let backslash = w ^ (ONES * b'\\' as u64);
+        let mut flags = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w);
+        if !non_ascii {
+            flags |= w;
         }
+        flags &= HIGH;
+        if flags == 0 {
+            pos += 8;
+            continue;
+        }
+        let at = pos + (flags.trailing_zeros() / 8) as usize;
+        if input[at] < 0x80 {
+            return (at, non_ascii);
+        }
+        non_ascii = true;
+        pos = at + 1;
     }
-    let off = doc.strings.len();
-    doc.strings.extend_from_slice(&input[begin..pos]);
+    while let Some(&c) = input.get(pos) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        non_ascii |= c >= 0x80;
+        pos += 1;
+    }
+    (pos, non_ascii)
+}
+
+/// Parses the string whose opening quote is at `start`: its node (escaped strings are
+/// unescaped onto the end of `strings`), the index after the closing quote, and whether it
+/// holds a byte >= 0x80 (for callers that did not validate the input's UTF-8 beforehand).
+pub(crate) fn string(
+    input: &[u8],
+    start: usize,
+    strings: &mut Vec<u8>,
+) -> Result<(Node, usize, bool), SyntaxError> {
+    let begin = start + 1;
+    let (mut pos, mut non_ascii) = plain_run(input, begin);
+    match input.get(pos) {
+        None => return err("unexpected end of data", pos),
+        Some(b'"') => {
+            let node = Node::Str {
+                off: begin as u32,
+                len: (pos - begin) as u32,
+                esc: false,
+            };
+            return Ok((node, pos + 1, non_ascii));
+        }
+        Some(b'\\') => {}
+        Some(_) => return err("unexpected control character in string", pos),
+    }
+    let off = strings.len();
+    strings.extend_from_slice(&input[begin..pos]);
     loop {
         match input.get(pos) {
             None => return err("unexpected end of data", pos),
             Some(b'"') => {
-                let len = doc.strings.len() - off;
-                return Ok((
-                    Node::Str {
-                        off: off as u32,
-                        len: len as u32,
-                        esc: true,
-                    },
-                    pos + 1,
-                ));
+                let len = strings.len() - off;
+                let node = Node::Str {
+                    off: off as u32,
+                    len: len as u32,
+                    esc: true,
+                };
+                return Ok((node, pos + 1, non_ascii));
             }
             Some(b'\\') => {
                 let e = *input.get(pos + 1).ok_or(SyntaxError {
@@ -417,24 +461,20 @@ fn string(doc: &mut Doc, start: usize) -> Result<(Node, usize), SyntaxError> {
                             at: pos,
                         })?;
                         let mut buf = [0u8; 4];
-                        doc.strings
-                            .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        strings.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                         continue;
                     }
                     _ => return err("invalid escaped sequence in string", pos),
                 };
-                doc.strings.push(c);
+                strings.push(c);
             }
             Some(&c) if c < 0x20 => return err("unexpected control character in string", pos),
             Some(_) => {
                 let run = pos;
-                while let Some(&c) = input.get(pos) {
-                    if c == b'"' || c == b'\\' || c < 0x20 {
-                        break;
-                    }
-                    pos += 1;
-                }
-                doc.strings.extend_from_slice(&input[run..pos]);
+                let (end, high) = plain_run(input, pos);
+                non_ascii |= high;
+                pos = end;
+                strings.extend_from_slice(&input[run..pos]);
             }
         }
     }
