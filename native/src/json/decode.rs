@@ -85,33 +85,44 @@ pub(crate) fn put_tag(out: &mut Vec<u8>, number: u32, wire: u32) {
     put_varint(out, ((number << 3) | wire) as u64);
 }
 
-/// Reserves one byte for a length prefix; `end_len` fills it in (moving the body when the
-/// length takes more than one byte).
+/// Reserves `width` bytes for a length prefix; `end_len` fills it in.
 #[inline]
-pub(crate) fn begin_len(out: &mut Vec<u8>) -> usize {
-    out.push(0);
+pub(crate) fn begin_len(out: &mut Vec<u8>, width: usize) -> usize {
+    if width == 1 {
+        out.push(0);
+    } else {
+        out.resize(out.len() + width, 0);
+    }
     out.len()
 }
 
+/// Writes the length prefix reserved by `begin_len` as the shortest varint, moving the body
+/// when that takes another width than reserved; returns the width it took.
 #[inline]
-pub(crate) fn end_len(out: &mut Vec<u8>, body_start: usize) {
+pub(crate) fn end_len(out: &mut Vec<u8>, body_start: usize, width: usize) -> usize {
     let len = out.len() - body_start;
-    if len < 0x80 {
+    if width == 1 && len < 0x80 {
         out[body_start - 1] = len as u8;
-        return;
+        return 1;
     }
-    let extra = varint_len(len as u64) - 1;
+    let need = varint_len(len as u64);
     let old = out.len();
-    out.resize(old + extra, 0);
-    out.copy_within(body_start..old, body_start + extra);
+    if need > width {
+        out.resize(old + need - width, 0);
+        out.copy_within(body_start..old, body_start + need - width);
+    } else if need < width {
+        out.copy_within(body_start..old, body_start - (width - need));
+        out.truncate(old - (width - need));
+    }
     let mut n = len as u64;
-    let mut i = body_start - 1;
+    let mut i = body_start - width;
     while n >= 0x80 {
         out[i] = (n as u8) | 0x80;
         n >>= 7;
         i += 1;
     }
     out[i] = n as u8;
+    need
 }
 
 /// Hex digit values, 0xFF for bytes that are not one (either case).
@@ -385,13 +396,13 @@ impl<'d, 'a> Decoder<'d, 'a> {
         let mut e = value + 1;
         if f.packed {
             put_tag(&mut self.out, f.number, 2);
-            let start = begin_len(&mut self.out);
+            let start = begin_len(&mut self.out, 1);
             for i in 0..len as usize {
                 scalar(&mut self.out, f, doc.val(doc.nodes[e]))
                     .map_err(|p| p.at(Step::Index(i)))?;
                 e = doc.next(e);
             }
-            end_len(&mut self.out, start);
+            end_len(&mut self.out, start, 1);
         } else {
             for i in 0..len as usize {
                 self.value(f, e, nesting)
@@ -411,14 +422,15 @@ impl<'d, 'a> Decoder<'d, 'a> {
             return Err(too_deep());
         }
         put_tag(&mut self.out, f.number, 2);
-        let start = begin_len(&mut self.out);
+        let start = begin_len(&mut self.out, 1);
         self.message(&MESSAGES[f.message], value, nesting + 1)?;
-        end_len(&mut self.out, start);
+        end_len(&mut self.out, start, 1);
         Ok(())
     }
 }
 
 /// Tag and value of one (element of a) non-packed field that is not a message.
+#[inline]
 pub(crate) fn leaf(out: &mut Vec<u8>, f: &'static Field, v: Val) -> Res<()> {
     match f.kind {
         Kind::String => {
@@ -448,11 +460,11 @@ pub(crate) fn leaf(out: &mut Vec<u8>, f: &'static Field, v: Val) -> Res<()> {
                 return Err(expected("a base64 string", v));
             };
             put_tag(out, f.number, 2);
-            let start = begin_len(out);
+            let start = begin_len(out, 1);
             if !base64_decode(s, out) {
                 return Err(expected("a base64 string", v));
             }
-            end_len(out, start);
+            end_len(out, start, 1);
         }
         kind => {
             put_tag(out, f.number, kind.wire_type());

@@ -1,6 +1,6 @@
 //! The single-pass transcoder: OTLP JSON to protobuf wire bytes while the JSON is scanned,
-//! with no tape and no upfront UTF-8 pass (only strings holding bytes >= 0x80 are validated;
-//! anything else non-ASCII is a syntax error anyway).
+//! with no tape and no upfront UTF-8 pass (strings are validated as they are scanned; any
+//! other byte >= 0x80 is a syntax error anyway).
 //!
 //! It does the common shapes and gives up (`None`) on anything else: any syntax or field
 //! problem, a field given twice (under one name or both, null or not), two members of one
@@ -24,12 +24,14 @@ pub fn transcode(root: usize, input: &[u8]) -> Option<Vec<u8>> {
         input,
         pos: skip_ws(input, 0),
         depth: 0,
-        out: Vec::with_capacity(input.len() / 2 + 16),
+        // the wire form is rarely longer than the JSON: one allocation
+        out: Vec::with_capacity(input.len() + 16),
         scratch: Doc {
             input,
             nodes: Vec::new(),
             strings: Vec::new(),
         },
+        widths: vec![1; MESSAGES.len()],
     };
     t.message(&MESSAGES[root], 0)?;
     (skip_ws(input, t.pos) == input.len()).then_some(t.out)
@@ -43,25 +45,19 @@ struct Fast<'a> {
     out: Vec<u8>,
     /// unescaped strings, and the tape of skipped unknown values
     scratch: Doc<'a>,
+    /// per message type, the width its last length prefix took: reserved for the next one,
+    /// messages of a type being mostly alike, so that its body is rarely moved
+    widths: Vec<u8>,
 }
 
-/// The index of the field named `key` (json_name or proto name) in `m`, searching from `hint`
-/// (fields mostly come in table order).  Order does not matter: no name belongs to two fields
-/// (a test checks the tables).
+/// The indexes of `m`'s fields from `hint` on, then those before it (fields mostly come in
+/// table order).  Order does not matter for the result: no name belongs to two fields (a test
+/// checks the tables).
 #[inline]
-fn find(m: &Message, key: &[u8], hint: usize) -> Option<usize> {
-    let named = |f: &Field| f.json_name.as_bytes() == key || f.name.as_bytes() == key;
-    let fields = m.fields;
-    let hint = hint.min(fields.len());
-    (hint..fields.len())
-        .chain(0..hint)
-        .find(|&i| named(&fields[i]))
-}
-
-/// Whether `input[start..end]` (a string or skipped value holding bytes >= 0x80) is UTF-8.
-#[inline]
-fn utf8(input: &[u8], start: usize, end: usize) -> bool {
-    std::str::from_utf8(&input[start..end]).is_ok()
+fn search(m: &Message, hint: usize) -> impl Iterator<Item = usize> {
+    let n = m.fields.len();
+    let hint = hint.min(n);
+    (hint..n).chain(0..hint)
 }
 
 /// Reads the string, number, bool or null at `pos` (None for anything else or invalid JSON).
@@ -76,10 +72,7 @@ fn scalar_val<'s>(
     match *input.get(at)? {
         b'"' => {
             strings.clear();
-            let (node, after, non_ascii) = string(input, at, strings).ok()?;
-            if non_ascii && !utf8(input, at, after) {
-                return None;
-            }
+            let (node, after) = string(input, at, strings).ok()?;
             *pos = after;
             match node {
                 Node::Str {
@@ -164,15 +157,30 @@ impl Fast<'_> {
         if self.byte() != Some(b'"') {
             return None;
         }
-        self.scratch.strings.clear();
-        let (node, after, non_ascii) = string(input, self.pos, &mut self.scratch.strings).ok()?;
-        if non_ascii && !utf8(input, self.pos, after) {
-            return None;
-        }
-        let Node::Str { off, len, esc } = node else {
-            return None;
+        // Mostly the key is a json_name, quoted as it is (no escapes), of the field after the
+        // last one: compared in place, it needs no scan.
+        let begin = self.pos + 1;
+        let quoted = |f: &Field| {
+            let name = f.json_name.as_bytes();
+            let end = begin + name.len();
+            input.get(end) == Some(&b'"') && input.get(begin..end) == Some(name)
         };
-        let field = find(m, self.scratch.bytes(off, len, esc), hint);
+        let (field, after) = match search(m, hint).find(|&i| quoted(&m.fields[i])) {
+            Some(i) => (Some(i), begin + m.fields[i].json_name.len() + 1),
+            None => {
+                self.scratch.strings.clear();
+                let (node, after) = string(input, self.pos, &mut self.scratch.strings).ok()?;
+                let Node::Str { off, len, esc } = node else {
+                    return None;
+                };
+                let key = self.scratch.bytes(off, len, esc);
+                let named = |i: &usize| {
+                    let f = &m.fields[*i];
+                    f.json_name.as_bytes() == key || f.name.as_bytes() == key
+                };
+                (search(m, hint).find(named), after)
+            }
+        };
         self.pos = skip_ws(input, after);
         if self.byte() != Some(b':') {
             return None;
@@ -183,14 +191,9 @@ impl Fast<'_> {
 
     /// Past the value at `pos`, validated as the exact parser would.
     fn skip(&mut self) -> Option<()> {
-        let start = self.pos;
         self.scratch.nodes.clear();
         self.scratch.strings.clear();
-        let end = parse::value(&mut self.scratch, start, self.depth).ok()?;
-        if !utf8(self.input, start, end) {
-            return None;
-        }
-        self.pos = end;
+        self.pos = parse::value(&mut self.scratch, self.pos, self.depth).ok()?;
         Some(())
     }
 
@@ -238,7 +241,7 @@ impl Fast<'_> {
         }
         let packed = f.packed.then(|| {
             put_tag(&mut self.out, f.number, 2);
-            begin_len(&mut self.out)
+            begin_len(&mut self.out, 1)
         });
         if self.open(b'[', b']')? {
             loop {
@@ -254,7 +257,7 @@ impl Fast<'_> {
             }
         }
         if let Some(start) = packed {
-            end_len(&mut self.out, start);
+            end_len(&mut self.out, start, 1);
         }
         Some(())
     }
@@ -269,9 +272,10 @@ impl Fast<'_> {
             return None;
         }
         put_tag(&mut self.out, f.number, 2);
-        let start = begin_len(&mut self.out);
+        let width = self.widths[f.message] as usize;
+        let start = begin_len(&mut self.out, width);
         self.message(&MESSAGES[f.message], nesting + 1)?;
-        end_len(&mut self.out, start);
+        self.widths[f.message] = end_len(&mut self.out, start, width) as u8;
         Some(())
     }
 }

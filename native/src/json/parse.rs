@@ -158,7 +158,7 @@ pub(crate) fn value(doc: &mut Doc, mut pos: usize, depth: usize) -> Result<usize
                 }
             }
             b'"' => {
-                let (node, after, _) = string(input, pos, &mut doc.strings)?;
+                let (node, after) = string(input, pos, &mut doc.strings)?;
                 doc.nodes.push(node);
                 pos = after;
             }
@@ -216,7 +216,7 @@ fn key(doc: &mut Doc, pos: usize) -> Result<usize, SyntaxError> {
     if doc.input.get(pos) != Some(&b'"') {
         return err("expected a string key", pos);
     }
-    let (node, after, _) = string(doc.input, pos, &mut doc.strings)?;
+    let (node, after) = string(doc.input, pos, &mut doc.strings)?;
     doc.nodes.push(node);
     let pos = skip_ws(doc.input, after);
     if doc.input.get(pos) != Some(&b':') {
@@ -342,54 +342,78 @@ fn hex4(input: &[u8], pos: usize) -> Option<u32> {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
-/// Index of the first '"', '\\' or control character at or after `pos` (the input's length if
-/// none), and whether a byte >= 0x80 came before it.  Eight bytes at a time: in a word, the
-/// lowest byte the bit tricks flag is exact (false flags only sit above a true one).
+/// Length of the well-formed UTF-8 sequence at `at` whose lead byte is >= 0x80 (Unicode's
+/// table 3-7: no overlong forms, surrogates or code points past U+10FFFF), 0 if it is not one.
+#[inline]
+fn utf8_sequence(input: &[u8], at: usize) -> usize {
+    let byte = |i: usize| input.get(at + i).copied().unwrap_or(0);
+    let cont = |i: usize| byte(i) & 0xC0 == 0x80;
+    let (len, second) = match byte(0) {
+        0xC2..=0xDF => (2, 0x80..=0xBF),
+        0xE0 => (3, 0xA0..=0xBF),
+        0xE1..=0xEC | 0xEE..=0xEF => (3, 0x80..=0xBF),
+        0xED => (3, 0x80..=0x9F),
+        0xF0 => (4, 0x90..=0xBF),
+        0xF1..=0xF3 => (4, 0x80..=0xBF),
+        0xF4 => (4, 0x80..=0x8F),
+        _ => return 0,
+    };
+    if second.contains(&byte(1)) && (2..len).all(cont) {
+        len
+    } else {
+        0
+    }
+}
+
+/// Index of the first '"', '\\', control character or byte that does not start valid UTF-8
+/// at or after `pos` (the input's length if none), and whether it is valid UTF-8 up to there
+/// (so no caller needs a separate UTF-8 pass).  Eight bytes at a time: in a word, the lowest
+/// byte the bit tricks flag is exact (false flags only sit above a true one).
 #[inline]
 pub(crate) fn plain_run(input: &[u8], mut pos: usize) -> (usize, bool) {
-    let mut non_ascii = false;
-    while let Some(chunk) = input.get(pos..).and_then(|rest| rest.first_chunk::<8>()) {
-        let w = u64::from_le_bytes(*chunk);
-        let quote = w ^ (ONES * b'"' as u64);
-        let backslash = w ^ (ONES * b'\\' as u64);
-        let mut flags = (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (w.wrapping_sub(ONES * 0x20) & !w);
-        if !non_ascii {
-            flags |= w;
+    loop {
+        let mut rest = input.get(pos..).unwrap_or_default();
+        while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
+            let w = u64::from_le_bytes(*chunk);
+            let quote = w ^ (ONES * b'"' as u64);
+            let backslash = w ^ (ONES * b'\\' as u64);
+            let flags = ((quote.wrapping_sub(ONES) & !quote)
+                | (backslash.wrapping_sub(ONES) & !backslash)
+                | (w.wrapping_sub(ONES * 0x20) & !w)
+                | w)
+                & HIGH;
+            if flags != 0 {
+                rest = &rest[(flags.trailing_zeros() / 8) as usize..];
+                break;
+            }
+            rest = tail;
         }
-        flags &= HIGH;
-        if flags == 0 {
-            pos += 8;
-            continue;
+        pos = input.len() - rest.len();
+        match rest.first() {
+            None | Some(b'"' | b'\\' | 0..=0x1F) => return (pos, true),
+            Some(0x20..=0x7F) => pos += 1,
+            Some(_) => match utf8_sequence(input, pos) {
+                0 => return (pos, false),
+                n => pos += n,
+            },
         }
-        let at = pos + (flags.trailing_zeros() / 8) as usize;
-        if input[at] < 0x80 {
-            return (at, non_ascii);
-        }
-        non_ascii = true;
-        pos = at + 1;
     }
-    while let Some(&c) = input.get(pos) {
-        if c == b'"' || c == b'\\' || c < 0x20 {
-            break;
-        }
-        non_ascii |= c >= 0x80;
-        pos += 1;
-    }
-    (pos, non_ascii)
 }
 
 /// Parses the string whose opening quote is at `start`: its node (escaped strings are
-/// unescaped onto the end of `strings`), the index after the closing quote, and whether it
-/// holds a byte >= 0x80 (for callers that did not validate the input's UTF-8 beforehand).
+/// unescaped onto the end of `strings`) and the index after the closing quote.  Its UTF-8 is
+/// validated here, for callers that did not validate the whole input beforehand.
+#[inline]
 pub(crate) fn string(
     input: &[u8],
     start: usize,
     strings: &mut Vec<u8>,
-) -> Result<(Node, usize, bool), SyntaxError> {
+) -> Result<(Node, usize), SyntaxError> {
     let begin = start + 1;
-    let (mut pos, mut non_ascii) = plain_run(input, begin);
+    let (mut pos, valid) = plain_run(input, begin);
+    if !valid {
+        return err("invalid UTF-8", pos);
+    }
     match input.get(pos) {
         None => return err("unexpected end of data", pos),
         Some(b'"') => {
@@ -398,7 +422,7 @@ pub(crate) fn string(
                 len: (pos - begin) as u32,
                 esc: false,
             };
-            return Ok((node, pos + 1, non_ascii));
+            return Ok((node, pos + 1));
         }
         Some(b'\\') => {}
         Some(_) => return err("unexpected control character in string", pos),
@@ -415,7 +439,7 @@ pub(crate) fn string(
                     len: len as u32,
                     esc: true,
                 };
-                return Ok((node, pos + 1, non_ascii));
+                return Ok((node, pos + 1));
             }
             Some(b'\\') => {
                 let e = *input.get(pos + 1).ok_or(SyntaxError {
@@ -471,8 +495,10 @@ pub(crate) fn string(
             Some(&c) if c < 0x20 => return err("unexpected control character in string", pos),
             Some(_) => {
                 let run = pos;
-                let (end, high) = plain_run(input, pos);
-                non_ascii |= high;
+                let (end, valid) = plain_run(input, pos);
+                if !valid {
+                    return err("invalid UTF-8", end);
+                }
                 pos = end;
                 strings.extend_from_slice(&input[run..pos]);
             }
