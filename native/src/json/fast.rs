@@ -11,7 +11,7 @@
 //! the same writers (`decode::leaf`, `decode::scalar`).
 
 use super::decode::{begin_len, end_len, leaf, put_tag, scalar, Val, MAX_NESTING};
-use super::parse::{self, number, skip_ws, string, Doc, Node, MAX_DEPTH};
+use super::parse::{self, number, plain_run, skip_ws, string, Doc, Node, MAX_DEPTH};
 use super::table::{Field, Kind, Message};
 use super::tables::MESSAGES;
 
@@ -50,14 +50,29 @@ struct Fast<'a> {
     widths: Vec<u8>,
 }
 
-/// The indexes of `m`'s fields from `hint` on, then those before it (fields mostly come in
-/// table order).  Order does not matter for the result: no name belongs to two fields (a test
-/// checks the tables).
+/// The first of `m`'s fields that `named`, tried from `hint` on, then those before it (fields
+/// mostly come in table order).  Order does not matter for the result: no name belongs to two
+/// fields (a test checks the tables).
 #[inline]
-fn search(m: &Message, hint: usize) -> impl Iterator<Item = usize> {
+fn search(m: &Message, hint: usize, named: impl Fn(&Field) -> bool) -> Option<usize> {
     let n = m.fields.len();
     let hint = hint.min(n);
-    (hint..n).chain(0..hint)
+    (hint..n).find(|&i| named(&m.fields[i])).or_else(|| (0..hint).find(|&i| named(&m.fields[i])))
+}
+
+/// `a == b` without a call to memcmp for the short slices field names are: two overlapping
+/// words of 4 or 8 bytes.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    let w4 = |s: &[u8], at: usize| s.get(at..at + 4).and_then(|w| w.first_chunk::<4>()).copied();
+    let w8 = |s: &[u8], at: usize| s.get(at..at + 8).and_then(|w| w.first_chunk::<8>()).copied();
+    match n {
+        _ if b.len() != n => false,
+        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        _ => a == b,
+    }
 }
 
 /// Reads the string, number, bool or null at `pos` (None for anything else or invalid JSON).
@@ -71,6 +86,13 @@ fn scalar_val<'s>(
     let literal = |word: &[u8]| input.get(at..at + word.len()) == Some(word);
     match *input.get(at)? {
         b'"' => {
+            // the common string, without escapes, straight from the scan
+            if let (end, true) = plain_run(input, at + 1) {
+                if input.get(end) == Some(&b'"') {
+                    *pos = end + 1;
+                    return Some(Val::Str(&input[at + 1..end]));
+                }
+            }
             strings.clear();
             let (node, after) = string(input, at, strings).ok()?;
             *pos = after;
@@ -163,9 +185,9 @@ impl Fast<'_> {
         let quoted = |f: &Field| {
             let name = f.json_name.as_bytes();
             let end = begin + name.len();
-            input.get(end) == Some(&b'"') && input.get(begin..end) == Some(name)
+            input.get(end) == Some(&b'"') && input.get(begin..end).is_some_and(|k| same(k, name))
         };
-        let (field, after) = match search(m, hint).find(|&i| quoted(&m.fields[i])) {
+        let (field, after) = match search(m, hint, quoted) {
             Some(i) => (Some(i), begin + m.fields[i].json_name.len() + 1),
             None => {
                 self.scratch.strings.clear();
@@ -174,11 +196,8 @@ impl Fast<'_> {
                     return None;
                 };
                 let key = self.scratch.bytes(off, len, esc);
-                let named = |i: &usize| {
-                    let f = &m.fields[*i];
-                    f.json_name.as_bytes() == key || f.name.as_bytes() == key
-                };
-                (search(m, hint).find(named), after)
+                let named = |f: &Field| f.json_name.as_bytes() == key || f.name.as_bytes() == key;
+                (search(m, hint, named), after)
             }
         };
         self.pos = skip_ws(input, after);
@@ -214,7 +233,9 @@ impl Fast<'_> {
                         return None;
                     }
                     seen |= bit;
-                    if self.input.get(self.pos..self.pos + 4) == Some(b"null") {
+                    if self.byte() == Some(b'n')
+                        && self.input.get(self.pos..self.pos + 4) == Some(b"null")
+                    {
                         self.pos += 4;
                     } else {
                         let f = &m.fields[i];
@@ -237,6 +258,9 @@ impl Fast<'_> {
 
     fn field(&mut self, f: &'static Field, nesting: u32) -> Option<()> {
         if !f.repeated {
+            if f.kind != Kind::Message {
+                return self.leaf(f);
+            }
             return self.value(f, nesting);
         }
         let packed = f.packed.then(|| {
@@ -262,11 +286,17 @@ impl Fast<'_> {
         Some(())
     }
 
+    /// Tag and value of one (element of a) non-packed field that is not a message.
+    #[inline]
+    fn leaf(&mut self, f: &'static Field) -> Option<()> {
+        let v = scalar_val(self.input, &mut self.pos, &mut self.scratch.strings)?;
+        leaf(&mut self.out, f, v).ok()
+    }
+
     /// Tag and value of one (element of a) non-packed field.
     fn value(&mut self, f: &'static Field, nesting: u32) -> Option<()> {
         if f.kind != Kind::Message {
-            let v = scalar_val(self.input, &mut self.pos, &mut self.scratch.strings)?;
-            return leaf(&mut self.out, f, v).ok();
+            return self.leaf(f);
         }
         if nesting >= MAX_NESTING {
             return None;

@@ -227,7 +227,11 @@ fn key(doc: &mut Doc, pos: usize) -> Result<usize, SyntaxError> {
 
 #[inline]
 pub(crate) fn skip_ws(input: &[u8], mut pos: usize) -> usize {
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = input.get(pos) {
+    // one comparison for the common case, a byte that is not whitespace
+    while let Some(&c) = input.get(pos) {
+        if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            break;
+        }
         pos += 1;
     }
     pos
