@@ -105,6 +105,13 @@ pub(crate) fn end_len(out: &mut Vec<u8>, body_start: usize, width: usize) -> usi
         out[body_start - 1] = len as u8;
         return 1;
     }
+    put_len(out, body_start, width)
+}
+
+/// `end_len` for a length that is not the one byte reserved.
+#[inline(never)]
+fn put_len(out: &mut Vec<u8>, body_start: usize, width: usize) -> usize {
+    let len = out.len() - body_start;
     let need = varint_len(len as u64);
     let old = out.len();
     if need > width {
@@ -592,7 +599,9 @@ fn integer(kind: Kind, v: Val) -> Res<i128> {
             if x.abs() > MAX_EXACT_FLOAT_INT {
                 return Err(problem(vec![
                     Part::Show(Shown::Float(x)),
-                    text(" is too large to be exact as a JSON number; write it as a decimal string"),
+                    text(
+                        " is too large to be exact as a JSON number; write it as a decimal string",
+                    ),
                 ]));
             }
             x as i128

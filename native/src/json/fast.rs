@@ -57,7 +57,9 @@ struct Fast<'a> {
 fn search(m: &Message, hint: usize, named: impl Fn(&Field) -> bool) -> Option<usize> {
     let n = m.fields.len();
     let hint = hint.min(n);
-    (hint..n).find(|&i| named(&m.fields[i])).or_else(|| (0..hint).find(|&i| named(&m.fields[i])))
+    (hint..n)
+        .find(|&i| named(&m.fields[i]))
+        .or_else(|| (0..hint).find(|&i| named(&m.fields[i])))
 }
 
 /// `a == b` without a call to memcmp for the short slices field names are: two overlapping
@@ -65,23 +67,22 @@ fn search(m: &Message, hint: usize, named: impl Fn(&Field) -> bool) -> Option<us
 #[inline]
 fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
-    let w4 = |s: &[u8], at: usize| s.get(at..at + 4).and_then(|w| w.first_chunk::<4>()).copied();
-    let w8 = |s: &[u8], at: usize| s.get(at..at + 8).and_then(|w| w.first_chunk::<8>()).copied();
     match n {
         _ if b.len() != n => false,
-        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
-        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        4..=7 => word::<4>(a, 0) == word(b, 0) && word::<4>(a, n - 4) == word(b, n - 4),
+        8..=16 => word::<8>(a, 0) == word(b, 0) && word::<8>(a, n - 8) == word(b, n - 8),
         _ => a == b,
     }
 }
 
+#[inline]
+fn word<const N: usize>(s: &[u8], at: usize) -> Option<[u8; N]> {
+    s.get(at..)?.first_chunk::<N>().copied()
+}
+
 /// Reads the string, number, bool or null at `pos` (None for anything else or invalid JSON).
 #[inline]
-fn scalar_val<'s>(
-    input: &'s [u8],
-    pos: &mut usize,
-    strings: &'s mut Vec<u8>,
-) -> Option<Val<'s>> {
+fn scalar_val<'s>(input: &'s [u8], pos: &mut usize, strings: &'s mut Vec<u8>) -> Option<Val<'s>> {
     let at = *pos;
     let literal = |word: &[u8]| input.get(at..at + word.len()) == Some(word);
     match *input.get(at)? {
@@ -327,7 +328,11 @@ mod tests {
                     }
                 }
             }
-            assert!(m.fields.len() <= 64 && m.oneofs.len() <= 8, "{}", m.full_name);
+            assert!(
+                m.fields.len() <= 64 && m.oneofs.len() <= 8,
+                "{}",
+                m.full_name
+            );
         }
     }
 }
