@@ -2,6 +2,7 @@
 
     python native/fuzz/seed_corpus.py      # writes native/fuzz/corpus/json_to_wire/ (git-ignored)
     cd native/fuzz && cargo +nightly fuzz run json_to_wire -- -max_total_time=300 -max_len=20000
+    cd native/fuzz && cargo +nightly fuzz run json_fast corpus/json_to_wire -- -max_total_time=300 -max_len=20000
 
 The first byte of a fuzz input picks the root message (see fuzz_targets/json_to_wire.rs).
 With the native core importable (PYTHONPATH=. after building it), the same requests as

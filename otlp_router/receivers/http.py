@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from otlp_router import telemetry
 from otlp_router.model import otlp_json
-from otlp_router.model.signals import Signal
+from otlp_router.model.signals import Rejection, Signal
 from otlp_router.receivers import payload
 from otlp_router.receivers.intake import Intake, Refused
 from otlp_router.receivers.listen import AsgiServer, HttpLimits, ServerTls
@@ -84,6 +84,8 @@ class ExportEndpoint:
         self.intake = intake
         self.max_body = max_body
         self._labels = ("otlp", "http", signal.name)
+        # the answer to almost every JSON request (nothing rejected), encoded once
+        self._accepted_json = otlp_json.encode(signal.response(Rejection()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = payload.JSON
@@ -129,8 +131,11 @@ class ExportEndpoint:
             return
         except _ClientGone:
             return
-        response = self.signal.response(rejection)
-        body = response.SerializeToString() if kind == payload.PROTOBUF else otlp_json.encode(response)
+        if kind == payload.JSON and not rejection.count:
+            body = self._accepted_json
+        else:
+            response = self.signal.response(rejection)
+            body = response.SerializeToString() if kind == payload.PROTOBUF else otlp_json.encode(response)
         await self._respond(send, kind, 200, body)
 
     async def _read_body(self, receive: Receive) -> bytes:

@@ -108,8 +108,19 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
         nodes: Vec::with_capacity(input.len() / 8 + 4),
         strings: Vec::new(),
     };
+    let end = value(&mut doc, skip_ws(input, 0), 0)?;
+    let end = skip_ws(input, end);
+    if end != input.len() {
+        return err("unexpected content after document", end);
+    }
+    Ok(doc)
+}
+
+/// Parses the value at `pos` onto the tape, inside `depth` already open arrays/objects;
+/// returns the index after it.  (The single-pass transcoder skips unknown fields with it.)
+pub(crate) fn value(doc: &mut Doc, mut pos: usize, depth: usize) -> Result<usize, SyntaxError> {
+    let input = doc.input;
     let mut stack: Vec<Open> = Vec::new();
-    let mut pos = skip_ws(input, 0);
     'value: loop {
         // a value starts at pos
         let Some(&b) = input.get(pos) else {
@@ -117,7 +128,7 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
         };
         match b {
             b'{' | b'[' => {
-                if stack.len() >= MAX_DEPTH {
+                if depth + stack.len() >= MAX_DEPTH {
                     return err("depth limit exceeded", pos);
                 }
                 let object = b == b'{';
@@ -141,19 +152,19 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
                     pos += 1;
                 } else {
                     if object {
-                        pos = key(&mut doc, pos)?;
+                        pos = key(doc, pos)?;
                     }
                     continue 'value;
                 }
             }
             b'"' => {
-                let (node, after) = string(&mut doc, pos)?;
+                let (node, after) = string(input, pos, &mut doc.strings)?;
                 doc.nodes.push(node);
                 pos = after;
             }
-            b't' => pos = literal(&mut doc, pos, b"true", Node::Bool(true))?,
-            b'f' => pos = literal(&mut doc, pos, b"false", Node::Bool(false))?,
-            b'n' => pos = literal(&mut doc, pos, b"null", Node::Null)?,
+            b't' => pos = literal(doc, pos, b"true", Node::Bool(true))?,
+            b'f' => pos = literal(doc, pos, b"false", Node::Bool(false))?,
+            b'n' => pos = literal(doc, pos, b"null", Node::Null)?,
             b'-' | b'0'..=b'9' => {
                 let (node, after) = number(input, pos)?;
                 doc.nodes.push(node);
@@ -164,11 +175,7 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
         // a value ended at pos: continue or close the enclosing containers
         loop {
             let Some(top) = stack.last_mut() else {
-                pos = skip_ws(input, pos);
-                if pos != input.len() {
-                    return err("unexpected content after document", pos);
-                }
-                return Ok(doc);
+                return Ok(pos);
             };
             top.count += 1;
             pos = skip_ws(input, pos);
@@ -177,7 +184,7 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
                 Some(b',') => {
                     pos = skip_ws(input, pos + 1);
                     if top.object {
-                        pos = key(&mut doc, pos)?;
+                        pos = key(doc, pos)?;
                     }
                     continue 'value;
                 }
@@ -209,7 +216,7 @@ fn key(doc: &mut Doc, pos: usize) -> Result<usize, SyntaxError> {
     if doc.input.get(pos) != Some(&b'"') {
         return err("expected a string key", pos);
     }
-    let (node, after) = string(doc, pos)?;
+    let (node, after) = string(doc.input, pos, &mut doc.strings)?;
     doc.nodes.push(node);
     let pos = skip_ws(doc.input, after);
     if doc.input.get(pos) != Some(&b':') {
@@ -219,8 +226,12 @@ fn key(doc: &mut Doc, pos: usize) -> Result<usize, SyntaxError> {
 }
 
 #[inline]
-fn skip_ws(input: &[u8], mut pos: usize) -> usize {
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = input.get(pos) {
+pub(crate) fn skip_ws(input: &[u8], mut pos: usize) -> usize {
+    // one comparison for the common case, a byte that is not whitespace
+    while let Some(&c) = input.get(pos) {
+        if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            break;
+        }
         pos += 1;
     }
     pos
@@ -235,7 +246,7 @@ fn literal(doc: &mut Doc, pos: usize, word: &[u8], node: Node) -> Result<usize, 
     }
 }
 
-fn number(input: &[u8], start: usize) -> Result<(Node, usize), SyntaxError> {
+pub(crate) fn number(input: &[u8], start: usize) -> Result<(Node, usize), SyntaxError> {
     let mut pos = start;
     let negative = input[pos] == b'-';
     if negative {
@@ -332,46 +343,107 @@ fn hex4(input: &[u8], pos: usize) -> Option<u32> {
     Some(v)
 }
 
-/// Parses the string whose opening quote is at `start`; returns its node and the index after
-/// the closing quote.
-fn string(doc: &mut Doc, start: usize) -> Result<(Node, usize), SyntaxError> {
-    let input = doc.input;
-    let mut pos = start + 1;
-    let begin = pos;
-    // fast path: no escapes
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Length of the well-formed UTF-8 sequence at `at` whose lead byte is >= 0x80 (Unicode's
+/// table 3-7: no overlong forms, surrogates or code points past U+10FFFF), 0 if it is not one.
+#[inline]
+fn utf8_sequence(input: &[u8], at: usize) -> usize {
+    let byte = |i: usize| input.get(at + i).copied().unwrap_or(0);
+    let cont = |i: usize| byte(i) & 0xC0 == 0x80;
+    let (len, second) = match byte(0) {
+        0xC2..=0xDF => (2, 0x80..=0xBF),
+        0xE0 => (3, 0xA0..=0xBF),
+        0xE1..=0xEC | 0xEE..=0xEF => (3, 0x80..=0xBF),
+        0xED => (3, 0x80..=0x9F),
+        0xF0 => (4, 0x90..=0xBF),
+        0xF1..=0xF3 => (4, 0x80..=0xBF),
+        0xF4 => (4, 0x80..=0x8F),
+        _ => return 0,
+    };
+    if second.contains(&byte(1)) && (2..len).all(cont) {
+        len
+    } else {
+        0
+    }
+}
+
+/// Index of the first '"', '\\', control character or byte that does not start valid UTF-8
+/// at or after `pos` (the input's length if none), and whether it is valid UTF-8 up to there
+/// (so no caller needs a separate UTF-8 pass).  Eight bytes at a time: in a word, the lowest
+/// byte the bit tricks flag is exact (false flags only sit above a true one).
+#[inline]
+pub(crate) fn plain_run(input: &[u8], mut pos: usize) -> (usize, bool) {
     loop {
-        match input.get(pos) {
-            None => return err("unexpected end of data", pos),
-            Some(b'"') => {
-                return Ok((
-                    Node::Str {
-                        off: begin as u32,
-                        len: (pos - begin) as u32,
-                        esc: false,
-                    },
-                    pos + 1,
-                ));
+        let mut rest = input.get(pos..).unwrap_or_default();
+        while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
+            let w = u64::from_le_bytes(*chunk);
+            let quote = w ^ (ONES * b'"' as u64);
+            let backslash = w ^ (ONES * b'\\' as u64);
+            let flags = ((quote.wrapping_sub(ONES) & !quote)
+                | (backslash.wrapping_sub(ONES) & !backslash)
+                | (w.wrapping_sub(ONES * 0x20) & !w)
+                | w)
+                & HIGH;
+            if flags != 0 {
+                rest = &rest[(flags.trailing_zeros() / 8) as usize..];
+                break;
             }
-            Some(b'\\') => break,
-            Some(&c) if c < 0x20 => return err("unexpected control character in string", pos),
-            Some(_) => pos += 1,
+            rest = tail;
+        }
+        pos = input.len() - rest.len();
+        match rest.first() {
+            None | Some(b'"' | b'\\' | 0..=0x1F) => return (pos, true),
+            Some(0x20..=0x7F) => pos += 1,
+            Some(_) => match utf8_sequence(input, pos) {
+                0 => return (pos, false),
+                n => pos += n,
+            },
         }
     }
-    let off = doc.strings.len();
-    doc.strings.extend_from_slice(&input[begin..pos]);
+}
+
+/// Parses the string whose opening quote is at `start`: its node (escaped strings are
+/// unescaped onto the end of `strings`) and the index after the closing quote.  Its UTF-8 is
+/// validated here, for callers that did not validate the whole input beforehand.
+#[inline]
+pub(crate) fn string(
+    input: &[u8],
+    start: usize,
+    strings: &mut Vec<u8>,
+) -> Result<(Node, usize), SyntaxError> {
+    let begin = start + 1;
+    let (mut pos, valid) = plain_run(input, begin);
+    if !valid {
+        return err("invalid UTF-8", pos);
+    }
+    match input.get(pos) {
+        None => return err("unexpected end of data", pos),
+        Some(b'"') => {
+            let node = Node::Str {
+                off: begin as u32,
+                len: (pos - begin) as u32,
+                esc: false,
+            };
+            return Ok((node, pos + 1));
+        }
+        Some(b'\\') => {}
+        Some(_) => return err("unexpected control character in string", pos),
+    }
+    let off = strings.len();
+    strings.extend_from_slice(&input[begin..pos]);
     loop {
         match input.get(pos) {
             None => return err("unexpected end of data", pos),
             Some(b'"') => {
-                let len = doc.strings.len() - off;
-                return Ok((
-                    Node::Str {
-                        off: off as u32,
-                        len: len as u32,
-                        esc: true,
-                    },
-                    pos + 1,
-                ));
+                let len = strings.len() - off;
+                let node = Node::Str {
+                    off: off as u32,
+                    len: len as u32,
+                    esc: true,
+                };
+                return Ok((node, pos + 1));
             }
             Some(b'\\') => {
                 let e = *input.get(pos + 1).ok_or(SyntaxError {
@@ -417,24 +489,22 @@ fn string(doc: &mut Doc, start: usize) -> Result<(Node, usize), SyntaxError> {
                             at: pos,
                         })?;
                         let mut buf = [0u8; 4];
-                        doc.strings
-                            .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        strings.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                         continue;
                     }
                     _ => return err("invalid escaped sequence in string", pos),
                 };
-                doc.strings.push(c);
+                strings.push(c);
             }
             Some(&c) if c < 0x20 => return err("unexpected control character in string", pos),
             Some(_) => {
                 let run = pos;
-                while let Some(&c) = input.get(pos) {
-                    if c == b'"' || c == b'\\' || c < 0x20 {
-                        break;
-                    }
-                    pos += 1;
+                let (end, valid) = plain_run(input, pos);
+                if !valid {
+                    return err("invalid UTF-8", end);
                 }
-                doc.strings.extend_from_slice(&input[run..pos]);
+                pos = end;
+                strings.extend_from_slice(&input[run..pos]);
             }
         }
     }
