@@ -131,7 +131,7 @@ class ExportEndpoint:
             return
         except _ClientGone:
             return
-        if kind == payload.JSON and not rejection.count:
+        if kind == payload.JSON and rejection == Rejection():
             body = self._accepted_json
         else:
             response = self.signal.response(rejection)
