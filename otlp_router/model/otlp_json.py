@@ -40,10 +40,12 @@ How it is fast
 Both directions run in the native core (``otlp_router._native``, the Rust crate in
 ``native/``, issue #17), on bytes, with no Python object per field:
 
-* decode: ``json_to_proto`` parses the JSON (all of it first, so a syntax error anywhere wins,
-  as with ``orjson.loads`` before) into a flat tape, transcodes it straight to protobuf wire
-  bytes with field tables generated from the descriptors (``native/gen_tables.py``), and a
-  single upb ``FromString`` builds the message.  Duplicate JSON keys keep the last value at the
+* decode: ``json_to_proto`` writes protobuf wire bytes while it scans the JSON, by field
+  tables generated from the descriptors (``native/gen_tables.py``; ``native/src/json/fast.rs``);
+  anything unusual or wrong (an error, a key given twice) is done again by the exact path,
+  which parses the whole document first (so a syntax error anywhere wins, as with
+  ``orjson.loads`` before) into a flat tape and alone words the errors. A single upb
+  ``FromString`` builds the message where one is wanted.  Duplicate JSON keys keep the last value at the
   first key's place, as a dict did.  The words of an invalid-JSON error are orjson's own (the
   core asks orjson for them, on that error path only); string values in messages are shown
   with Python's ``repr``.
