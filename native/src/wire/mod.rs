@@ -1,8 +1,12 @@
 //! Borrowed views of protobuf wire bytes.
 //!
-//! `inspect`: the receiver's intake check, on the request's bytes with no object tree.
+//! `inspect`: the receiver's intake check, on the request's bytes with no object tree;
+//! `fields`: field occurrences, attributes and AnyValues read in place, length-delimited fields
+//! rewritten; `otlp`: the signals and their field numbers.
 
+pub mod fields;
 pub mod inspect;
+pub mod otlp;
 
 #[cfg(feature = "python")]
 pub mod python {
