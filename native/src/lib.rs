@@ -10,6 +10,7 @@
 
 pub mod json;
 pub mod privacy;
+pub mod shaping;
 pub mod wire;
 
 pub use json::decode::{decode as json_to_wire, MAX_NESTING};
@@ -296,6 +297,7 @@ mod python {
         m.add_function(wrap_pyfunction!(json_to_proto, m)?)?;
         m.add_function(wrap_pyfunction!(proto_to_json, m)?)?;
         m.add_function(wrap_pyfunction!(crate::wire::python::inspect, m)?)?;
+        m.add_function(wrap_pyfunction!(crate::shaping::python::sample, m)?)?;
         m.add("JsonDecodeError", m.py().get_type::<JsonDecodeError>())?;
         m.add("JsonSyntaxError", m.py().get_type::<JsonSyntaxError>())?;
         m.add("MAX_NESTING", crate::MAX_NESTING)?;

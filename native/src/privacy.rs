@@ -693,6 +693,7 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::fields::ld;
 
     struct Answer(bool, usize);
 
@@ -732,14 +733,6 @@ mod tests {
             resource_keys: &[],
             salvage_keys: &[],
         })
-    }
-
-    fn ld(number: u64, body: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        put_varint(&mut out, (number << 3) | 2);
-        put_varint(&mut out, body.len() as u64);
-        out.extend_from_slice(body);
-        out
     }
 
     fn attr(key: &str, value: &str) -> Vec<u8> {

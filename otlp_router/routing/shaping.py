@@ -44,10 +44,11 @@ class Shaping:
         signal = batch.signal
         removed = 0
         if self.sampling is not None:
-            removed = self.sampling.apply(batch.message, signal)
-            if removed:
+            sampled = self.sampling.apply_wire(batch.wire, signal)
+            if sampled is not None:
+                batch.replace_wire(sampled[0])
+                removed = sampled[1]
                 batch.items -= removed
-                batch.modified()
         if self.actions is not None:
             self.actions.apply(batch.message, signal, batch.api_key_name)
             batch.modified()

@@ -247,3 +247,11 @@ pub fn close(out: &mut Vec<u8>, (at, reserve): (usize, usize)) {
     }
     out[i] = n as u8;
 }
+
+/// The length-delimited field `number` holding `body` (tests build requests with it).
+pub fn ld(number: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 6);
+    put_varint(&mut out, (number << 3) | 2);
+    push_len_prefixed(&mut out, body);
+    out
+}
