@@ -56,3 +56,16 @@ if _native is not None:
         (wire_out / hashlib.sha1(data).hexdigest()).write_bytes(data)
         m += 1
     print(f"{wire_out}: {m} seeds")
+
+# The shaping goldens' requests seed corpus/shaping_sample/ (first byte: 0 traces, 1 logs; the
+# fuzzer varies the rest of it: sampling by session, which decisions).
+shaping_out = out.parent / "shaping_sample"
+shaping_out.mkdir(parents=True, exist_ok=True)
+k = 0
+for line in (ROOT / "tests" / "golden" / "shaping" / "requests.jsonl").read_text().splitlines():
+    case = json.loads(line)
+    if case["signal"] in ("traces", "logs"):
+        data = bytes([0 if case["signal"] == "traces" else 3]) + base64.b64decode(case["wire"])
+        (shaping_out / hashlib.sha1(data).hexdigest()).write_bytes(data)
+        k += 1
+print(f"{shaping_out}: {k} seeds")

@@ -21,6 +21,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from otlp_router import _native
 from otlp_router.model.attributes import value_of
 from otlp_router.model.signals import Signal
+from otlp_router.routing.onwire import on_wire
 from otlp_router.settings import Section
 
 _SCALE = float(1 << 64)
@@ -57,12 +58,7 @@ class Sampling:
         if self.rate >= 1.0 or signal.name == "metrics":  # metrics belong to no trace or session
             return None
         by_session = self.by == "session.id"
-        try:
-            return _native.sample(signal.name, wire, by_session, self._decide)
-        except ValueError:
-            # Bytes the core cannot read: upb's verdict, as before (DecodeError), else its bytes.
-            canonical = signal.request_type.FromString(wire).SerializeToString()
-            return _native.sample(signal.name, canonical, by_session, self._decide)
+        return on_wire(lambda name, b: _native.sample(name, b, by_session, self._decide), wire, signal)
 
     def apply(self, message: Message, signal: Signal) -> int:
         """Remove the items sampled out, in place; returns how many."""

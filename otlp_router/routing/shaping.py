@@ -61,8 +61,9 @@ class Shaping:
                 if stripped is not None:
                     batch.replace_wire(stripped[0])
         if self.redaction is not None:
-            self.redaction.apply(batch.message, signal)
-            batch.modified()
+            redacted = self.redaction.apply_wire(batch.wire, signal)
+            if redacted is not None:
+                batch.replace_wire(redacted)
         return removed
 
 

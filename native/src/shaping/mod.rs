@@ -2,8 +2,10 @@
 //! protobuf bytes of an export request, with the same result byte for byte as the former Python
 //! transforms on upb messages (for the canonical bytes upb writes).
 //!
-//! `sampling`: whole traces (or sessions) kept or dropped, items without a trace decided alone.
+//! `sampling`: whole traces (or sessions) kept or dropped, items without a trace decided alone;
+//! `redaction`: attributes dropped by key, secrets masked inside strings.
 
+pub mod redaction;
 pub mod sampling;
 
 #[cfg(feature = "python")]
