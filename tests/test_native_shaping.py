@@ -62,6 +62,10 @@ def test_sampling_reproduces_the_goldens() -> None:
     _golden("sampling", "sampling")
 
 
+def test_actions_reproduce_the_goldens() -> None:
+    _golden("actions", "attributes")
+
+
 def test_redaction_reproduces_the_goldens() -> None:
     _golden("redaction", "redaction")
 

@@ -287,6 +287,7 @@ mod python {
     fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_class::<Privacy>()?;
         m.add_class::<crate::shaping::python::Redaction>()?;
+        m.add_class::<crate::shaping::python::Actions>()?;
         m.add_function(wrap_pyfunction!(json_to_proto, m)?)?;
         m.add_function(wrap_pyfunction!(proto_to_json, m)?)?;
         m.add_function(wrap_pyfunction!(crate::wire::python::inspect, m)?)?;

@@ -50,8 +50,10 @@ class Shaping:
                 removed = sampled[1]
                 batch.items -= removed
         if self.actions is not None:
-            self.actions.apply(batch.message, signal, batch.api_key_name)
-            batch.modified()
+            changed = self.actions.apply_wire(batch.wire, signal, batch.api_key_name,
+                                              batch.message if self.actions.filtered else None)
+            if changed is not None:
+                batch.replace_wire(changed)
         if self.privacy:
             # On the protobuf bytes (the native core): serialised here if only the message is
             # known, and the spool wants the bytes anyway.

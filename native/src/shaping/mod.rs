@@ -3,8 +3,10 @@
 //! transforms on upb messages (for the canonical bytes upb writes).
 //!
 //! `sampling`: whole traces (or sessions) kept or dropped, items without a trace decided alone;
-//! `redaction`: attributes dropped by key, secrets masked inside strings.
+//! `redaction`: attributes dropped by key, secrets masked inside strings; `actions`: the
+//! attribute actions.
 
+pub mod actions;
 pub mod redaction;
 pub mod sampling;
 

@@ -14,13 +14,10 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
 use crate::privacy::{Error, Fx};
-use crate::wire::fields::{close, open, parse_kv, Fields};
+use crate::wire::fields::{parse_kv, rewrite, Fields};
 use crate::wire::otlp::{numbers, Signal};
 
 type Res<T, E> = Result<T, Error<E>>;
-
-/// Rewrites one field's payload into the output; false: the field goes.
-type Each<'f, E> = dyn FnMut(&mut Vec<u8>, &[u8]) -> Res<bool, E> + 'f;
 
 /// An item's first `session.id` attribute: (the item's trace id, the merged AnyValue bytes).
 pub type Session<'a> = (&'a [u8], Cow<'a, [u8]>);
@@ -149,42 +146,26 @@ fn cut<E>(signal: Signal, wire: &[u8], keep: &[bool]) -> Res<Vec<u8>, E> {
     let layout = &numbers().layouts[signal as usize];
     let mut out = Vec::with_capacity(wire.len());
     let mut next = 0;
-    // Writes `b` with every length-delimited field `number` rewritten by `each` (the field
-    // dropped when `each` says so).
-    fn rewrite<E>(out: &mut Vec<u8>, b: &[u8], number: u64, each: &mut Each<E>) -> Res<(), E> {
-        let mut pending = 0;
-        for f in Fields::new(b) {
-            let f = f?;
-            if f.number != number || f.wire != 2 {
-                continue;
-            }
-            out.extend_from_slice(&b[pending..f.start]);
-            let mark = out.len();
-            let at = open(out, &f);
-            if each(out, f.data)? {
-                close(out, at);
-            } else {
-                out.truncate(mark);
-            }
-            pending = f.end;
-        }
-        out.extend_from_slice(&b[pending..]);
-        Ok(())
-    }
-    rewrite(&mut out, wire, layout.request_items, &mut |out, r| {
-        rewrite(out, r, layout.scopes, &mut |out, s| {
-            rewrite(out, s, layout.items, &mut |out, item| {
-                next += 1;
-                let kept = keep[next - 1];
-                if kept {
-                    out.extend_from_slice(item);
-                }
-                Ok(kept)
+    let is = |number: u64| move |x: u64| x == number;
+    rewrite::<Error<E>>(
+        &mut out,
+        wire,
+        is(layout.request_items),
+        &mut |out, _, r| {
+            rewrite::<Error<E>>(out, r, is(layout.scopes), &mut |out, _, s| {
+                rewrite::<Error<E>>(out, s, is(layout.items), &mut |out, _, item| {
+                    next += 1;
+                    let kept = keep[next - 1];
+                    if kept {
+                        out.extend_from_slice(item);
+                    }
+                    Ok(kept)
+                })?;
+                Ok(true)
             })?;
             Ok(true)
-        })?;
-        Ok(true)
-    })?;
+        },
+    )?;
     Ok(out)
 }
 

@@ -255,3 +255,34 @@ pub fn ld(number: u64, body: &[u8]) -> Vec<u8> {
     push_len_prefixed(&mut out, body);
     out
 }
+
+/// Rewrites one field's payload (its number, its bytes) into the output; false: the field goes.
+pub type Each<'f, E> = dyn FnMut(&mut Vec<u8>, u64, &[u8]) -> Result<bool, E> + 'f;
+
+/// Writes message `b` with every length-delimited field whose number is `pick`ed rewritten by
+/// `each` (its length fixed up), the rest copied through.
+pub fn rewrite<E: From<WireError>>(
+    out: &mut Vec<u8>,
+    b: &[u8],
+    pick: impl Fn(u64) -> bool,
+    each: &mut Each<E>,
+) -> Result<(), E> {
+    let mut pending = 0;
+    for f in Fields::new(b) {
+        let f = f?;
+        if f.wire != 2 || !pick(f.number) {
+            continue;
+        }
+        out.extend_from_slice(&b[pending..f.start]);
+        let mark = out.len();
+        let at = open(out, &f);
+        if each(out, f.number, f.data)? {
+            close(out, at);
+        } else {
+            out.truncate(mark);
+        }
+        pending = f.end;
+    }
+    out.extend_from_slice(&b[pending..]);
+    Ok(())
+}
