@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -17,15 +18,17 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otlp_router import _native
-from otlp_router.model.attributes import value_of
+from otlp_router.model.attributes import set_value, value_of
 from otlp_router.model.batch import Batch
 from otlp_router.model.signals import SIGNALS, TRACES, Signal
+from otlp_router.routing.actions import AttributeActions
+from otlp_router.routing.match import walk
 from otlp_router.routing.redaction import BUILTIN_PATTERNS, Redaction
 from otlp_router.routing.sampling import Sampling
 from otlp_router.routing.shaping import Shaping
 from otlp_router.settings import Section
 from proto_tests.test_otlp_json import texts
-from tests.shaping_cases import REDACTION, SAMPLING, STRATEGIES, secret_text
+from tests.shaping_cases import ACTIONS, REDACTION, SAMPLING, STRATEGIES, secret_text
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "shaping"
 
@@ -232,3 +235,89 @@ def test_redaction_of_damaged_bytes_is_upbs_verdict() -> None:
     redaction = Redaction(Section({"blocked_keys": ["a"]}, "t.yaml", "redaction"))
     with pytest.raises(DecodeError):
         redaction.apply_wire(wire[:-1], TRACES)
+
+
+# --- attribute actions: the former Python transform, on upb messages ---------------------------
+
+def reference_actions(actions: AttributeActions, message: Any, signal: Signal) -> None:
+    def find(attrs: Any, key: str) -> int:
+        return next((i for i, kv in enumerate(attrs) if kv.key == key), -1)
+
+    def put(a: Any, attrs: Any, index: int) -> None:
+        if a.from_attribute is not None:
+            source = find(attrs, a.from_attribute)
+            if source < 0:
+                return
+            value = attrs[source].value
+            target = attrs[index].value if index >= 0 else attrs.add(key=a.key).value
+            target.CopyFrom(value)
+            return
+        target = attrs[index].value if index >= 0 else attrs.add(key=a.key).value
+        target.Clear()
+        set_value(target, a.value)
+
+    def act(a: Any, attrs: Any) -> None:
+        if a.action == "insert" and find(attrs, a.key) < 0:
+            put(a, attrs, -1)
+        elif a.action == "update" and find(attrs, a.key) >= 0:
+            put(a, attrs, find(attrs, a.key))
+        elif a.action == "upsert":
+            put(a, attrs, find(attrs, a.key))
+        elif a.action == "rename" and (i := find(attrs, a.key)) >= 0:
+            existing = find(attrs, a.to)
+            if existing >= 0:
+                attrs[existing].value.CopyFrom(attrs[i].value)
+                del attrs[i]
+            else:
+                attrs[i].key = a.to
+        elif a.action == "delete":
+            drop = [i for i, kv in enumerate(attrs)
+                    if (a.pattern.search(kv.key) if a.pattern is not None else kv.key == a.key)]
+            for i in reversed(drop):
+                del attrs[i]
+        elif a.action == "hash" and (i := find(attrs, a.key)) >= 0:
+            raw = value_of(attrs[i].value)
+            data = raw if isinstance(raw, bytes) else str(raw).encode()
+            digest = hmac.new(a.hash_key, data, hashlib.sha256).hexdigest() if a.hash_key \
+                else hashlib.sha256(data).hexdigest()
+            attrs[i].value.Clear()
+            attrs[i].value.string_value = digest
+
+    for item, ctx in walk(message, signal, actions.needs, None):
+        for a in actions.actions:
+            if a.applies(ctx):
+                for attrs in signal.attribute_lists(item):
+                    act(a, attrs)
+
+
+_action_keys = st.sampled_from(["a", "b", "user.id", "note", "session.id", "team", "env", ""])
+_one_action = st.one_of(
+    st.builds(lambda action, key, value: {"action": action, "key": key, "value": value},
+              st.sampled_from(["insert", "update", "upsert"]), _action_keys,
+              st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False) | texts
+              | st.lists(st.integers(0, 3), max_size=2) | st.dictionaries(texts, st.integers(0, 3), max_size=2)),
+    st.builds(lambda action, key, src: {"action": action, "key": key, "from_attribute": src},
+              st.sampled_from(["insert", "update", "upsert"]), _action_keys, _action_keys),
+    st.builds(lambda key, to: {"action": "rename", "key": key, "to": to}, _action_keys, _action_keys),
+    st.builds(lambda key: {"action": "delete", "key": key}, _action_keys),
+    st.builds(lambda p: {"action": "delete", "pattern": p}, st.sampled_from(["^internal\\.", "a", "\\.", "^$", "é"])),
+    st.builds(lambda key, secret: {"action": "hash", "key": key, **({"hash_key": secret} if secret else {})},
+              _action_keys, st.sampled_from(["", "s3cret"])),
+)
+_filters = st.sampled_from([{}, {"include": {"attribute": "a", "exists": True}},
+                            {"exclude": {"attribute": "note", "exists": True}}])
+action_lists = st.one_of(st.sampled_from(ACTIONS), st.lists(
+    st.builds(lambda a, f: {**a, **f}, _one_action, _filters), min_size=1, max_size=5))
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@given(signal=st.sampled_from(["traces", "logs", "metrics"]), requests=st.data(), items=action_lists)
+def test_actions_match_the_reference(signal: str, requests: Any, items: list[dict[str, Any]]) -> None:
+    sig = SIGNALS[signal]
+    actions = AttributeActions(items, "t.yaml", "attributes")
+    for _ in range(2):   # pattern answers remembered from one request to the next
+        request = requests.draw(STRATEGIES[signal])
+        wire = request.SerializeToString(deterministic=True)
+        reference_actions(actions, request, sig)
+        got = actions.apply_wire(wire, sig)
+        assert (wire if got is None else got) == request.SerializeToString(deterministic=True)

@@ -59,9 +59,11 @@ if _native is not None:
 
 # The shaping goldens' requests seed corpus/shaping_sample/ (first byte: bit 0 logs, the rest
 # sampling by session and which decisions) and corpus/shaping_redact/ (first byte mod 3: the
-# signal; bits 2 and 3: masks, keys).
+# signal; bits 2 and 3: masks, keys) and corpus/shaping_actions/ (first byte mod 3: the signal;
+# the rest: how many of its actions run).
 for target, selector in (("shaping_sample", {"traces": 0, "logs": 3}),
-                         ("shaping_redact", {"traces": 12, "logs": 13, "metrics": 14})):
+                         ("shaping_redact", {"traces": 12, "logs": 13, "metrics": 14}),
+                         ("shaping_actions", {"traces": 20, "logs": 21, "metrics": 23})):
     shaping_out = out.parent / target
     shaping_out.mkdir(parents=True, exist_ok=True)
     k = 0
