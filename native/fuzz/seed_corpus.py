@@ -57,3 +57,21 @@ if _native is not None:
         (wire_out / hashlib.sha1(data).hexdigest()).write_bytes(data)
         m += 1
     print(f"{wire_out}: {m} seeds")
+
+# The shaping goldens' requests seed corpus/shaping_sample/ (first byte: bit 0 logs, the rest
+# sampling by session and which decisions) and corpus/shaping_redact/ (first byte mod 3: the
+# signal; bits 2 and 3: masks, keys) and corpus/shaping_actions/ (first byte mod 3: the signal;
+# the rest: how many of its actions run).
+for target, selector in (("shaping_sample", {"traces": 0, "logs": 3}),
+                         ("shaping_redact", {"traces": 12, "logs": 13, "metrics": 14}),
+                         ("shaping_actions", {"traces": 20, "logs": 21, "metrics": 23})):
+    shaping_out = out.parent / target
+    shaping_out.mkdir(parents=True, exist_ok=True)
+    k = 0
+    for line in (ROOT / "tests" / "golden" / "shaping" / "requests.jsonl").read_text().splitlines():
+        case = json.loads(line)
+        if case["signal"] in selector:
+            data = bytes([selector[case["signal"]]]) + base64.b64decode(case["wire"])
+            (shaping_out / hashlib.sha1(data).hexdigest()).write_bytes(data)
+            k += 1
+    print(f"{shaping_out}: {k} seeds")

@@ -10,6 +10,7 @@
 
 pub mod json;
 pub mod privacy;
+pub mod shaping;
 pub mod wire;
 
 pub use json::decode::{decode as json_to_wire, MAX_NESTING};
@@ -31,6 +32,7 @@ mod python {
 
     use crate::json::error::DecodeError;
     use crate::json::table::message_index;
+    use crate::wire::python::text;
 
     create_exception!(
         _native,
@@ -121,15 +123,6 @@ mod python {
         classify: &'h Bound<'py, PyAny>,
         salvage: &'h Bound<'py, PyAny>,
         value_of: &'h Bound<'py, PyAny>,
-    }
-
-    fn text<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> {
-        match std::str::from_utf8(b) {
-            Ok(s) => Ok(PyString::new(py, s)),
-            Err(_) => Err(PyValueError::new_err(
-                "invalid protobuf: a string field is not UTF-8",
-            )),
-        }
     }
 
     impl<'py> PyHooks<'py, '_> {
@@ -293,9 +286,12 @@ mod python {
     #[pymodule]
     fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_class::<Privacy>()?;
+        m.add_class::<crate::shaping::python::Redaction>()?;
+        m.add_class::<crate::shaping::python::Actions>()?;
         m.add_function(wrap_pyfunction!(json_to_proto, m)?)?;
         m.add_function(wrap_pyfunction!(proto_to_json, m)?)?;
         m.add_function(wrap_pyfunction!(crate::wire::python::inspect, m)?)?;
+        m.add_function(wrap_pyfunction!(crate::shaping::python::sample, m)?)?;
         m.add("JsonDecodeError", m.py().get_type::<JsonDecodeError>())?;
         m.add("JsonSyntaxError", m.py().get_type::<JsonSyntaxError>())?;
         m.add("MAX_NESTING", crate::MAX_NESTING)?;

@@ -17,13 +17,16 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from google.protobuf.message import Message
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from otlp_router import _native
 from otlp_router.model.attributes import set_value, value_of
 from otlp_router.model.signals import Signal
 from otlp_router.routing.match import Needs, Predicate, compile_rule, walk
+from otlp_router.routing.onwire import on_wire
 from otlp_router.settings import Section
 
 ACTIONS = ("insert", "update", "upsert", "rename", "delete", "hash")
@@ -43,13 +46,6 @@ class _Action:
 
     def applies(self, ctx: Any) -> bool:
         return (self.include is None or self.include(ctx)) and (self.exclude is None or not self.exclude(ctx))
-
-
-def _find(attributes: Any, key: str) -> int:
-    for i, kv in enumerate(attributes):
-        if kv.key == key:
-            return i
-    return -1
 
 
 def _read_action(section: Section, needs: Needs) -> _Action:
@@ -85,79 +81,47 @@ class AttributeActions:
     def __init__(self, items: list[Any], file: str, path: str) -> None:
         self.needs = Needs()
         self.actions = [_read_action(Section(item, file, f"{path}[{i}]"), self.needs) for i, item in enumerate(items)]
-        self._filtered = any(a.include or a.exclude for a in self.actions)
+        self.filtered = any(a.include or a.exclude for a in self.actions)
+        self._native = _native.Actions(actions=[_spec(a) for a in self.actions], deletes=self._deletes,
+                                       hash=self._hash)
+
+    def apply_wire(self, wire: bytes, signal: Signal, api_key: str | None = None,
+                   message: Message | None = None) -> bytes | None:
+        """The export request `wire` with the actions applied, or None when nothing changed. The
+        work is the native core's, on the protobuf bytes; with include / exclude rules, which
+        action applies to which item is decided here first, on `message` (the request parsed)."""
+        applies = None
+        if self.filtered:
+            if message is None:
+                message = signal.request_type.FromString(wire)
+            applies = bytes(action.applies(ctx) for _, ctx in walk(message, signal, self.needs, api_key)
+                            for action in self.actions)
+        return on_wire(lambda name, b: self._native.apply(name, b, applies), wire, signal)
 
     def apply(self, message: Message, signal: Signal, api_key: str | None = None) -> None:
-        for item, ctx in walk(message, signal, self.needs, api_key):
-            for action in self.actions:
-                if self._filtered and not action.applies(ctx):
-                    continue
-                for attributes in signal.attribute_lists(item):
-                    _APPLY[action.action](action, attributes)
+        """Apply the actions to `message` in place."""
+        got = self.apply_wire(message.SerializeToString(), signal, api_key, message)
+        if got is not None:
+            message.CopyFrom(type(message).FromString(got))
+
+    def _deletes(self, index: int, key: str) -> bool:
+        pattern = self.actions[index].pattern
+        return pattern is not None and pattern.search(key) is not None
+
+    def _hash(self, index: int, value: bytes) -> str:
+        raw = value_of(AnyValue.FromString(value))
+        data = raw if isinstance(raw, bytes) else str(raw).encode()
+        secret = self.actions[index].hash_key
+        return hmac.new(secret, data, hashlib.sha256).hexdigest() if secret else hashlib.sha256(data).hexdigest()
 
 
-def _set(action: _Action, attributes: Any, index: int) -> None:
-    if action.from_attribute is not None:
-        source = _find(attributes, action.from_attribute)
-        if source < 0:
-            return
-        value = attributes[source].value
-        target = attributes[index].value if index >= 0 else attributes.add(key=action.key).value
-        target.CopyFrom(value)
-        return
-    target = attributes[index].value if index >= 0 else attributes.add(key=action.key).value
-    target.Clear()
-    set_value(target, action.value)
-
-
-def _insert(action: _Action, attributes: Any) -> None:
-    if _find(attributes, action.key) < 0:
-        _set(action, attributes, -1)
-
-
-def _update(action: _Action, attributes: Any) -> None:
-    i = _find(attributes, action.key)
-    if i >= 0:
-        _set(action, attributes, i)
-
-
-def _upsert(action: _Action, attributes: Any) -> None:
-    _set(action, attributes, _find(attributes, action.key))
-
-
-def _rename(action: _Action, attributes: Any) -> None:
-    i = _find(attributes, action.key)
-    if i < 0:
-        return
-    existing = _find(attributes, action.to)
-    if existing >= 0:
-        attributes[existing].value.CopyFrom(attributes[i].value)
-        del attributes[i]
-    else:
-        attributes[i].key = action.to
-
-
-def _delete(action: _Action, attributes: Any) -> None:
-    if action.pattern is not None:
-        drop = [i for i, kv in enumerate(attributes) if action.pattern.search(kv.key)]
-    else:
-        drop = [i for i, kv in enumerate(attributes) if kv.key == action.key]
-    for i in reversed(drop):
-        del attributes[i]
-
-
-def _hash(action: _Action, attributes: Any) -> None:
-    i = _find(attributes, action.key)
-    if i < 0:
-        return
-    raw = value_of(attributes[i].value)
-    data = raw if isinstance(raw, bytes) else str(raw).encode()
-    digest = hmac.new(action.hash_key, data, hashlib.sha256).hexdigest() if action.hash_key \
-        else hashlib.sha256(data).hexdigest()
-    attributes[i].value.Clear()
-    attributes[i].value.string_value = digest
-
-
-_APPLY: dict[str, Callable[[_Action, Any], None]] = {
-    "insert": _insert, "update": _update, "upsert": _upsert, "rename": _rename, "delete": _delete, "hash": _hash,
-}
+def _spec(action: _Action) -> tuple[str, str | None, bytes | None, str | None, str | None]:
+    """The action as the core takes it: a value to set as the AnyValue bytes upb writes for it."""
+    value = None
+    if action.action in ("insert", "update", "upsert") and action.from_attribute is None:
+        target = AnyValue()
+        target.Clear()
+        set_value(target, action.value)
+        value = target.SerializeToString()
+    key = None if action.pattern is not None else action.key
+    return action.action, key, value, action.from_attribute, action.to

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Any, Callable
+from typing import Callable
 
 from google.protobuf.message import Message
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from otlp_router import _native
 from otlp_router.model.signals import Signal
+from otlp_router.routing.onwire import on_wire
 from otlp_router.settings import Section
 
 BUILTIN_PATTERNS = {
@@ -68,6 +69,9 @@ class Redaction:
         self.blocked = _key_matcher(blocked) if blocked else None
         self.allowed = _key_matcher(allowed) if allowed is not None else None
         self.rules = rules
+        self._native = _native.Redaction(masks=[kind for kind, _ in rules],
+                                         keys=self.blocked is not None or self.allowed is not None,
+                                         drop=self._drops, mask=self.mask)
 
     @staticmethod
     def _strings(section: Section, key: str) -> list[str]:
@@ -89,44 +93,17 @@ class Redaction:
         digits = re.sub(r"[ -]", "", m.group(0))
         return self.replacement.format(kind="card") if _luhn(digits) else m.group(0)
 
-    def _value(self, value: AnyValue) -> None:
-        kind = value.WhichOneof("value")
-        if kind == "string_value":
-            masked = self.mask(value.string_value)
-            if masked != value.string_value:
-                value.string_value = masked
-        elif kind == "array_value":
-            for v in value.array_value.values:
-                self._value(v)
-        elif kind == "kvlist_value":
-            for kv in value.kvlist_value.values:
-                self._value(kv.value)
+    def _drops(self, key: str) -> bool:
+        return (self.allowed is not None and not self.allowed(key)) or bool(self.blocked and self.blocked(key))
 
-    def _attributes(self, attributes: Any) -> None:
-        drop = []
-        for i, kv in enumerate(attributes):
-            key = kv.key
-            if (self.allowed is not None and not self.allowed(key)) or (self.blocked and self.blocked(key)):
-                drop.append(i)
-            elif self.rules:
-                self._value(kv.value)
-        for i in reversed(drop):
-            del attributes[i]
+    def apply_wire(self, wire: bytes, signal: Signal) -> bytes | None:
+        """The export request `wire` redacted, or None when nothing changed. The walk is the
+        native core's, on the protobuf bytes; it asks `_drops` once per key and `mask` only for
+        strings one of the rules could match."""
+        return on_wire(self._native.redact, wire, signal)
 
     def apply(self, message: Message, signal: Signal) -> None:
-        for rs in getattr(message, signal.resource_field):
-            self._attributes(rs.resource.attributes)
-            for ss in getattr(rs, signal.scope_field):
-                self._attributes(ss.scope.attributes)
-                for item in getattr(ss, signal.items_field):
-                    for attributes in signal.attribute_lists(item):
-                        self._attributes(attributes)
-                    if signal.name == "traces":
-                        if self.rules and item.status.message:
-                            item.status.message = self.mask(item.status.message)
-                        for ev in item.events:
-                            self._attributes(ev.attributes)
-                        for link in item.links:
-                            self._attributes(link.attributes)
-                    elif signal.name == "logs" and self.rules and item.HasField("body"):
-                        self._value(item.body)
+        """Redact `message` in place."""
+        got = self.apply_wire(message.SerializeToString(), signal)
+        if got is not None:
+            message.CopyFrom(type(message).FromString(got))

@@ -16,9 +16,12 @@ import hashlib
 from collections import OrderedDict
 
 from google.protobuf.message import Message
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from otlp_router import _native
 from otlp_router.model.attributes import value_of
 from otlp_router.model.signals import Signal
+from otlp_router.routing.onwire import on_wire
 from otlp_router.settings import Section
 
 _SCALE = float(1 << 64)
@@ -48,39 +51,31 @@ class Sampling:
     def keeps(self, key: bytes) -> bool:
         return _unit(key) < self.rate
 
+    def apply_wire(self, wire: bytes, signal: Signal) -> tuple[bytes, int] | None:
+        """The export request `wire` without the items sampled out: (new bytes, how many), or None
+        when every item is kept. The cutting is the native core's, on the protobuf bytes; the
+        decisions (hash, rate, remembered sessions) are made here, once per request."""
+        if self.rate >= 1.0 or signal.name == "metrics":  # metrics belong to no trace or session
+            return None
+        by_session = self.by == "session.id"
+        return on_wire(lambda name, b: _native.sample(name, b, by_session, self._decide), wire, signal)
+
     def apply(self, message: Message, signal: Signal) -> int:
         """Remove the items sampled out, in place; returns how many."""
-        if self.rate >= 1.0 or signal.name == "metrics":  # metrics belong to no trace or session
+        got = self.apply_wire(message.SerializeToString(), signal)
+        if got is None:
             return 0
-        containers = [getattr(ss, signal.items_field) for rs in getattr(message, signal.resource_field)
-                      for ss in getattr(rs, signal.scope_field)]
+        message.CopyFrom(type(message).FromString(got[0]))
+        return got[1]
+
+    def _decide(self, sessions: list[tuple[bytes, bytes]], traces: list[bytes],
+                lone: list[bytes]) -> tuple[list[bool], list[bool]]:
+        """Whether each trace and each item without one (by its bytes) is kept; `sessions`: every
+        item's first session.id attribute (trace id, AnyValue bytes), remembered first."""
+        for trace_id, value in sessions:
+            self._remember(trace_id, str(value_of(AnyValue.FromString(value))).encode())
         if self.by == "session.id":
-            for items in containers:
-                for item in items:
-                    for kv in item.attributes:
-                        if kv.key == "session.id":
-                            self._remember(item.trace_id, str(value_of(kv.value)).encode())
-                            break
-        decisions: dict[bytes, bool] = {}
-        removed = 0
-        for items in containers:
-            drop = []
-            for i, item in enumerate(items):
-                trace_id = item.trace_id
-                if not trace_id:
-                    # No trace (or session) to follow: each item is decided alone,
-                    # by its own bytes, so the same record is decided the same way again.
-                    if not self.keeps(b"i:" + item.SerializeToString(deterministic=True)):
-                        drop.append(i)
-                    continue
-                keep = decisions.get(trace_id)
-                if keep is None:
-                    key = self._sessions.get(trace_id, b"t:" + trace_id) if self.by == "session.id" \
-                        else trace_id
-                    keep = decisions[trace_id] = self.keeps(key)
-                if not keep:
-                    drop.append(i)
-            for i in reversed(drop):
-                del items[i]
-            removed += len(drop)
-        return removed
+            traces = [self._sessions.get(t, b"t:" + t) for t in traces]
+        # No trace (or session) to follow: each lone item is decided alone, by its own bytes,
+        # so the same record is decided the same way again.
+        return [self.keeps(t) for t in traces], [self.keeps(b"i:" + item) for item in lone]

@@ -44,13 +44,16 @@ class Shaping:
         signal = batch.signal
         removed = 0
         if self.sampling is not None:
-            removed = self.sampling.apply(batch.message, signal)
-            if removed:
+            sampled = self.sampling.apply_wire(batch.wire, signal)
+            if sampled is not None:
+                batch.replace_wire(sampled[0])
+                removed = sampled[1]
                 batch.items -= removed
-                batch.modified()
         if self.actions is not None:
-            self.actions.apply(batch.message, signal, batch.api_key_name)
-            batch.modified()
+            changed = self.actions.apply_wire(batch.wire, signal, batch.api_key_name,
+                                              batch.message if self.actions.filtered else None)
+            if changed is not None:
+                batch.replace_wire(changed)
         if self.privacy:
             # On the protobuf bytes (the native core): serialised here if only the message is
             # known, and the spool wants the bytes anyway.
@@ -60,8 +63,9 @@ class Shaping:
                 if stripped is not None:
                     batch.replace_wire(stripped[0])
         if self.redaction is not None:
-            self.redaction.apply(batch.message, signal)
-            batch.modified()
+            redacted = self.redaction.apply_wire(batch.wire, signal)
+            if redacted is not None:
+                batch.replace_wire(redacted)
         return removed
 
 

@@ -1,14 +1,29 @@
 //! Borrowed views of protobuf wire bytes.
 //!
-//! `inspect`: the receiver's intake check, on the request's bytes with no object tree.
+//! `inspect`: the receiver's intake check, on the request's bytes with no object tree;
+//! `fields`: field occurrences, attributes and AnyValues read in place, length-delimited fields
+//! rewritten; `otlp`: the signals and their field numbers.
 
+pub mod fields;
 pub mod inspect;
+pub mod otlp;
 
 #[cfg(feature = "python")]
 pub mod python {
     use pyo3::exceptions::PyTypeError;
+    use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
-    use pyo3::types::PyBytes;
+    use pyo3::types::{PyBytes, PyString};
+
+    /// A protobuf `string`'s bytes as a Python str; not UTF-8 is damaged bytes.
+    pub fn text<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> {
+        match std::str::from_utf8(b) {
+            Ok(s) => Ok(PyString::new(py, s)),
+            Err(_) => Err(PyValueError::new_err(
+                "invalid protobuf: a string field is not UTF-8",
+            )),
+        }
+    }
 
     /// The items an OTLP export request `kind` ("traces", "logs", "metrics" or the request's
     /// full name) holds (spans, log records, metric data points), when its protobuf bytes
