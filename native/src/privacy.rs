@@ -24,14 +24,14 @@
 //! parse: the last scalar wins, message occurrences merge.  No recursion past the fixed OTLP
 //! nesting; safe Rust only (the crate forbids anything else, see lib.rs).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use crate::json::decode::{put_varint, varint_len};
-use crate::json::encode::{read_varint, skip, WireError};
-use crate::json::tables::MESSAGES;
+use crate::json::encode::WireError;
+pub use crate::wire::fields::{any_member, scalar, Kv, Scalar, Signal};
+use crate::wire::fields::{layouts, number, parse_kv, Fields, F};
 
 #[derive(Debug)]
 pub enum Error<E> {
@@ -212,34 +212,6 @@ pub struct Caches {
     classified: FxMap<Box<[u8]>, bool>,
 }
 
-/// One attribute (KeyValue) on the wire.
-#[derive(Clone, Copy, Debug)]
-pub struct Kv<'a> {
-    pub key: &'a [u8],
-    /// the KeyValue's bytes
-    pub body: &'a [u8],
-    value: &'a [u8],
-    /// the value field occurs more than once (upb merges the occurrences)
-    multi: bool,
-}
-
-impl<'a> Kv<'a> {
-    /// The AnyValue's bytes (occurrences concatenated: what upb merges).
-    pub fn value_wire(&self) -> Cow<'a, [u8]> {
-        if !self.multi {
-            return Cow::Borrowed(self.value);
-        }
-        let mut out = Vec::new();
-        for f in Fields::new(self.body) {
-            match f {
-                Ok(f) if f.number == N_KV_VALUE && f.wire == 2 => out.extend_from_slice(f.data),
-                _ => {}
-            }
-        }
-        Cow::Owned(out)
-    }
-}
-
 #[derive(Clone, Copy, Debug)]
 pub struct Attr<'a> {
     pub kv: Kv<'a>,
@@ -269,39 +241,9 @@ pub trait Hooks {
     fn salvage(&mut self, attrs: &[Attr], scope_name: &[u8]) -> Result<Vec<Vec<u8>>, Self::Error>;
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Signal {
-    Traces,
-    Logs,
-    Metrics,
-}
-
-impl Signal {
-    pub fn from_name(name: &str) -> Option<Signal> {
-        match name {
-            "traces" => Some(Signal::Traces),
-            "logs" => Some(Signal::Logs),
-            "metrics" => Some(Signal::Metrics),
-            _ => None,
-        }
-    }
-}
-
 // --- field numbers, from the generated tables --------------------------------------------------
 
-const N_KV_KEY: u64 = 1;
-const N_KV_VALUE: u64 = 2;
-
-struct Layout {
-    request_items: u64,
-    resource: u64,
-    scopes: u64,
-    scope: u64,
-    items: u64,
-}
-
 struct Numbers {
-    layouts: [Layout; 3],
     resource_attributes: u64,
     scope_name: u64,
     scope_version: u64,
@@ -315,41 +257,11 @@ struct Numbers {
     log_event_name: u64,
     /// (Metric field, its data points field, the points' attributes field)
     metric_data: [(u64, u64, u64); 5],
-    /// AnyValue's string_value, bool_value, int_value, double_value, array_value, kvlist_value,
-    /// bytes_value, string_value_strindex
-    any: [u64; 8],
-}
-
-fn number(message: &str, field: &str) -> u64 {
-    let full = format!("opentelemetry.proto.{message}");
-    let m = MESSAGES
-        .iter()
-        .find(|m| m.full_name == full)
-        .unwrap_or_else(|| panic!("no message {full}"));
-    m.fields
-        .iter()
-        .find(|f| f.name == field)
-        .unwrap_or_else(|| panic!("no field {full}.{field}"))
-        .number as u64
 }
 
 fn numbers() -> &'static Numbers {
     static N: OnceLock<Numbers> = OnceLock::new();
     N.get_or_init(|| {
-        let layout = |request: &str,
-                      items_of_request: &str,
-                      resource: &str,
-                      scopes_field: &str,
-                      scope: &str,
-                      items_field: &str| Layout {
-            request_items: number(request, items_of_request),
-            resource: number(resource, "resource"),
-            scopes: number(resource, scopes_field),
-            scope: number(scope, "scope"),
-            items: number(scope, items_field),
-        };
-        assert_eq!(number("common.v1.KeyValue", "key"), N_KV_KEY);
-        assert_eq!(number("common.v1.KeyValue", "value"), N_KV_VALUE);
         let data = |metric_field: &str, message: &str, point: &str| {
             (
                 number("metrics.v1.Metric", metric_field),
@@ -357,34 +269,7 @@ fn numbers() -> &'static Numbers {
                 number(point, "attributes"),
             )
         };
-        let any = |f: &str| number("common.v1.AnyValue", f);
         Numbers {
-            layouts: [
-                layout(
-                    "collector.trace.v1.ExportTraceServiceRequest",
-                    "resource_spans",
-                    "trace.v1.ResourceSpans",
-                    "scope_spans",
-                    "trace.v1.ScopeSpans",
-                    "spans",
-                ),
-                layout(
-                    "collector.logs.v1.ExportLogsServiceRequest",
-                    "resource_logs",
-                    "logs.v1.ResourceLogs",
-                    "scope_logs",
-                    "logs.v1.ScopeLogs",
-                    "log_records",
-                ),
-                layout(
-                    "collector.metrics.v1.ExportMetricsServiceRequest",
-                    "resource_metrics",
-                    "metrics.v1.ResourceMetrics",
-                    "scope_metrics",
-                    "metrics.v1.ScopeMetrics",
-                    "metrics",
-                ),
-            ],
             resource_attributes: number("resource.v1.Resource", "attributes"),
             scope_name: number("common.v1.InstrumentationScope", "name"),
             scope_version: number("common.v1.InstrumentationScope", "version"),
@@ -415,189 +300,11 @@ fn numbers() -> &'static Numbers {
                     "metrics.v1.SummaryDataPoint",
                 ),
             ],
-            any: [
-                any("string_value"),
-                any("bool_value"),
-                any("int_value"),
-                any("double_value"),
-                any("array_value"),
-                any("kvlist_value"),
-                any("bytes_value"),
-                any("string_value_strindex"),
-            ],
         }
     })
 }
 
 // --- reading the wire -------------------------------------------------------------------------
-
-/// One field occurrence: `start..end` of the message's bytes, `data` its value (the payload of
-/// a length-delimited field, else the value's bytes).
-#[derive(Clone, Copy)]
-struct F<'a> {
-    number: u64,
-    wire: u64,
-    start: usize,
-    end: usize,
-    data: &'a [u8],
-}
-
-struct Fields<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Fields<'a> {
-    fn new(b: &'a [u8]) -> Self {
-        Fields { b, i: 0 }
-    }
-
-    #[inline]
-    fn varint(b: &[u8], i: &mut usize) -> Result<u64, WireError> {
-        // the common case, tags and short lengths: one byte
-        match b.get(*i) {
-            Some(&x) if x < 0x80 => {
-                *i += 1;
-                Ok(x as u64)
-            }
-            _ => read_varint(b, i),
-        }
-    }
-
-    #[inline]
-    fn read(&mut self) -> Result<F<'a>, WireError> {
-        let b = self.b;
-        let start = self.i;
-        let mut i = start;
-        let tag = Self::varint(b, &mut i)?;
-        let wire = tag & 7;
-        let data;
-        if wire == 2 {
-            let n = Self::varint(b, &mut i)?;
-            let end = usize::try_from(n)
-                .ok()
-                .and_then(|n| i.checked_add(n))
-                .filter(|&e| e <= b.len())
-                .ok_or(WireError("truncated field"))?;
-            data = &b[i..end];
-            i = end;
-        } else {
-            let v = i;
-            skip(b, &mut i, wire, 0)?;
-            data = &b[v..i];
-        }
-        self.i = i;
-        Ok(F {
-            number: tag >> 3,
-            wire,
-            start,
-            end: i,
-            data,
-        })
-    }
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = Result<F<'a>, WireError>;
-    #[inline]
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.i >= self.b.len() {
-            return None;
-        }
-        let got = self.read();
-        if got.is_err() {
-            self.i = self.b.len();
-        }
-        Some(got)
-    }
-}
-
-fn parse_kv(body: &[u8]) -> Result<Kv<'_>, WireError> {
-    let mut kv = Kv {
-        key: b"",
-        body,
-        value: b"",
-        multi: false,
-    };
-    let mut seen_value = false;
-    for f in Fields::new(body) {
-        let f = f?;
-        if f.wire != 2 {
-            continue;
-        }
-        if f.number == N_KV_KEY {
-            kv.key = f.data;
-        } else if f.number == N_KV_VALUE {
-            if seen_value {
-                kv.multi = true;
-            }
-            seen_value = true;
-            kv.value = f.data;
-        }
-    }
-    Ok(kv)
-}
-
-/// The AnyValue's (merged) oneof member as upb parses it: the last member occurrence, with
-/// its wire type checked (a mismatch is an unknown field to upb).  `None` for an unset value.
-pub fn any_member(value: &[u8]) -> Result<Option<(usize, &[u8])>, WireError> {
-    let n = numbers();
-    let mut last = None;
-    for f in Fields::new(value) {
-        let f = f?;
-        if let Some(which) = n.any.iter().position(|&x| x == f.number) {
-            let wire = match which {
-                0 | 4 | 5 | 6 => 2,
-                3 => 1,
-                _ => 0,
-            };
-            if f.wire == wire {
-                last = Some((which, f.data));
-            }
-        }
-    }
-    Ok(last)
-}
-
-/// A scalar AnyValue member, decoded as upb holds it.
-#[derive(Debug, PartialEq)]
-pub enum Scalar<'a> {
-    None,
-    Str(&'a [u8]),
-    Bool(bool),
-    Int(i64),
-    Double(f64),
-    Bytes(&'a [u8]),
-    Strindex(i32),
-}
-
-/// The AnyValue as a scalar; `None` when it is an array or kvlist (or an array / kvlist member
-/// occurs at all: occurrences merge), which Python reads itself.
-pub fn scalar(value: &[u8]) -> Result<Option<Scalar<'_>>, WireError> {
-    let n = numbers();
-    for f in Fields::new(value) {
-        let f = f?;
-        if (f.number == n.any[4] || f.number == n.any[5]) && f.wire == 2 {
-            return Ok(None);
-        }
-    }
-    let varint = |d: &[u8]| {
-        let mut i = 0;
-        read_varint(d, &mut i)
-    };
-    Ok(Some(match any_member(value)? {
-        None => Scalar::None,
-        Some((0, d)) => Scalar::Str(d),
-        Some((1, d)) => Scalar::Bool(varint(d)? != 0),
-        Some((2, d)) => Scalar::Int(varint(d)? as i64),
-        Some((3, d)) => Scalar::Double(f64::from_le_bytes(
-            d.try_into().map_err(|_| WireError("truncated double"))?,
-        )),
-        Some((6, d)) => Scalar::Bytes(d),
-        Some((7, d)) => Scalar::Strindex(varint(d)? as i32),
-        Some(_) => return Ok(None),
-    }))
-}
 
 // --- writing ----------------------------------------------------------------------------------
 
@@ -648,7 +355,7 @@ pub fn strip<H: Hooks>(
         flags: Vec::new(),
         key_buf: Vec::new(),
     };
-    let layout = &w.n.layouts[signal as usize];
+    let layout = &layouts()[signal as usize];
     let mut pending = 0;
     for f in Fields::new(wire) {
         let f = f?;
@@ -770,7 +477,7 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
 
     fn resource_x(&mut self, signal: Signal, b: &'a [u8]) -> Res<(), H::Error> {
         let n = self.n;
-        let layout = &n.layouts[signal as usize];
+        let layout = &layouts()[signal as usize];
         let mut ctx = ResourceCtx {
             typed: Vec::new(),
             rule: Vec::new(),
@@ -826,7 +533,7 @@ impl<'a, 'c, H: Hooks> Walk<'a, 'c, H> {
         resource: &ResourceCtx<'a>,
     ) -> Res<(), H::Error> {
         let n = self.n;
-        let layout = &n.layouts[signal as usize];
+        let layout = &layouts()[signal as usize];
         match signal {
             Signal::Traces => {
                 let mut scope = ScopeCtx {

@@ -2,6 +2,7 @@
 //!
 //! `inspect`: the receiver's intake check, on the request's bytes with no object tree.
 
+pub mod fields;
 pub mod inspect;
 
 #[cfg(feature = "python")]
