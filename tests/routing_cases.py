@@ -65,12 +65,22 @@ metrics = st.builds(lambda name, kind, points: m.Metric(name=name, **({kind: {"d
 
 
 def _requests(request: type, rtype: type, stype: type, resource_field: str, scope_field: str, items_field: str,
-              items: st.SearchStrategy) -> st.SearchStrategy[Any]:
-    scope_x = _opt(scope=scopes, schema_url=_schema, **{items_field: st.lists(items, max_size=4)}).map(
-        lambda kw: stype(**kw))
-    resource_x = _opt(resource=resources, schema_url=_schema, **{scope_field: st.lists(scope_x, max_size=3)}).map(
-        lambda kw: rtype(**kw))
-    return st.lists(resource_x, max_size=3).map(lambda rs: request(**{resource_field: rs}))
+              items: st.SearchStrategy, least: int = 0) -> st.SearchStrategy[Any]:
+    """`least`: at least one resource and scope, and that many items in each scope."""
+    if not least:  # as the first corpus was made
+        scope_x = _opt(scope=scopes, schema_url=_schema, **{items_field: st.lists(items, max_size=4)}).map(
+            lambda kw: stype(**kw))
+        resource_x = _opt(resource=resources, schema_url=_schema, **{scope_field: st.lists(scope_x, max_size=3)}).map(
+            lambda kw: rtype(**kw))
+        return st.lists(resource_x, max_size=3).map(lambda rs: request(**{resource_field: rs}))
+
+    def lists(x: st.SearchStrategy, n: int) -> st.SearchStrategy:
+        return st.lists(x, min_size=1, max_size=n)
+    scope_x = _opt(scope=scopes, schema_url=_schema).flatmap(lambda kw: st.lists(
+        items, min_size=least, max_size=max(4, least + 4)).map(lambda xs: stype(**kw, **{items_field: xs})))
+    resource_x = _opt(resource=resources, schema_url=_schema).flatmap(lambda kw: lists(scope_x, 3).map(
+        lambda ss: rtype(**kw, **{scope_field: ss})))
+    return lists(resource_x, 3).map(lambda rs: request(**{resource_field: rs}))
 
 
 REQUESTS = {
@@ -161,3 +171,39 @@ def route_sets(draw: Any) -> list[dict[str, Any]]:
 allowed_sets = st.one_of(st.none(), st.lists(st.sampled_from(["r0", "r1", "r2", "r3", "fallback"]),
                                              unique=True).map(frozenset))
 api_keys = st.sampled_from([None, "prod", "batch", ""])
+
+
+# Requests of several items that rules tell apart, for requests that really split.
+_small = st.sampled_from([AnyValue(string_value="a"), AnyValue(string_value="b"), AnyValue(int_value=1),
+                          AnyValue(bool_value=True), AnyValue(double_value=1.0), AnyValue()])
+_split_attrs = st.lists(st.builds(KeyValue, key=st.sampled_from(["k", "n", "event.name"]), value=_small), max_size=3)
+_split_items = {
+    "traces": _build(Span, name=st.sampled_from(["chat", "embed"]), kind=st.sampled_from([1, 2, 3]),
+                     attributes=_split_attrs, trace_id=_ids),
+    "logs": _build(LogRecord, event_name=st.sampled_from(["", "gen_ai.chat"]), severity_number=st.sampled_from([9, 17]),
+                   attributes=_split_attrs, trace_id=_ids),
+    "metrics": st.builds(lambda name, points: m.Metric(name=name, sum={"data_points": points}),
+                         st.sampled_from(["chat", "embed"]), st.lists(_build(m.NumberDataPoint, as_int=st.just(1)),
+                                                                      max_size=3)),
+}
+SPLIT_REQUESTS = {signal: _requests(*args, _split_items[signal], least=3) for signal, args in {
+    "traces": (ExportTraceServiceRequest, ResourceSpans, ScopeSpans, "resource_spans", "scope_spans", "spans"),
+    "logs": (ExportLogsServiceRequest, ResourceLogs, ScopeLogs, "resource_logs", "scope_logs", "log_records"),
+    "metrics": (ExportMetricsServiceRequest, m.ResourceMetrics, m.ScopeMetrics, "resource_metrics", "scope_metrics",
+                "metrics")}.items()}
+split_rules = st.sampled_from([
+    {"attribute": "k", "equals": "a"}, {"attribute": "k", "in": ["b", 1]}, {"attribute": "n", "exists": True},
+    {"span": "name", "equals": "chat"}, {"span": "kind", "equals": "client"}, {"log": "event_name", "prefix": "gen_ai"},
+    {"log": "severity", "ge": 17}, {"metric": "name", "regex": "^ch"}, {"attribute": "k", "equals": True},
+    {"resource": "k", "exists": True}, {"scope": "name", "equals": "chat"},
+])
+
+
+@st.composite
+def split_route_sets(draw: Any) -> list[dict[str, Any]]:
+    routes = [{"name": f"r{i}", "destinations": [d], "match": draw(split_rules), **({"stop": True} if draw(st.booleans())
+                                                                                   else {})}
+              for i, d in enumerate(draw(st.lists(st.sampled_from(DESTINATIONS), min_size=1, max_size=3)))]
+    if draw(st.booleans()):
+        routes.append({"name": "fallback", "default": True, "destinations": [draw(st.sampled_from(DESTINATIONS))]})
+    return routes

@@ -6,6 +6,8 @@ Run once with the pure-Python routing in place (it was, at 3f07721, when the com
 made):
 
     python tests/golden/make_routing.py          # writes tests/golden/routing/*.jsonl
+    python tests/golden/make_routing.py split    # only split-*.jsonl: requests of several items
+                                                 # that rules tell apart (made with e827cbb's code)
 
 Every routing case is one JSON line: ``source``, ``signal``, ``routes`` (the `routes:` list),
 ``api_key``, ``allowed`` (the key's routes, or null), ``wire`` (base64 of the request's
@@ -46,6 +48,7 @@ from tests.golden.make_privacy import b64, examples  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "routing"
 COUNTS = {"traces": 700, "logs": 400, "metrics": 250}
+SPLITS = {"traces": 300, "logs": 200, "metrics": 150}
 PARTITIONS = {"traces": 150, "logs": 100, "metrics": 60}
 
 
@@ -130,7 +133,15 @@ def fixed() -> list[dict | None]:
             partition_case("bench genai_request", "traces", bench, "lb-service")]
 
 
-def main() -> None:
+def main(only: str | None = None) -> None:
+    """`only`: the prefix of the files to write (split: those added at e827cbb's successor)."""
+    if only is not None:
+        for signal, n in SPLITS.items():
+            cases = examples(st.tuples(rc.SPLIT_REQUESTS[signal], rc.split_route_sets(), rc.api_keys,
+                                       rc.allowed_sets), n)
+            write(f"split-{signal}", [route_case("hypothesis, items rules tell apart", signal, routes, request, key,
+                                                 allowed) for request, routes, key, allowed in cases])
+        return
     write("fixed", fixed())
     for signal, n in COUNTS.items():
         cases = examples(st.tuples(rc.REQUESTS[signal], rc.route_sets(), rc.api_keys, rc.allowed_sets), n)
@@ -143,4 +154,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else None)
