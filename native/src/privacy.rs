@@ -29,21 +29,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use crate::json::decode::{put_varint, varint_len};
-use crate::json::encode::WireError;
-pub use crate::wire::fields::{any_member, scalar, Kv, Scalar, Signal};
+pub use crate::wire::fields::{any_member, scalar, Error, Kv, Scalar, Signal};
 use crate::wire::fields::{layouts, number, parse_kv, Fields, F};
-
-#[derive(Debug)]
-pub enum Error<E> {
-    Wire(&'static str),
-    Hook(E),
-}
-
-impl<E> From<WireError> for Error<E> {
-    fn from(e: WireError) -> Self {
-        Error::Wire(e.0)
-    }
-}
 
 type Res<T, E> = Result<T, Error<E>>;
 

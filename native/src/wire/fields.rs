@@ -27,6 +27,19 @@ impl Signal {
     }
 }
 
+/// A walk's failure: bytes that are not the protobuf they claim to be, or a Python hook's error.
+#[derive(Debug)]
+pub enum Error<E> {
+    Wire(&'static str),
+    Hook(E),
+}
+
+impl<E> From<WireError> for Error<E> {
+    fn from(e: WireError) -> Self {
+        Error::Wire(e.0)
+    }
+}
+
 pub const N_KV_KEY: u64 = 1;
 pub const N_KV_VALUE: u64 = 2;
 
