@@ -15,7 +15,6 @@ from otlp_router.model.batch import Batch, items_of, select
 from otlp_router.model.genai import view_from_attributes
 from otlp_router.model.signals import LOGS, METRICS, TRACES, Signal
 from otlp_router.pipeline import Pipeline
-from otlp_router.routing.match import walk
 from otlp_router.routing.openrouter import OpenRouterMapping
 
 _TOP_KEYS = {"resourceSpans": TRACES, "resource_spans": TRACES, "resourceLogs": LOGS, "resource_logs": LOGS,
@@ -143,13 +142,11 @@ def explain(config: RouterConfig, path: Path) -> list[dict[str, Any]]:
         if mapping is not None and signal is TRACES and mapping.apply(message, signal):
             batch.modified()
         genai = _genai(message) if signal is TRACES else {}
-        # Per item, in item order (walk, items_of and _one_by_one all go resource, scope, item).
-        routes_of: list[list[str]] = []
-        reaches: list[list[str]] = []   # the destinations its routes send it to, before shaping
-        for item, ctx in walk(message, signal, table.needs, None):
-            chosen = table.choose(ctx, signal.name)
-            routes_of.append([r.name for r in table.routes_of(signal.name, chosen)])
-            reaches.append([dest for dest, _ in table.plan(signal.name, chosen)])
+        # Per item, in item order (the core, items_of and _one_by_one all go resource, scope, item).
+        choices, groups, _ = table.choose(batch)
+        routes_of = [[r.name for r in table.routes_of(signal.name, choices[g])] for g in groups]
+        # the destinations its routes send it to, before shaping
+        reaches = [[dest for dest, _ in table.plan(signal.name, choices[g])] for g in groups]
         # Each item prepared on its own: its copy at each destination is then the only item
         # there, whatever shaping did to it (privacy and redaction change log bodies, so
         # no content key could find it again), and a destination without it sampled it out.

@@ -88,7 +88,7 @@ class Peers:
 
     def split(self, batch: Batch) -> dict[int, Batch]:
         """The batch's spans by owner worker."""
-        return partition(batch, lambda resource, span: span.trace_id, self.ring.owner)
+        return partition(batch, "trace_id", self.ring.owner)
 
     async def hand_over(self, owner: int, destination: str, batch: Batch) -> None:
         """Append a batch to the owner's spool of `destination`; raises SpoolFull when it cannot take it."""

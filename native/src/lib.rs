@@ -3,13 +3,14 @@
 //! The OTLP JSON <-> protobuf transcoder (`json`), pure Rust with no Python objects on its
 //! path, and privacy on the wire (`privacy`), which asks Python only what the type rules make of
 //! a span and, rarely, what to salvage from content; the `python` feature adds the PyO3
-//! bindings.
+//! bindings.  Routing (`routing`): match rules, selection and partitioning on the wire.
 
 // SAFETY: nothing to justify: the crate forbids unsafe code, so the compiler checks its absence.
 #![forbid(unsafe_code)]
 
 pub mod json;
 pub mod privacy;
+pub mod routing;
 pub mod shaping;
 pub mod wire;
 
@@ -292,6 +293,10 @@ mod python {
         m.add_function(wrap_pyfunction!(proto_to_json, m)?)?;
         m.add_function(wrap_pyfunction!(crate::wire::python::inspect, m)?)?;
         m.add_function(wrap_pyfunction!(crate::shaping::python::sample, m)?)?;
+        m.add_class::<crate::routing::python::Routes>()?;
+        m.add_function(wrap_pyfunction!(crate::routing::python::select, m)?)?;
+        m.add_function(wrap_pyfunction!(crate::routing::python::item_keys, m)?)?;
+        m.add_function(wrap_pyfunction!(crate::routing::python::regex_problem, m)?)?;
         m.add("JsonDecodeError", m.py().get_type::<JsonDecodeError>())?;
         m.add("JsonSyntaxError", m.py().get_type::<JsonSyntaxError>())?;
         m.add("MAX_NESTING", crate::MAX_NESTING)?;

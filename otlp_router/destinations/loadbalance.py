@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hashlib
-from typing import Any, Callable
+from typing import Callable
 
 from otlp_router.destinations.assembly import Group
 from otlp_router.destinations.base import COMMON_KEYS, CheckResult, Destination, ExportError
@@ -43,13 +43,6 @@ class HashRing:
         return self._owners[i]
 
 
-def _service_of(resource: Any) -> bytes:
-    for kv in resource.attributes:
-        if kv.key == "service.name":
-            return kv.value.string_value.encode()
-    return b""
-
-
 class LoadBalancedDestination(Destination):
     BY = ("trace_id", "service")
 
@@ -74,15 +67,10 @@ class LoadBalancedDestination(Destination):
         # Each endpoint's queue (a spool of its own), attached by the delivery engine.
         self.queues: list[Spool] = []
 
-    def _key(self, resource: Any, item: Any) -> bytes:
-        # Metrics have no trace, nor do some logs: those go by service.
-        if self.by == "service":
-            return _service_of(resource)
-        return getattr(item, "trace_id", b"") or _service_of(resource)
-
     def split(self, batch: Batch) -> dict[int, Batch]:
         """A batch's items by endpoint (an index into `endpoints`)."""
-        return partition(batch, self._key, self.ring.owner)
+        # Metrics have no trace, nor do some logs: those go by service.
+        return partition(batch, "service" if self.by == "service" else "trace_id_or_service", self.ring.owner)
 
     async def export(self, group: Group) -> None:
         """Hand each endpoint its part: into that endpoint's own queue, which its

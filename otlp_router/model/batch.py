@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from google.protobuf.message import Message
 
+from otlp_router import _native
 from otlp_router.model.signals import Signal
+
+T = TypeVar("T")
 
 
 class Batch:
@@ -92,29 +95,28 @@ class Batch:
         return f"Batch({self.signal.name}, {self.items} {self.signal.item_name})"
 
 
+def on_wire(batch: Batch, read: Callable[[bytes], T]) -> T:
+    """`read(the batch's protobuf bytes)`, a native core function. Bytes it refuses
+    (ValueError) are parsed by upb, which raises as it did before the core read them; what
+    upb takes is serialised again (canonical bytes, which the core reads) and read once more."""
+    try:
+        return read(batch.wire)
+    except ValueError:
+        return read(batch.message.SerializeToString())
+
+
+def split(batch: Batch, groups: list[int], outputs: list[list[int]]) -> list[Batch]:
+    """Per output (the groups it takes), a new batch of the items whose group (`groups`, in
+    item order) it takes, each with its resource and scope: written by the native core on the
+    protobuf bytes."""
+    parts = on_wire(batch, lambda wire: _native.select(batch.signal.name, wire, groups, outputs))
+    return [batch.derive(None, items, wire) for wire, items in parts]
+
+
 def select(batch: Batch, keep: list[bool]) -> Batch:
     """A new batch of the items whose flag is set (flags in item order), each
     with its resource and scope."""
-    signal = batch.signal
-    out = type(batch.message)()
-    items = 0
-    flags = iter(keep)
-    for rs in getattr(batch.message, signal.resource_field):
-        new_rs = None
-        for ss in getattr(rs, signal.scope_field):
-            kept = [item for item in getattr(ss, signal.items_field) if next(flags)]
-            if not kept:
-                continue
-            if new_rs is None:
-                new_rs = getattr(out, signal.resource_field).add()
-                new_rs.resource.CopyFrom(rs.resource)
-                new_rs.schema_url = rs.schema_url
-            new_ss = getattr(new_rs, signal.scope_field).add()
-            new_ss.scope.CopyFrom(ss.scope)
-            new_ss.schema_url = ss.schema_url
-            getattr(new_ss, signal.items_field).extend(kept)
-            items += sum(map(signal.weight, kept)) if signal.weight else len(kept)
-    return batch.derive(out, items)
+    return split(batch, [int(k) for k in keep], [[1]])[0]
 
 
 def items_of(batch: Batch) -> Iterator[tuple[Any, Any]]:
@@ -126,20 +128,14 @@ def items_of(batch: Batch) -> Iterator[tuple[Any, Any]]:
                 yield item, rs.resource
 
 
-def partition(batch: Batch, key_of: Callable[[Any, Any], bytes], owner_of: Callable[[bytes], int]
-              ) -> dict[int, Batch]:
-    """Split a batch by owner: `key_of(resource, item)` gives an item's key,
-    `owner_of(key)` its owner (asked once per distinct key). A batch with one
-    owner is returned whole."""
-    owners = []
-    cache: dict[bytes, int] = {}
-    for item, resource in items_of(batch):
-        key = key_of(resource, item)
-        owner = cache.get(key)
-        if owner is None:
-            owner = cache[key] = owner_of(key)
-        owners.append(owner)
-    targets = set(owners)
-    if len(targets) == 1:
-        return {targets.pop(): batch}
-    return {t: select(batch, [o == t for o in owners]) for t in targets}
+def partition(batch: Batch, by: str, owner_of: Callable[[bytes], int]) -> dict[int, Batch]:
+    """Split a batch by owner: `by` ("trace_id", "service" or "trace_id_or_service", read by
+    the native core) gives an item's key, `owner_of(key)` its owner (asked once per distinct
+    key). A batch with one owner is returned whole."""
+    keys, index = on_wire(batch, lambda wire: _native.item_keys(batch.signal.name, wire, by))
+    owners = [owner_of(key) for key in keys]
+    targets = list(dict.fromkeys(owners[k] for k in index))
+    if len(targets) <= 1:
+        return {targets[0]: batch} if targets else {}
+    parts = split(batch, [owners[k] for k in index], [[t] for t in targets])
+    return dict(zip(targets, parts))

@@ -12,10 +12,16 @@ A condition names one thing to look at and one operator:
 
 and conditions compose with `all: [...]`, `any: [...]`, `not: {...}`.
 Operators: equals, not_equals, in, prefix, regex, exists, gt, ge, lt, le.
+
+A compiled `Rule` is both a tree (`Rule.tree`), which the routing table hands the native core to
+evaluate on the request's bytes, and a predicate on an `ItemContext`, which attribute actions'
+`include` / `exclude` call on the upb message they change.  Regular expressions are the native
+core's (the `regex` crate: no look-around, no backreferences; refused here, with the key path).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -23,6 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 from google.protobuf.message import Message
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from otlp_router import _native
 from otlp_router.model.attributes import value_of
 from otlp_router.model.signals import Signal
 from otlp_router.settings import Section
@@ -52,6 +59,19 @@ class ItemContext:
 
 
 Predicate = Callable[[ItemContext], bool]
+# ("all" | "any", [trees]), ("not", tree) or ("cond", subject, what, operator, expected)
+Tree = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A compiled `match:`: the tree the core evaluates, and the same rule as a predicate."""
+
+    tree: Tree
+    test: Predicate
+
+    def __call__(self, ctx: ItemContext) -> bool:
+        return self.test(ctx)
 
 
 @dataclass
@@ -115,25 +135,26 @@ def _number(value: Any) -> float | None:
     return value
 
 
-def _operator(section: Section, op: str, subject: str, what: str) -> Callable[[Any], bool]:
+def _operator(section: Section, op: str, subject: str, what: str) -> tuple[Any, Callable[[Any], bool]]:
+    """(the expected value as the core takes it, the test on a Python value)."""
     expected = section.raw(op)
     if what == "kind" and op in ("equals", "not_equals", "in"):
         expected = _enum(section, op, expected, _KINDS)
     elif what == "status" and op in ("equals", "not_equals", "in"):
         expected = _enum(section, op, expected, _STATUS)
     if op == "equals":
-        return lambda v: v is not None and v == expected
+        return expected, lambda v: v is not None and v == expected
     if op == "not_equals":
-        return lambda v: v != expected
+        return expected, lambda v: v != expected
     if op == "in":
         if not isinstance(expected, list):
             section.fail(f"expected a list of values, got {expected!r}", op)
         choices = list(expected)
-        return lambda v: v is not None and v in choices
+        return choices, lambda v: v is not None and v in choices
     if op == "prefix":
         if not isinstance(expected, str):
             section.fail(f"expected a string, got {expected!r}", op)
-        return lambda v: isinstance(v, str) and v.startswith(expected)
+        return expected, lambda v: isinstance(v, str) and v.startswith(expected)
     if op == "regex":
         if not isinstance(expected, str):
             section.fail(f"expected a regular expression string, got {expected!r}", op)
@@ -141,20 +162,29 @@ def _operator(section: Section, op: str, subject: str, what: str) -> Callable[[A
             pattern = re.compile(expected)
         except re.error as e:
             section.fail(f"invalid regular expression {expected!r}: {e}", op)
-        return lambda v: isinstance(v, str) and pattern.search(v) is not None
+        problem = _native.regex_problem(expected)
+        if problem is not None:
+            section.fail(f"invalid regular expression {expected!r}: {problem} (routing uses the regex crate's "
+                         "syntax: no look-around, no backreferences)", op)
+        return expected, lambda v: isinstance(v, str) and pattern.search(v) is not None
     if op == "exists":
         if not isinstance(expected, bool):
             section.fail(f"expected true or false, got {expected!r}", op)
-        return (lambda v: v is not None) if expected else (lambda v: v is None)
+        return expected, (lambda v: v is not None) if expected else (lambda v: v is None)
     limit = _number(expected)
     if limit is None:
         section.fail(f"expected a number, got {expected!r}", op)
     compare = {"gt": float.__gt__, "ge": float.__ge__, "lt": float.__lt__, "le": float.__le__}[op]
 
+    try:
+        bound = float(limit)
+    except OverflowError:  # an int past the doubles: every number is below it (or above)
+        bound = math.inf if limit > 0 else -math.inf
+
     def numeric(v: Any) -> bool:
         n = _number(v)
-        return n is not None and compare(float(n), float(limit))
-    return numeric
+        return n is not None and compare(float(n), bound)
+    return bound, numeric
 
 
 def _enum(section: Section, op: str, expected: Any, names: dict[str, int]) -> Any:
@@ -167,7 +197,7 @@ def _enum(section: Section, op: str, expected: Any, names: dict[str, int]) -> An
     return [one(v) for v in expected] if isinstance(expected, list) else one(expected)
 
 
-def _condition(section: Section, needs: Needs) -> Predicate:
+def _condition(section: Section, needs: Needs) -> Rule:
     subjects = [s for s in _SUBJECTS if section.has(s)]
     if len(subjects) != 1:
         section.fail(f"expected exactly one of {', '.join(_SUBJECTS)} (or all / any / not)")
@@ -185,26 +215,27 @@ def _condition(section: Section, needs: Needs) -> Predicate:
     fields = _FIELDS.get(subject)
     if fields is not None and what not in fields:
         section.fail(f"expected one of {', '.join(fields)}, got {what!r}", subject)
-    test = _operator(section, ops[0], subject, what)
+    expected, test = _operator(section, ops[0], subject, what)
     section.done()
+    tree = ("cond", subject, what, ops[0], expected)
 
     if subject == "attribute":
         needs.attributes.add(what)
-        return lambda ctx: test(ctx.attributes.get(what))
+        return Rule(tree, lambda ctx: test(ctx.attributes.get(what)))
     if subject == "resource":
         needs.resource.add(what)
-        return lambda ctx: test(ctx.resource.get(what))
+        return Rule(tree, lambda ctx: test(ctx.resource.get(what)))
     if subject == "scope_attribute":
         needs.scope_attributes.add(what)
-        return lambda ctx: test(ctx.scope_attributes.get(what))
+        return Rule(tree, lambda ctx: test(ctx.scope_attributes.get(what)))
     if subject == "api_key":
-        return lambda ctx: test(ctx.api_key)
+        return Rule(tree, lambda ctx: test(ctx.api_key))
     attr = {"scope": {"name": "scope_name", "version": "scope_version"}, "log": {"event_name": "name"}}.get(
         subject, {}).get(what, what)
-    return lambda ctx: test(getattr(ctx, attr))
+    return Rule(tree, lambda ctx: test(getattr(ctx, attr)))
 
 
-def compile_rule(section: Section, needs: Needs) -> Predicate:
+def compile_rule(section: Section, needs: Needs) -> Rule:
     """A `match:` mapping → predicate; every mistake names its key path."""
     composites = [k for k in ("all", "any", "not") if section.has(k)]
     if not composites:
@@ -215,13 +246,14 @@ def compile_rule(section: Section, needs: Needs) -> Predicate:
     if key == "not":
         inner = compile_rule(section.section("not", required=True), needs)
         section.done()
-        return lambda ctx: not inner(ctx)
+        return Rule(("not", inner.tree), lambda ctx: not inner(ctx))
     items = section.list(key)
     if not items:
         section.fail("expected at least one condition", key)
     parts = [compile_rule(Section(item, section.file, section.key_path(f"{key}[{i}]")), needs)
              for i, item in enumerate(items)]
     section.done()
+    trees = (key, [p.tree for p in parts])
     if key == "all":
-        return lambda ctx: all(p(ctx) for p in parts)
-    return lambda ctx: any(p(ctx) for p in parts)
+        return Rule(trees, lambda ctx: all(p(ctx) for p in parts))
+    return Rule(trees, lambda ctx: any(p(ctx) for p in parts))

@@ -4,16 +4,23 @@ Decisions are per item (span); resource and scope travel with every item. When
 all items of a request go to the same destinations (the common case, and
 always when no route has a `match`), the request object itself is passed on
 untouched; only a request that splits is regrouped per destination.
+
+The native core evaluates the routes' rules on the request's protobuf bytes
+(`_native.Routes`, compiled once per table) and writes the split requests
+(`batch.split`): routing never builds the upb message.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from otlp_router import telemetry
-from otlp_router.model.batch import Batch, items_of, select
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from otlp_router import _native, telemetry
+from otlp_router.model.attributes import value_of
+from otlp_router.model.batch import Batch, on_wire, split
 from otlp_router.model.signals import SIGNALS
-from otlp_router.routing.match import ItemContext, Needs, Predicate, compile_rule, walk
+from otlp_router.routing.match import Needs, Rule, compile_rule
 from otlp_router.routing.shaping import ROUTE_KEYS, Shaping
 from otlp_router.settings import Section
 
@@ -26,7 +33,7 @@ class Route:
     name: str
     destinations: tuple[str, ...]
     signals: frozenset[str]
-    match: Predicate | None = None
+    match: Rule | None = None
     stop: bool = False
     default: bool = False
     shaping: Shaping | None = None
@@ -80,15 +87,15 @@ class RoutingTable:
     `default: true` route if there is one, else are counted as unrouted. A
     route only carries its signals, and only to destinations that take them."""
 
-    def __init__(self, routes: list[Route], needs: Needs | None = None,
-                 accepts: dict[str, frozenset[str]] | None = None) -> None:
+    def __init__(self, routes: list[Route], accepts: dict[str, frozenset[str]] | None = None) -> None:
         self.routes = [r for r in routes if not r.default]
         self.default = next((r for r in routes if r.default), None)
-        self.needs = needs or Needs()
         self.accepts = accepts or {}
         # (signal, route set) → plan, memoised: few distinct sets occur.
         self._plans: dict[tuple[str, tuple[int, ...]], Plan] = {}
         self._static: dict[str, tuple[int, ...] | None] = {}
+        self._native = _native.Routes([(sorted(r.signals), r.match.tree if r.match else None, r.stop)
+                                       for r in self.routes])
 
     def _static_choice(self, signal: str) -> tuple[int, ...] | None:
         """The routes every item of a signal takes when no rule needs to look at items."""
@@ -110,7 +117,7 @@ class RoutingTable:
     def read(cls, file: str, routes: list[object], accepts: dict[str, frozenset[str]],
              implied: dict[str, frozenset[str]] | None = None) -> "RoutingTable":
         table: list[Route] = []
-        needs = Needs()
+        needs = Needs()  # what compile_rule notes of the keys read (the core finds them in the trees)
         seen: set[str] = set()
         for i, raw in enumerate(routes):
             section = Section(raw, file, f"routes[{i}]")
@@ -121,7 +128,7 @@ class RoutingTable:
                 section.fail("only one route can be the default", "default")
             seen.add(route.name)
             table.append(route)
-        return cls(table, needs, accepts)
+        return cls(table, accepts)
 
     def routes_of(self, signal: str, chosen: tuple[int, ...]) -> list[Route]:
         if chosen == (-1,):
@@ -141,50 +148,38 @@ class RoutingTable:
                 (d, tuple(r for r in routes if r.shaping and d in r.destinations)) for d in dests]
         return plan
 
-    def choose(self, ctx: ItemContext, signal: str, allowed: frozenset[str] | None = None) -> tuple[int, ...]:
-        """Indexes of the routes an item takes (of the `allowed` ones, if given)."""
-        chosen = []
-        for i, route in enumerate(self.routes):
-            if signal not in route.signals or (allowed is not None and route.name not in allowed):
-                continue
-            if route.match is None or route.match(ctx):
-                chosen.append(i)
-                if route.stop:
-                    break
-        return tuple(chosen)
+    def choose(self, batch: Batch) -> tuple[list[tuple[int, ...]], list[int], list[int]]:
+        """(the distinct route sets the batch's items take, as route indexes; per item, the
+        index of its set; per set, the items it carries: data points for metrics). An item of
+        a key that may take no route it matches, not even the default, gets (-1,)."""
+        allowed = batch.allowed_routes
+        mask = None if allowed is None else [r.name in allowed for r in self.routes]
+        choices, groups, weights = on_wire(batch, lambda wire: self._native.route(
+            batch.signal.name, wire, batch.api_key_name, mask, _event_name))
+        closed = allowed is not None and self.default is not None and self.default.name not in allowed
+        return [tuple(c) if c or not closed else (-1,) for c in choices], groups, weights
 
     def route(self, batch: Batch) -> list[tuple[str, Batch, tuple[Route, ...]]]:
         """(destination, batch, shaping routes) for one accepted batch. A batch
         whose items all take the same routes is passed on as is."""
-        allowed = batch.allowed_routes
         signal = batch.signal.name
         static = self._static_choice(signal)
-        if static is not None and allowed is None:
+        if static is not None and batch.allowed_routes is None:
             self._count(batch, {static: batch.items})
             return [(dest, batch, via) for dest, via in self.plan(signal, static)]
-        choices: list[tuple[int, ...]] = []
+        choices, groups, weights = self.choose(batch)
         counts: dict[tuple[int, ...], int] = {}
-        for _, ctx in walk(batch.message, batch.signal, self.needs, batch.api_key_name):
-            chosen = self.choose(ctx, signal, allowed)
-            if not chosen and allowed is not None and self.default is not None \
-                    and self.default.name not in allowed:
-                chosen = (-1,)  # not even the default route is open to this key
-            counts[chosen] = counts.get(chosen, 0) + 1
-            choices.append(chosen)
-        if batch.signal.weight is not None:
-            # Routed per metric, counted in data points: recount what each route set carries.
-            counts = {}
-            for (item, _), chosen in zip(items_of(batch), choices):
-                counts[chosen] = counts.get(chosen, 0) + batch.signal.weight(item)
+        for chosen, n in zip(choices, weights):
+            counts[chosen] = counts.get(chosen, 0) + n
         self._count(batch, counts)
         if len(counts) == 1:
             return [(dest, batch, via) for dest, via in self.plan(signal, next(iter(counts)))]
-        groups: dict[tuple[str, tuple[Route, ...]], set[tuple[int, ...]]] = {}
-        for chosen in counts:
+        outputs: dict[tuple[str, tuple[Route, ...]], list[int]] = {}
+        for g, chosen in enumerate(choices):
             for dest, via in self.plan(signal, chosen):
-                groups.setdefault((dest, via), set()).add(chosen)
-        return [(dest, select(batch, [c in takes for c in choices]), via)
-                for (dest, via), takes in groups.items()]
+                outputs.setdefault((dest, via), []).append(g)
+        parts = split(batch, groups, list(outputs.values()))
+        return [(dest, part, via) for (dest, via), part in zip(outputs, parts)]
 
     def _count(self, batch: Batch, counts: dict[tuple[int, ...], int]) -> None:
         name = batch.signal.name
@@ -194,3 +189,8 @@ class RoutingTable:
                 telemetry.unrouted.labels(name).inc(n)
             for route in routes:
                 telemetry.routed.labels(route.name, name).inc(n)
+
+
+def _event_name(value: bytes) -> str:
+    """`str()` of a log's `event.name` attribute value, for the values only Python writes."""
+    return str(value_of(AnyValue.FromString(value)))

@@ -28,12 +28,17 @@ impl Signal {
 pub const N_KV_KEY: u64 = 1;
 pub const N_KV_VALUE: u64 = 2;
 
+/// The field numbers of one signal's nesting: request -> resource_x -> scope_x -> items.
 pub struct Layout {
     pub request_items: u64,
+    /// resource_x: the Resource, the scope_x list and the schema URL
     pub resource: u64,
     pub scopes: u64,
+    pub resource_schema: u64,
+    /// scope_x: the InstrumentationScope, the items and the schema URL
     pub scope: u64,
     pub items: u64,
+    pub scope_schema: u64,
 }
 
 pub struct Numbers {
@@ -66,7 +71,7 @@ pub struct Numbers {
     pub any: [u64; 8],
 }
 
-fn number(message: &str, field: &str) -> u64 {
+pub fn number(message: &str, field: &str) -> u64 {
     let full = format!("opentelemetry.proto.{message}");
     let m = MESSAGES
         .iter()
@@ -91,8 +96,10 @@ pub fn numbers() -> &'static Numbers {
             request_items: number(request, items_of_request),
             resource: number(resource, "resource"),
             scopes: number(resource, scopes_field),
+            resource_schema: number(resource, "schema_url"),
             scope: number(scope, "scope"),
             items: number(scope, items_field),
+            scope_schema: number(scope, "schema_url"),
         };
         assert_eq!(number("common.v1.KeyValue", "key"), N_KV_KEY);
         assert_eq!(number("common.v1.KeyValue", "value"), N_KV_VALUE);
@@ -182,4 +189,14 @@ pub fn numbers() -> &'static Numbers {
             ],
         }
     })
+}
+
+/// Traces, logs, metrics (in `Signal` order).
+pub fn layouts() -> &'static [Layout; 3] {
+    &numbers().layouts
+}
+
+/// AnyValue's members, in `Numbers::any` order.
+pub fn any_numbers() -> &'static [u64; 8] {
+    &numbers().any
 }
