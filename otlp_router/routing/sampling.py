@@ -8,6 +8,9 @@ session of any other span of that trace (in the same request, or seen before).
 Log records follow their trace; a log record without a trace id is sampled on
 its own (by its content, so a resent record gets the same decision); metrics
 are not sampled.
+
+The native core (native/src/shaping/sampling.rs) reads the trace ids and sessions from the
+protobuf bytes and cuts the items out; the hash, the rate and the sessions remembered are here.
 """
 
 from __future__ import annotations
