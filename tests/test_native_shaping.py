@@ -136,6 +136,27 @@ def test_sampling_matches_the_reference(signal: str, requests: Any, rate: float,
     assert list(native._sessions.items()) == list(reference.sessions.items())
 
 
+def _one_record(record: bytes) -> bytes:
+    """An ExportLogsServiceRequest of this LogRecord's bytes (short: one-byte lengths)."""
+    n = len(record)
+    return b"\x0a" + bytes([n + 4]) + b"\x12" + bytes([n + 2]) + b"\x12" + bytes([n]) + record
+
+
+def test_a_lone_record_is_decided_by_its_content_however_encoded() -> None:
+    """A log record without a trace id sent with its fields out of order (a valid, non-canonical
+    encoding) is decided as its canonical bytes are."""
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+    from otlp_router.model.signals import LOGS
+    sampling = Sampling(Section({"rate": 0.5}, "t.yaml", "sampling"))
+    for i in range(40):
+        record = LogRecord(time_unix_nano=i + 1, body={"string_value": f"r{i}"}).SerializeToString()
+        swapped = record[9:] + record[:9]   # the body before the time: the same record to upb
+        assert LogRecord.FromString(swapped) == LogRecord.FromString(record)
+        got = [sampling.apply_wire(_one_record(b), LOGS) for b in (record, swapped)]
+        assert (got[0] is None) == (got[1] is None)
+
+
 def test_damaged_bytes_are_upbs_verdict() -> None:
     from google.protobuf.message import DecodeError
 

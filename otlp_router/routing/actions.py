@@ -9,6 +9,9 @@
       - {action: hash, key: user.id}    # HMAC-SHA256 with hash_key (default: plain SHA-256)
         include: {span: kind, equals: client}    # optional, the routing match rules
         exclude: {...}
+
+The actions run in the native core (native/src/shaping/actions.rs), on the protobuf bytes;
+Python keeps the delete patterns' re.search, the digests and the include / exclude rules.
 """
 
 from __future__ import annotations

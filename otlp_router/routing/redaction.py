@@ -6,6 +6,10 @@ keep only an allow-list of keys (fails closed: anything not listed goes).
       mask: [email, card, bearer, api_key]     # built-in value patterns (default: all)
       patterns: ["ACME-[0-9]{6}"]              # extra value regexes
       allowed_keys: ["gen_ai.*", "service.name"]   # allow-list mode
+
+The walk is the native core's (native/src/shaping/redaction.rs), on the protobuf bytes; the
+globs and regular expressions stay Python's fnmatch and re, asked once per key and only for the
+strings a mask could match.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ session of any other span of that trace (in the same request, or seen before).
 Log records follow their trace; a log record without a trace id is sampled on
 its own (by its content, so a resent record gets the same decision); metrics
 are not sampled.
+
+The native core (native/src/shaping/sampling.rs) reads the trace ids and sessions from the
+protobuf bytes and cuts the items out; the hash, the rate and the sessions remembered are here.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections import OrderedDict
 
 from google.protobuf.message import Message
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otlp_router import _native
 from otlp_router.model.attributes import value_of
@@ -25,6 +30,7 @@ from otlp_router.routing.onwire import on_wire
 from otlp_router.settings import Section
 
 _SCALE = float(1 << 64)
+_ITEMS = {"traces": Span, "logs": LogRecord}
 
 
 def _unit(key: bytes) -> float:
@@ -58,7 +64,16 @@ class Sampling:
         if self.rate >= 1.0 or signal.name == "metrics":  # metrics belong to no trace or session
             return None
         by_session = self.by == "session.id"
-        return on_wire(lambda name, b: _native.sample(name, b, by_session, self._decide), wire, signal)
+        item = _ITEMS[signal.name]
+
+        def decide(sessions: list[tuple[bytes, bytes]], traces: list[bytes],
+                   lone: list[bytes]) -> tuple[list[bool], list[bool]]:
+            # a lone item's key is upb's deterministic serialisation (its arrival bytes are that
+            # when canonical, but need not be): every router decides it alike however it came
+            return self._decide(sessions, traces, [item.FromString(b).SerializeToString(deterministic=True)
+                                                    for b in lone])
+
+        return on_wire(lambda name, b: _native.sample(name, b, by_session, decide), wire, signal)
 
     def apply(self, message: Message, signal: Signal) -> int:
         """Remove the items sampled out, in place; returns how many."""
@@ -70,8 +85,9 @@ class Sampling:
 
     def _decide(self, sessions: list[tuple[bytes, bytes]], traces: list[bytes],
                 lone: list[bytes]) -> tuple[list[bool], list[bool]]:
-        """Whether each trace and each item without one (by its bytes) is kept; `sessions`: every
-        item's first session.id attribute (trace id, AnyValue bytes), remembered first."""
+        """Whether each trace and each item without one (by its serialisation) is kept;
+        `sessions`: every item's first session.id attribute (trace id, AnyValue bytes),
+        remembered first."""
         for trace_id, value in sessions:
             self._remember(trace_id, str(value_of(AnyValue.FromString(value))).encode())
         if self.by == "session.id":

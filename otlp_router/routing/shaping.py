@@ -39,8 +39,9 @@ class Shaping:
         return bool(self.privacy or self.redaction or self.actions or self.sampling)
 
     def apply(self, batch: Batch) -> int:
-        """Shape the batch's message in place; returns the items sampled out. The message is
-        only built (from the arrival bytes) by a transform that runs."""
+        """Shape the batch in place; returns the items sampled out. Every transform works on
+        the protobuf bytes (the native core's); the message is only built for attribute actions
+        with include / exclude rules."""
         signal = batch.signal
         removed = 0
         if self.sampling is not None:

@@ -33,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
     let k = |s: &str| s.as_bytes().to_vec();
     // all but the last idempotent: a second run finds everything already as they make it
     let actions = [
-        Action::Upsert(k("env"), Source::Value(vec![0x0a, 0x04, b'p', b'r', b'o', b'd'])),
+        Action::Upsert(
+            k("env"),
+            Source::Value(vec![0x0a, 0x04, b'p', b'r', b'o', b'd']),
+        ),
         Action::Delete(k("x")),
         Action::DeleteMatching,
         Action::Upsert(k("copy"), Source::From(k("env"))),

@@ -21,7 +21,10 @@ impl Decide for Bits {
         traces: &[&[u8]],
         lone: &[&[u8]],
     ) -> Result<(Vec<bool>, Vec<bool>), ()> {
-        self.1 += sessions.iter().filter(|(_, v)| matches!(v, Cow::Owned(_))).count();
+        self.1 += sessions
+            .iter()
+            .filter(|(_, v)| matches!(v, Cow::Owned(_)))
+            .count();
         let bit = |b: u8| (b >> (self.0 & 7)) & 1 == 1;
         Ok((
             traces.iter().map(|t| bit(t[0])).collect(),

@@ -6,8 +6,7 @@
 //! what it remembers of sessions across requests are those of `otlp_router/routing/sampling.py`.
 //! The core reads what they need: each item's trace id (the last occurrence, as upb reads it),
 //! the value of each item's first `session.id` attribute, and the bytes of the items without a
-//! trace id (decided by their content: for canonical bytes, the item's deterministic
-//! serialisation).
+//! trace id (decided by their content, which Python reads).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
