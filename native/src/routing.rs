@@ -20,7 +20,6 @@
 //! stops at upb's depth limit.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
 
 use regex::Regex;
 
@@ -29,7 +28,7 @@ use crate::json::encode::{read_varint, WireError};
 use crate::privacy::Error;
 use crate::wire::fields::{parse_kv, Fields, F};
 use crate::wire::inspect::MAX_DEPTH;
-use crate::wire::otlp::{any_numbers, layouts, number, Signal};
+use crate::wire::otlp::{any_numbers, layouts, numbers, Signal};
 
 type Res<T, E> = Result<T, Error<E>>;
 
@@ -185,75 +184,6 @@ impl Program {
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }
-}
-
-// --- field numbers ------------------------------------------------------------------------------
-
-struct Numbers {
-    resource_attributes: u64,
-    scope_name: u64,
-    scope_version: u64,
-    scope_attributes: u64,
-    span_trace_id: u64,
-    span_name: u64,
-    span_kind: u64,
-    span_attributes: u64,
-    span_status: u64,
-    status_code: u64,
-    log_trace_id: u64,
-    log_severity: u64,
-    log_attributes: u64,
-    log_event_name: u64,
-    metric_name: u64,
-    /// Metric's `data` members (gauge, sum, histogram, exponential_histogram, summary)
-    metric_data: [u64; 5],
-    /// their `data_points`
-    data_points: u64,
-    array_values: u64,
-    kvlist_values: u64,
-}
-
-fn numbers() -> &'static Numbers {
-    static N: OnceLock<Numbers> = OnceLock::new();
-    N.get_or_init(|| {
-        let points = [
-            "Gauge",
-            "Sum",
-            "Histogram",
-            "ExponentialHistogram",
-            "Summary",
-        ]
-        .map(|m| number(&format!("metrics.v1.{m}"), "data_points"));
-        assert!(points.iter().all(|&p| p == points[0]));
-        Numbers {
-            resource_attributes: number("resource.v1.Resource", "attributes"),
-            scope_name: number("common.v1.InstrumentationScope", "name"),
-            scope_version: number("common.v1.InstrumentationScope", "version"),
-            scope_attributes: number("common.v1.InstrumentationScope", "attributes"),
-            span_trace_id: number("trace.v1.Span", "trace_id"),
-            span_name: number("trace.v1.Span", "name"),
-            span_kind: number("trace.v1.Span", "kind"),
-            span_attributes: number("trace.v1.Span", "attributes"),
-            span_status: number("trace.v1.Span", "status"),
-            status_code: number("trace.v1.Status", "code"),
-            log_trace_id: number("logs.v1.LogRecord", "trace_id"),
-            log_severity: number("logs.v1.LogRecord", "severity_number"),
-            log_attributes: number("logs.v1.LogRecord", "attributes"),
-            log_event_name: number("logs.v1.LogRecord", "event_name"),
-            metric_name: number("metrics.v1.Metric", "name"),
-            metric_data: [
-                "gauge",
-                "sum",
-                "histogram",
-                "exponential_histogram",
-                "summary",
-            ]
-            .map(|f| number("metrics.v1.Metric", f)),
-            data_points: points[0],
-            array_values: number("common.v1.ArrayValue", "values"),
-            kvlist_values: number("common.v1.KeyValueList", "values"),
-        }
-    })
 }
 
 // --- reading values -------------------------------------------------------------------------------
@@ -689,7 +619,7 @@ fn data_points(metric: &[u8]) -> Result<u64, WireError> {
     let (mut member, mut count) = (usize::MAX, 0);
     for f in Fields::new(metric) {
         let f = f?;
-        let Some(which) = n.metric_data.iter().position(|&x| x == f.number) else {
+        let Some(which) = n.metric_data.iter().position(|&(x, _, _)| x == f.number) else {
             continue;
         };
         if f.wire != 2 {
@@ -701,7 +631,7 @@ fn data_points(metric: &[u8]) -> Result<u64, WireError> {
         }
         for p in Fields::new(f.data) {
             let p = p?;
-            if p.number == n.data_points && p.wire == 2 {
+            if p.number == n.metric_data[which].1 && p.wire == 2 {
                 count += 1;
             }
         }

@@ -56,6 +56,10 @@ pub struct Numbers {
     pub kvlist_values: u64,
     pub span_trace_id: u64,
     pub span_name: u64,
+    pub span_kind: u64,
+    pub status_code: u64,
+    pub log_severity: u64,
+    pub metric_name: u64,
     pub span_attributes: u64,
     pub span_events: u64,
     pub event_name: u64,
@@ -71,7 +75,7 @@ pub struct Numbers {
     pub any: [u64; 8],
 }
 
-pub fn number(message: &str, field: &str) -> u64 {
+fn number(message: &str, field: &str) -> u64 {
     let full = format!("opentelemetry.proto.{message}");
     let m = MESSAGES
         .iter()
@@ -150,6 +154,10 @@ pub fn numbers() -> &'static Numbers {
             kvlist_values: number("common.v1.KeyValueList", "values"),
             span_trace_id: number("trace.v1.Span", "trace_id"),
             span_name: number("trace.v1.Span", "name"),
+            span_kind: number("trace.v1.Span", "kind"),
+            status_code: number("trace.v1.Status", "code"),
+            log_severity: number("logs.v1.LogRecord", "severity_number"),
+            metric_name: number("metrics.v1.Metric", "name"),
             span_attributes: number("trace.v1.Span", "attributes"),
             span_events: number("trace.v1.Span", "events"),
             event_name: number("trace.v1.Span.Event", "name"),
