@@ -95,21 +95,21 @@ class Batch:
         return f"Batch({self.signal.name}, {self.items} {self.signal.item_name})"
 
 
-def on_wire(batch: Batch, read: Callable[[bytes], T]) -> T:
-    """`read(the batch's protobuf bytes)`, a native core function. Bytes it refuses
-    (ValueError) are parsed by upb, which raises as it did before the core read them; what
-    upb takes is serialised again (canonical bytes, which the core reads) and read once more."""
+def on_wire(signal: Signal, wire: bytes, read: Callable[[bytes], T]) -> T:
+    """`read(wire)`, a native core function on a request's protobuf bytes. Bytes it refuses
+    (ValueError) are parsed by upb, which raises as it did before the core read them; what upb
+    takes is serialised again (canonical bytes, which the core reads) and read once more."""
     try:
-        return read(batch.wire)
+        return read(wire)
     except ValueError:
-        return read(batch.message.SerializeToString())
+        return read(signal.request_type.FromString(wire).SerializeToString())
 
 
 def split(batch: Batch, groups: list[int], outputs: list[list[int]]) -> list[Batch]:
     """Per output (the groups it takes), a new batch of the items whose group (`groups`, in
     item order) it takes, each with its resource and scope: written by the native core on the
     protobuf bytes."""
-    parts = on_wire(batch, lambda wire: _native.select(batch.signal.name, wire, groups, outputs))
+    parts = on_wire(batch.signal, batch.wire, lambda wire: _native.select(batch.signal.name, wire, groups, outputs))
     return [batch.derive(None, items, wire) for wire, items in parts]
 
 
@@ -132,7 +132,7 @@ def partition(batch: Batch, by: str, owner_of: Callable[[bytes], int]) -> dict[i
     """Split a batch by owner: `by` ("trace_id", "service" or "trace_id_or_service", read by
     the native core) gives an item's key, `owner_of(key)` its owner (asked once per distinct
     key). A batch with one owner is returned whole."""
-    keys, index = on_wire(batch, lambda wire: _native.item_keys(batch.signal.name, wire, by))
+    keys, index = on_wire(batch.signal, batch.wire, lambda wire: _native.item_keys(batch.signal.name, wire, by))
     owners = [owner_of(key) for key in keys]
     targets = list(dict.fromkeys(owners[k] for k in index))
     if len(targets) <= 1:

@@ -27,9 +27,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from otlp_router import _native
 from otlp_router.model.attributes import set_value, value_of
+from otlp_router.model.batch import on_wire
 from otlp_router.model.signals import Signal
 from otlp_router.routing.match import Needs, Predicate, compile_rule, walk
-from otlp_router.routing.onwire import on_wire
 from otlp_router.settings import Section
 
 ACTIONS = ("insert", "update", "upsert", "rename", "delete", "hash")
@@ -99,7 +99,7 @@ class AttributeActions:
                 message = signal.request_type.FromString(wire)
             applies = bytes(action.applies(ctx) for _, ctx in walk(message, signal, self.needs, api_key)
                             for action in self.actions)
-        return on_wire(lambda name, b: self._native.apply(name, b, applies), wire, signal)
+        return on_wire(signal, wire, lambda b: self._native.apply(signal.name, b, applies))
 
     def apply(self, message: Message, signal: Signal, api_key: str | None = None) -> None:
         """Apply the actions to `message` in place."""

@@ -21,8 +21,8 @@ from typing import Callable
 from google.protobuf.message import Message
 
 from otlp_router import _native
+from otlp_router.model.batch import on_wire
 from otlp_router.model.signals import Signal
-from otlp_router.routing.onwire import on_wire
 from otlp_router.settings import Section
 
 BUILTIN_PATTERNS = {
@@ -104,7 +104,7 @@ class Redaction:
         """The export request `wire` redacted, or None when nothing changed. The walk is the
         native core's, on the protobuf bytes; it asks `_drops` once per key and `mask` only for
         strings one of the rules could match."""
-        return on_wire(self._native.redact, wire, signal)
+        return on_wire(signal, wire, lambda b: self._native.redact(signal.name, b))
 
     def apply(self, message: Message, signal: Signal) -> None:
         """Redact `message` in place."""

@@ -25,8 +25,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otlp_router import _native
 from otlp_router.model.attributes import value_of
+from otlp_router.model.batch import on_wire
 from otlp_router.model.signals import Signal
-from otlp_router.routing.onwire import on_wire
 from otlp_router.settings import Section
 
 _SCALE = float(1 << 64)
@@ -73,7 +73,7 @@ class Sampling:
             return self._decide(sessions, traces, [item.FromString(b).SerializeToString(deterministic=True)
                                                     for b in lone])
 
-        return on_wire(lambda name, b: _native.sample(name, b, by_session, decide), wire, signal)
+        return on_wire(signal, wire, lambda b: _native.sample(signal.name, b, by_session, decide))
 
     def apply(self, message: Message, signal: Signal) -> int:
         """Remove the items sampled out, in place; returns how many."""

@@ -154,7 +154,7 @@ class RoutingTable:
         a key that may take no route it matches, not even the default, gets (-1,)."""
         allowed = batch.allowed_routes
         mask = None if allowed is None else [r.name in allowed for r in self.routes]
-        choices, groups, weights = on_wire(batch, lambda wire: self._native.route(
+        choices, groups, weights = on_wire(batch.signal, batch.wire, lambda wire: self._native.route(
             batch.signal.name, wire, batch.api_key_name, mask, _event_name))
         closed = allowed is not None and self.default is not None and self.default.name not in allowed
         return [tuple(c) if c or not closed else (-1,) for c in choices], groups, weights
