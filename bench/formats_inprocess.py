@@ -6,7 +6,9 @@ the same request measured in the same run (these machines are noisy: the ratio h
     python bench/formats_inprocess.py [--rounds 200] [--profile]
 
 Rows: `per-trace JSON` is trace_json.trace_document + encode_document for each trace, from the
-spans as the assembler keeps them (one protobuf per span, parsed again at close); `Aperture` is
+spans as the assembler keeps them (one protobuf per span, parsed again at close); `native
+per-trace JSON` is the same document written by the core from those bytes (trace_json.encode_trace:
+native/src/genai); `Aperture` is
 the canonical view + aperture.record + encode_record for each model call. `--profile` prints
 where the per-trace JSON time goes (cProfile, by own time), the map of what to move into the
 native core next.
@@ -28,20 +30,21 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import pipeline_payloads  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
-from opentelemetry.proto.trace.v1.trace_pb2 import Span  # noqa: E402
 
 from otlp_router.destinations.formats import aperture, trace_json  # noqa: E402
 from otlp_router.model import genai  # noqa: E402
-from otlp_router.model.attributes import to_dict  # noqa: E402
 
 SPANS = pipeline_payloads.ITEMS
 
 
-def kept_spans(wire: bytes) -> dict[bytes, list[tuple[bytes, dict, str, str]]]:
+Kept = list[trace_json.KeptSpan]
+
+
+def kept_spans(wire: bytes) -> dict[bytes, Kept]:
     """The request's spans by trace as the assembler keeps them: bytes, resource, scope."""
-    traces: dict[bytes, list[tuple[bytes, dict, str, str]]] = {}
+    traces: dict[bytes, Kept] = {}
     for rs in ExportTraceServiceRequest.FromString(wire).resource_spans:
-        resource = to_dict(rs.resource.attributes)
+        resource = rs.resource.SerializeToString()
         for ss in rs.scope_spans:
             for span in ss.spans:
                 traces.setdefault(span.trace_id, []).append(
@@ -49,18 +52,21 @@ def kept_spans(wire: bytes) -> dict[bytes, list[tuple[bytes, dict, str, str]]]:
     return traces
 
 
-def per_trace_json(traces: dict[bytes, list[tuple[bytes, dict, str, str]]]) -> None:
+def per_trace_json(traces: dict[bytes, Kept]) -> None:
     for trace_id, parts in traces.items():
-        refs = [trace_json.SpanRef(Span.FromString(w), r, n, v) for w, r, n, v in parts]
-        trace_json.encode_document(trace_json.trace_document(trace_id, refs))
+        trace_json.encode_document(trace_json.trace_document(trace_id, trace_json.span_refs(parts)))
 
 
-def aperture_records(traces: dict[bytes, list[tuple[bytes, dict, str, str]]]) -> None:
+def native_per_trace_json(traces: dict[bytes, Kept]) -> None:
+    for trace_id, parts in traces.items():
+        trace_json.encode_trace(trace_id, parts)
+
+
+def aperture_records(traces: dict[bytes, Kept]) -> None:
     record_id = 0
     for parts in traces.values():
-        for w, r, n, v in parts:
-            ref = trace_json.SpanRef(Span.FromString(w), r, n, v)
-            view = genai.view(ref.span, r, n, v)
+        for ref in trace_json.span_refs(parts):
+            view = genai.view(ref.span, ref.resource, ref.scope_name, ref.scope_version)
             if view.is_genai:
                 record_id += 1
                 record = aperture.record(ref, view, record_id=record_id, privacy=False, api_key_name=None)
@@ -89,12 +95,15 @@ def main() -> None:
     traces = kept_spans(wire)
     floor = cpu_per_span(lambda: ExportTraceServiceRequest.FromString(wire), args.rounds * 20)
     print(f"payload: {len(wire):,} B protobuf, {SPANS} spans in {len(traces)} traces")
-    print(f"{'case':<16}{'µs CPU / span':>15}{'× upb parse':>13}")
-    print(f"{'upb parse':<16}{floor:>15.2f}{1.0:>13.1f}")
+    print(f"{'case':<24}{'µs CPU / span':>15}{'× upb parse':>13}")
+    print(f"{'upb parse':<24}{floor:>15.2f}{1.0:>13.1f}")
+    assert all(genai.native_table().trace_document(t, parts) is not None
+               for t, parts in traces.items()), "the core leaves this payload to Python"
     for name, run in (("per-trace JSON", lambda: per_trace_json(traces)),
+                      ("native per-trace JSON", lambda: native_per_trace_json(traces)),
                       ("Aperture", lambda: aperture_records(traces))):
         us = cpu_per_span(run, args.rounds)
-        print(f"{name:<16}{us:>15.2f}{us / floor:>13.1f}")
+        print(f"{name:<24}{us:>15.2f}{us / floor:>13.1f}")
     if args.profile:
         profile = cProfile.Profile()
         profile.runcall(lambda: [per_trace_json(traces) for _ in range(args.rounds)])

@@ -8,6 +8,7 @@
 // SAFETY: nothing to justify: the crate forbids unsafe code, so the compiler checks its absence.
 #![forbid(unsafe_code)]
 
+pub mod genai;
 pub mod json;
 pub mod privacy;
 pub mod routing;
@@ -287,6 +288,8 @@ mod python {
     #[pymodule]
     fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_class::<Privacy>()?;
+        m.add_class::<crate::genai::python::GenAI>()?;
+        m.add_function(wrap_pyfunction!(crate::genai::python::trace_spans, m)?)?;
         m.add_class::<crate::shaping::python::Redaction>()?;
         m.add_class::<crate::shaping::python::Actions>()?;
         m.add_function(wrap_pyfunction!(json_to_proto, m)?)?;
@@ -297,6 +300,7 @@ mod python {
         m.add_function(wrap_pyfunction!(crate::routing::python::select, m)?)?;
         m.add_function(wrap_pyfunction!(crate::routing::python::item_keys, m)?)?;
         m.add_function(wrap_pyfunction!(crate::routing::python::regex_problem, m)?)?;
+        crate::genai::value::python::register(m)?;
         m.add("JsonDecodeError", m.py().get_type::<JsonDecodeError>())?;
         m.add("JsonSyntaxError", m.py().get_type::<JsonSyntaxError>())?;
         m.add("MAX_NESTING", crate::MAX_NESTING)?;

@@ -15,11 +15,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
-
 from otlp_router.destinations.formats.aperture import encode_record
 from otlp_router.destinations.formats.aperture import record as aperture_record
-from otlp_router.destinations.formats.trace_json import LogRef, SpanRef, joined
+from otlp_router.destinations.formats.trace_json import KeptSpan, LogRef, SpanRef, joined, span_refs
+from otlp_router import _native
 from otlp_router.model import otlp_json
 from otlp_router.model.attributes import to_dict
 from otlp_router.model.batch import Batch, items_of, select
@@ -173,13 +172,13 @@ class OpenTrace(Group):
     # Each span as its own bytes (with what travels with it) while the trace is open: a decoded
     # span would keep its whole request decoded in memory, several times the bytes, until the
     # last trace of that request is written.
-    parts: list[tuple[bytes, dict[str, Any], str, str]] = field(default_factory=list)
+    parts: list[KeptSpan] = field(default_factory=list)
     logs: list[LogRef] = field(default_factory=list)   # joined to their spans when the trace is written
 
     def spans(self) -> list[SpanRef]:
         """The trace's spans, decoded for writing it (not kept: a trace waiting for its retry, or
         beside thousands written in the same second, holds its bytes only)."""
-        return [SpanRef(Span.FromString(wire), resource, name, version) for wire, resource, name, version in self.parts]
+        return span_refs(self.parts)
 
     def batches(self) -> list[Batch]:
         out = []
@@ -189,10 +188,10 @@ class OpenTrace(Group):
         return out
 
 
-def _spans(entry: Entry, now: float, hold: Hold, poisoned: list[Poison]) -> list[tuple[int, Any, Any]]:
-    """The items (spans, log records) of an entry, each with its position in the entry and what
-    travels with it (a SpanRef, a LogRef); a resource whose attributes cannot be read makes its
-    items poison."""
+def _spans(entry: Entry, now: float, hold: Hold, poisoned: list[Poison]) -> list[tuple[int, Any, Any, bytes]]:
+    """The items (spans, log records) of an entry, each with its position in the entry, what
+    travels with it (a SpanRef, a LogRef) and its Resource's bytes; a resource whose attributes
+    cannot be read makes its items poison."""
     out = []
     position = 0
     bad: list[int] = []
@@ -204,6 +203,7 @@ def _spans(entry: Entry, now: float, hold: Hold, poisoned: list[Poison]) -> list
         count = sum(len(getattr(ss, signal.items_field)) for ss in scopes)
         try:
             resource = to_dict(rs.resource.attributes)
+            resource_wire = rs.resource.SerializeToString()
         except Exception as e:  # noqa: BLE001 - one bad resource must not stop the others
             bad.extend(range(position, position + count))
             error = error or e
@@ -211,7 +211,7 @@ def _spans(entry: Entry, now: float, hold: Hold, poisoned: list[Poison]) -> list
             continue
         for ss in scopes:
             for item in getattr(ss, signal.items_field):
-                out.append((position, item, ref_type(item, resource, ss.scope.name, ss.scope.version)))
+                out.append((position, item, ref_type(item, resource, ss.scope.name, ss.scope.version), resource_wire))
                 position += 1
     if bad:
         assert error is not None
@@ -250,34 +250,47 @@ class TraceAssembler:
         self._kept = Holds()
 
     def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
+        if entry.batch.signal.name == "traces":
+            split = _native.trace_spans(entry.batch.wire)
+            if split is not None:   # the spans' bytes cut from the request's, not decoded
+                resources, spans = split
+                for trace_id, wire, resource, name, version in spans:
+                    self._keep(entry, trace_id, (wire, resources[resource], name, version), now, hold)
+                entry.batch.compact()
+                return []
         poisoned: list[Poison] = []
-        key_name = entry.batch.api_key_name
         untraced: set[int] = set()
-        for position, item, ref in _spans(entry, now, hold, poisoned):
+        for position, item, ref, resource_wire in _spans(entry, now, hold, poisoned):
             if not item.trace_id and ref.__class__ is LogRef:
                 untraced.add(position)
-                continue
-            trace = self.open.get((key_name, item.trace_id))
-            if trace is None:
-                trace = self.open[(key_name, item.trace_id)] = OpenTrace(now, now, trace_id=item.trace_id,
-                                                                         api_key_name=key_name)
-            if ref.__class__ is LogRef:
-                size = item.ByteSize()
-                trace.logs.append(ref)
+            elif ref.__class__ is LogRef:
+                self._keep(entry, item.trace_id, ref, now, hold)
             else:
-                wire = item.SerializeToString()
-                size = len(wire)
-                trace.parts.append((wire, ref.resource, ref.scope_name, ref.scope_version))
-            self.span_bytes += size
-            if id(entry) not in trace.entries:
-                self._kept.hold(entry)
-            trace.take(entry, size, 1, now, hold)
+                self._keep(entry, item.trace_id, (item.SerializeToString(), resource_wire, ref.scope_name,
+                                                  ref.scope_version), now, hold)
         if untraced:
             poisoned.append(poison(entry, _only(entry.batch, untraced),
                                    ValueError("log records without a trace id: no per-trace document to go in"),
                                    now, hold))
         entry.batch.compact()
         return poisoned
+
+    def _keep(self, entry: Entry, trace_id: bytes, item: KeptSpan | LogRef, now: float, hold: Hold) -> None:
+        """A span (as its bytes) or a log record joins the open trace of its API key and trace id."""
+        key = (entry.batch.api_key_name, trace_id)
+        trace = self.open.get(key)
+        if trace is None:
+            trace = self.open[key] = OpenTrace(now, now, trace_id=trace_id, api_key_name=key[0])
+        if isinstance(item, LogRef):
+            size = item.record.ByteSize()
+            trace.logs.append(item)
+        else:
+            size = len(item[0])
+            trace.parts.append(item)
+        self.span_bytes += size
+        if id(entry) not in trace.entries:
+            self._kept.hold(entry)
+        trace.take(entry, size, 1, now, hold)
 
     def due(self, now: float, everything: bool = False) -> list[Group]:
         ready: list[Group] = []
@@ -369,7 +382,7 @@ class RecordBatcher:
         bad: set[int] = set()
         first_error: BaseException | None = None
         index = 0
-        for position, item, ref in _spans(entry, now, hold, poisoned):
+        for position, item, ref, _ in _spans(entry, now, hold, poisoned):
             if ref.__class__ is LogRef:
                 group = self._group(batch.api_key_name, now)
                 group.take(entry, 0, 0, now, hold)

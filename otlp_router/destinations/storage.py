@@ -23,7 +23,7 @@ from otlp_router.destinations.assembly import (Assembler, Group, LineBatcher, Li
                                                RecordGroup, TraceAssembler)
 from otlp_router.destinations.base import CheckResult, Destination, ExportError
 from otlp_router.destinations.formats.aperture import compress_records
-from otlp_router.destinations.formats.trace_json import SpanRef, encode_document, trace_document
+from otlp_router.destinations.formats.trace_json import encode_trace
 from otlp_router.destinations.stores.base import Store, StoreError
 from otlp_router.destinations.stores.local import LocalStore
 from otlp_router.destinations.stores.s3 import S3Settings, S3Store
@@ -115,9 +115,8 @@ class StorageDestination(Destination):
     def _encode(self, group: Group) -> tuple[Callable[[int], str], bytes]:
         """The object's bytes and its key for a given second (pure; off the event loop)."""
         if isinstance(group, OpenTrace):
-            spans = group.spans()
-            data = encode_document(trace_document(group.trace_id, spans, group.logs))
-            key_name = _key_name(group, spans)
+            data = encode_trace(group.trace_id, group.parts, group.logs)
+            key_name = _key_name(group)
             return (lambda ts: self._trace_key(group.trace_id, key_name, ts)), data
         if isinstance(group, RecordGroup):
             base = f"{self.prefix}/" if self.prefix else ""
@@ -214,14 +213,19 @@ class LocalStorageDestination(StorageDestination):
         return key
 
 
-def _key_name(trace: OpenTrace, spans: list[SpanRef]) -> str | None:
+def _key_name(trace: OpenTrace) -> str | None:
     """The API key name a trace's objects are written under. With auth on, every item carries the
     authenticated key's name and the assembler never mixes keys in a trace: that name alone. Only
     without one (auth off) is the client-supplied attribute used (`paths.render` sanitises it)."""
     if trace.api_key_name is not None:
         return trace.api_key_name
-    for ref in spans:
+    if not any(_KEY_NAME_ATTRIBUTE in wire for wire, *_ in trace.parts):
+        return None
+    for ref in trace.spans():
         for kv in ref.span.attributes:
             if kv.key == "trace.metadata.openrouter.api_key_name" and kv.value.string_value:
                 return kv.value.string_value
     return None
+
+
+_KEY_NAME_ATTRIBUTE = b"trace.metadata.openrouter.api_key_name"   # a span without these bytes has no such attribute

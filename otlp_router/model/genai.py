@@ -696,6 +696,61 @@ def _scope_ok(scopes: tuple[str, ...] | None, scope_name: str) -> bool:
     return False
 
 
+# --- the table, compiled for the native core ----------------------------------------------------
+
+# Readers the core carries out itself (native/src/genai/read.rs); a span that needs another is
+# Python's to read, and so is its trace's document.
+_NATIVE_READERS = frozenset(READERS)
+_NATIVE: tuple[Table, Any] | None = None
+
+
+def native_table() -> Any:
+    """The table in force compiled for the core (`_native.GenAI`), once per table."""
+    global _NATIVE
+    table = conventions.active()
+    if _NATIVE is None or _NATIVE[0] is not table:
+        from otlp_router import _native
+        _NATIVE = (table, _native.GenAI(_native_spec(table), prices.estimate, prices.source()))
+    return _NATIVE[1]
+
+
+def _native_spec(table: Table) -> dict[str, Any]:
+    """The table as plain data for `_native.GenAI`: sources and rules in table order, with the
+    lookups _Engine decides (which sources are read by their reader alone)."""
+    engine = _Engine(table)
+
+    def source(s: Source) -> dict[str, Any]:
+        return {
+            "field": s.field, "priority": s.priority, "read": s.read, "key": s.key, "prefix": s.prefix,
+            "events": list(s.events), "attribute": s.attribute,
+            "compose": [(name, [source(o) for o in options]) for name, options in s.compose],
+            "require": list(s.require), "merge": list(s.merge), "in_python": s.read not in _NATIVE_READERS,
+            "compose_keys": list(dict.fromkeys(k for _, members in s.compose for m in members for k in m.keys())),
+            "span_names": sorted(s.span_names), "constant": s.constant, "path": list(s.path), "pick": s.pick,
+            "values": s.values, "unit": s.unit, "exclude": sorted(s.exclude), "known": s.known, "when": s.when,
+            "prepend": s.prepend, "scopes": list(s.scopes) if s.scopes is not None else None,
+            "system_instructions": s.system_instructions, "fast": s in engine.fast,
+        }
+
+    sources = [source(s) for s in table.sources]
+    rules = [{
+        "key": r.key, "values": r.values, "prefixes": list(r.prefixes), "name_prefixes": list(r.name_prefixes),
+        "span_names": r.span_names, "any_of": list(r.any_of), "type": r.type, "requires_any": list(r.requires_any),
+        "case": r.case, "scopes": list(r.scopes) if r.scopes is not None else None, "resource": r.resource,
+        "scope_version_at_most": list(r.scope_version_at_most) if r.scope_version_at_most is not None else None,
+    } for r in table.type_rules]
+    mapped_keys = frozenset(k for s in table.sources for k in s.keys()) | table.type_keys
+    return {
+        "sources": sources, "type_rules": rules, "type_keys": sorted(table.type_keys),
+        "suppress": [{"key": r.key, "values": sorted(r.values), "fields": sorted(r.fields)} for r in table.suppress],
+        "estimate_cost": table.estimate_cost,
+        "content_keys": sorted(table.content_keys), "content_prefixes": list(table.content_prefixes),
+        "not_content": sorted(table.not_content),
+        "mapped_keys": sorted(mapped_keys),
+        "mapped_prefixes": list(dict.fromkeys(s.prefix for s in table.sources if s.prefix)),
+    }
+
+
 # --- type ------------------------------------------------------------------------------------------
 
 def classify(attributes: dict[str, Any], name: str = "", scope_name: str = "", scope_version: str = "",

@@ -110,7 +110,7 @@ fn fixed<const N: usize>(data: &[u8]) -> Res<[u8; N]> {
         .map_err(|_| WireError("truncated fixed-size value"))
 }
 
-fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
@@ -124,7 +124,7 @@ fn push_u64(out: &mut Vec<u8>, mut v: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-fn push_i64(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn push_i64(out: &mut Vec<u8>, v: i64) {
     if v < 0 {
         out.push(b'-');
     }
@@ -264,21 +264,7 @@ impl Encoder {
             }
             Kind::Bytes => {
                 self.out.push(b'"');
-                for chunk in data.chunks(3) {
-                    let n = chunk.len();
-                    let v = (chunk[0] as u32) << 16
-                        | (*chunk.get(1).unwrap_or(&0) as u32) << 8
-                        | *chunk.get(2).unwrap_or(&0) as u32;
-                    self.out.push(B64[(v >> 18) as usize & 63]);
-                    self.out.push(B64[(v >> 12) as usize & 63]);
-                    self.out.push(if n > 1 {
-                        B64[(v >> 6) as usize & 63]
-                    } else {
-                        b'='
-                    });
-                    self.out
-                        .push(if n > 2 { B64[v as usize & 63] } else { b'=' });
-                }
+                push_base64(&mut self.out, data);
                 self.out.push(b'"');
                 return Ok(());
             }
@@ -340,35 +326,58 @@ impl Encoder {
         }
     }
 
-    /// A JSON string as orjson writes it: `"` `\` and control characters escaped, the rest raw.
+    /// A JSON string as orjson writes it.
     fn string(&mut self, s: &str) {
-        let out = &mut self.out;
-        out.push(b'"');
-        let bytes = s.as_bytes();
-        let mut run = 0;
-        for (i, &c) in bytes.iter().enumerate() {
-            let esc: &[u8] = match c {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0x08 => b"\\b",
-                0x0c => b"\\f",
-                0..=0x1f => b"",
-                _ => continue,
-            };
-            out.extend_from_slice(&bytes[run..i]);
-            if esc.is_empty() {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(c >> 4) as usize]);
-                out.push(HEX[(c & 15) as usize]);
-            } else {
-                out.extend_from_slice(esc);
-            }
-            run = i + 1;
-        }
-        out.extend_from_slice(&bytes[run..]);
-        out.push(b'"');
+        push_json_string(&mut self.out, s);
     }
+}
+
+/// Standard base64 with padding (what `base64.b64encode` writes), no quotes.
+pub(crate) fn push_base64(out: &mut Vec<u8>, data: &[u8]) {
+    for chunk in data.chunks(3) {
+        let n = chunk.len();
+        let v = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
+        out.push(B64[(v >> 18) as usize & 63]);
+        out.push(B64[(v >> 12) as usize & 63]);
+        out.push(if n > 1 {
+            B64[(v >> 6) as usize & 63]
+        } else {
+            b'='
+        });
+        out.push(if n > 2 { B64[v as usize & 63] } else { b'=' });
+    }
+}
+
+/// A JSON string as orjson writes it: `"` `\` and control characters escaped, the rest raw
+/// (U+007F, U+2028 and U+2029 included).
+pub(crate) fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(c >> 4) as usize]);
+            out.push(HEX[(c & 15) as usize]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        run = i + 1;
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
 }

@@ -24,13 +24,14 @@ from typing import Any
 
 import orjson
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from otlp_router.model import conventions, prices
-from otlp_router.model.attributes import value_of
+from otlp_router.model import conventions, genai, prices
+from otlp_router.model.attributes import to_dict, value_of
 from otlp_router.model.genai import GenAIView, _plain, _view, attributes_of, rfc3339
 
-__all__ = ["SpanRef", "encode_document", "rfc3339", "trace_document"]
+__all__ = ["KeptSpan", "SpanRef", "encode_document", "encode_trace", "rfc3339", "span_refs", "trace_document"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +219,34 @@ def trace_document(trace_id: bytes, spans: Sequence[SpanRef], logs: Sequence[Log
         "output": output,
         "observations": observations,
     }
+
+
+# A span as the trace assembler keeps it: its bytes, its Resource message's bytes and its
+# instrumentation scope's name and version.
+KeptSpan = tuple[bytes, bytes, str, str]
+
+
+def encode_trace(trace_id: bytes, spans: Sequence[KeptSpan], logs: Sequence[LogRef] = ()) -> bytes:
+    """`encode_document(trace_document(...))` of spans kept as bytes: written by the native core
+    from the bytes (native/src/genai, the same document to the byte), or by Python when a span
+    needs what only Python can say, or log records are to join their spans."""
+    if not logs:
+        document = genai.native_table().trace_document(trace_id, spans)
+        if document is not None:
+            return document
+    return encode_document(trace_document(trace_id, span_refs(spans), logs))
+
+
+def span_refs(spans: Sequence[KeptSpan]) -> list[SpanRef]:
+    """Kept spans decoded (each resource once)."""
+    resources: dict[bytes, dict[str, Any]] = {}
+    refs = []
+    for wire, resource_wire, name, version in spans:
+        resource = resources.get(resource_wire)
+        if resource is None:
+            resource = resources[resource_wire] = to_dict(Resource.FromString(resource_wire).attributes)
+        refs.append(SpanRef(Span.FromString(wire), resource, name, version))
+    return refs
 
 
 def _first(values: Iterable[Any]) -> Any:

@@ -1,0 +1,570 @@
+//! The per-trace JSON document (trace_json.py's `trace_document` + `encode_document`) from the
+//! spans' protobuf bytes: the canonical view of each span, its observation, the trace's fields.
+
+use std::collections::hash_map::Entry;
+use std::collections::BTreeSet;
+
+use super::read::{self, Python};
+use super::table::{HashMap, HashSet, Table};
+use super::value::{self, Map, Value};
+use super::view::{self, Attrs, Event, Pricer, SpanInfo, View};
+use crate::wire::fields::{parse_kv, Fields};
+
+/// One span as the assembler keeps it.
+pub struct SpanPart<'a> {
+    pub span: &'a [u8],
+    pub resource: &'a [u8],
+    pub scope_name: &'a str,
+    pub scope_version: &'a str,
+}
+
+/// A span's fields as the document reads them (upb's reading of its bytes).
+#[derive(Default)]
+pub struct Span<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub name: &'a str,
+    pub start: u64,
+    pub end: u64,
+    pub attributes: Vec<&'a [u8]>,
+    pub events: Vec<Event>,
+    pub status_code: i64,
+    pub status_message: &'a str,
+}
+
+fn utf8(b: &[u8]) -> Result<&str, Python> {
+    std::str::from_utf8(b).map_err(|_| Python)
+}
+
+fn fixed64(d: &[u8]) -> Result<u64, Python> {
+    Ok(u64::from_le_bytes(d.try_into().map_err(|_| Python)?))
+}
+
+fn varint(d: &[u8]) -> Result<u64, Python> {
+    let mut i = 0;
+    crate::json::encode::read_varint(d, &mut i).map_err(|_| Python)
+}
+
+/// Reads a Span message.  Anything upb would merge or treat otherwise than plainly (a field
+/// repeated that is not, a wrong wire type) is Python's.
+pub fn parse_span(b: &[u8]) -> Result<Span<'_>, Python> {
+    let mut s = Span::default();
+    let mut seen = 0u32;
+    for f in Fields::new(b) {
+        let f = f.map_err(|_| Python)?;
+        let once = |seen: &mut u32, n: u64| {
+            let bit = 1u32 << n;
+            let again = *seen & bit != 0;
+            *seen |= bit;
+            if again {
+                Err(Python)
+            } else {
+                Ok(())
+            }
+        };
+        match (f.number, f.wire) {
+            (1, 2) => {
+                once(&mut seen, 1)?;
+                s.trace_id = f.data
+            }
+            (2, 2) => {
+                once(&mut seen, 2)?;
+                s.span_id = f.data
+            }
+            (4, 2) => {
+                once(&mut seen, 4)?;
+                s.parent_span_id = f.data
+            }
+            (5, 2) => {
+                once(&mut seen, 5)?;
+                s.name = utf8(f.data)?
+            }
+            (7, 1) => {
+                once(&mut seen, 7)?;
+                s.start = fixed64(f.data)?
+            }
+            (8, 1) => {
+                once(&mut seen, 8)?;
+                s.end = fixed64(f.data)?
+            }
+            (9, 2) => s.attributes.push(f.data),
+            (11, 2) => s.events.push(event_of(f.data)?),
+            (15, 2) => {
+                once(&mut seen, 15)?;
+                for g in Fields::new(f.data) {
+                    let g = g.map_err(|_| Python)?;
+                    match (g.number, g.wire) {
+                        (2, 2) => s.status_message = utf8(g.data)?,
+                        (3, 0) => s.status_code = varint(g.data)? as i32 as i64,
+                        (2 | 3, _) => return Err(Python),
+                        _ => {}
+                    }
+                }
+            }
+            (3, 2) | (6, 0) | (10, 0) | (12, 0) | (13, 2) | (14, 0) | (16, 5) => {}
+            (1..=16, _) => return Err(Python),
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+/// A span event: its name and its attributes as listed (repeats kept: one reader takes the first).
+fn event_of(b: &[u8]) -> Result<Event, Python> {
+    let mut name = None;
+    let mut kvs = Vec::new();
+    for f in Fields::new(b) {
+        let f = f.map_err(|_| Python)?;
+        match (f.number, f.wire) {
+            (2, 2) if name.is_none() => name = Some(utf8(f.data)?.to_string()),
+            (3, 2) => {
+                let kv = parse_kv(f.data).map_err(|_| Python)?;
+                let v = value::from_any_value(&kv.value_wire()).map_err(|_| Python)?;
+                kvs.push((utf8(kv.key)?.to_string(), v));
+            }
+            (1, 1) | (4, 0) => {}
+            (1..=4, _) => return Err(Python),
+            _ => {}
+        }
+    }
+    Ok(Event {
+        name: name.unwrap_or_default(),
+        kvs,
+    })
+}
+
+/// `attributes_of`: KeyValues as a dict (the last of repeated keys wins, at the first place),
+/// added to `out` as the span's own.
+pub fn attributes_of(kvs: &[&[u8]], mut out: Attrs) -> Result<Attrs, Python> {
+    for body in kvs {
+        let kv = parse_kv(body).map_err(|_| Python)?;
+        let key = utf8(kv.key)?.to_string();
+        let v = value::from_any_value(&kv.value_wire()).map_err(|_| Python)?;
+        out.insert_own(key, v);
+    }
+    Ok(out)
+}
+
+/// A Resource message's attributes.
+pub fn resource_attributes(b: &[u8]) -> Result<Attrs, Python> {
+    let mut kvs = Vec::new();
+    for f in Fields::new(b) {
+        let f = f.map_err(|_| Python)?;
+        match (f.number, f.wire) {
+            (1, 2) => kvs.push(f.data),
+            (1, _) => return Err(Python),
+            _ => {}
+        }
+    }
+    let mut attrs = attributes_of(&kvs, Attrs::default())?;
+    attrs.own.clear();
+    Ok(attrs)
+}
+
+fn hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for &x in b {
+        s.push(DIGITS[(x >> 4) as usize] as char);
+        s.push(DIGITS[(x & 15) as usize] as char);
+    }
+    s
+}
+
+fn s(text: &str) -> Value {
+    Value::Str(text.to_string())
+}
+
+fn or_null<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
+    v.map_or(Value::Null, f)
+}
+
+const LANGFUSE_SDK_SCOPE: &str = "langfuse-sdk";
+
+/// The observation of a span (`_observation`).
+fn observation(
+    table: &Table,
+    span: &Span,
+    part: &SpanPart,
+    v: View,
+    attrs: &Attrs,
+    resource: &Value,
+    price_source: &str,
+) -> Result<Map, Python> {
+    let Value::Map(mut metadata) = v.metadata else {
+        return Err(Python);
+    };
+    if !part.scope_name.starts_with(LANGFUSE_SDK_SCOPE) {
+        let mut shown = Map::new();
+        for (k, x) in attrs.own() {
+            if table.shown(k) {
+                shown.insert(k.clone(), Value::Str(value::stringified(x)));
+            }
+        }
+        metadata.insert("attributes".into(), Value::Map(shown));
+    }
+    metadata.insert("resourceAttributes".into(), resource.clone());
+    metadata.insert(
+        "scope".into(),
+        Value::Map(Map(vec![
+            ("name".into(), s(part.scope_name)),
+            ("version".into(), s(part.scope_version)),
+        ])),
+    );
+    if let Some(e) = &v.estimate {
+        metadata.insert(
+            "costEstimate".into(),
+            Value::Map(Map(vec![
+                ("source".into(), s(price_source)),
+                ("model".into(), s(&e.model)),
+                ("provider".into(), s(&e.provider)),
+            ])),
+        );
+    }
+    let name = if truthy(&v.name) {
+        v.name
+    } else {
+        s(span.name)
+    };
+    Ok(Map(vec![
+        ("id".into(), Value::Str(hex(span.span_id))),
+        ("traceId".into(), Value::Str(hex(span.trace_id))),
+        (
+            "parentObservationId".into(),
+            if span.parent_span_id.is_empty() {
+                Value::Null
+            } else {
+                Value::Str(hex(span.parent_span_id))
+            },
+        ),
+        ("type".into(), s(&v.ty)),
+        ("name".into(), name),
+        ("startTime".into(), Value::Str(read::rfc3339(span.start))),
+        (
+            "endTime".into(),
+            if span.end != 0 {
+                Value::Str(read::rfc3339(span.end))
+            } else {
+                Value::Null
+            },
+        ),
+        (
+            "completionStartTime".into(),
+            or_null(v.completion_start_time, Value::Str),
+        ),
+        ("model".into(), v.model),
+        ("modelParameters".into(), v.model_parameters),
+        ("input".into(), v.input),
+        ("output".into(), v.output),
+        (
+            "usageDetails".into(),
+            Value::Map(v.usage_details.unwrap_or_default()),
+        ),
+        ("costDetails".into(), Value::Map(v.cost_details)),
+        ("metadata".into(), Value::Map(metadata)),
+        ("environment".into(), v.environment),
+        ("level".into(), Value::Str(v.level)),
+        (
+            "statusMessage".into(),
+            match v.status_message {
+                Some(m) if !m.is_empty() => Value::Str(m),
+                _ => Value::Null,
+            },
+        ),
+    ]))
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Int(n) => *n != 0,
+        Value::Float(f) => *f != 0.0,
+        Value::Str(x) => !x.is_empty(),
+        Value::Bytes(b) => !b.is_empty(),
+        Value::List(l) => !l.is_empty(),
+        Value::Map(m) => !m.is_empty(),
+    }
+}
+
+fn first<'a>(values: impl IntoIterator<Item = &'a Value>) -> Value {
+    values
+        .into_iter()
+        .find(|v| !matches!(v, Value::Null))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The document of one trace's spans (any order, repeats allowed), as JSON bytes.
+pub fn trace_document(
+    table: &Table,
+    trace_id: &[u8],
+    parts: &[SpanPart],
+    pricer: &mut Pricer,
+    price_source: &str,
+) -> Result<Vec<u8>, Python> {
+    // a span delivered twice is one observation: the last copy, at the first one's place
+    let mut spans: Vec<(Span, &SpanPart)> = Vec::with_capacity(parts.len());
+    let mut at: HashMap<&[u8], usize> = HashMap::default();
+    for part in parts {
+        let span = parse_span(part.span)?;
+        match at.get(span.span_id) {
+            Some(&i) => spans[i] = (span, part),
+            None => {
+                at.insert(span.span_id, spans.len());
+                spans.push((span, part));
+            }
+        }
+    }
+    spans.sort_by(|a, b| (a.0.start, a.0.span_id).cmp(&(b.0.start, b.0.span_id)));
+    let ids: HashSet<&[u8]> = spans.iter().map(|(s, _)| s.span_id).collect();
+
+    let mut resources: HashMap<*const u8, (Attrs, Value)> = HashMap::default();
+    let mut views: Vec<View> = Vec::with_capacity(spans.len());
+    let mut span_attrs: Vec<Attrs> = Vec::with_capacity(spans.len());
+    for (span, part) in &spans {
+        let resource = match resources.entry(part.resource.as_ptr()) {
+            Entry::Occupied(e) => &e.into_mut().0,
+            Entry::Vacant(e) => {
+                let attrs = resource_attributes(part.resource)?;
+                let shown = Value::Map(Map(attrs
+                    .map
+                    .iter()
+                    .map(|(k, x)| (k.clone(), Value::Str(value::stringified(x))))
+                    .collect()));
+                &e.insert((attrs, shown)).0
+            }
+        };
+        let attrs = attributes_of(&span.attributes, resource.clone())?;
+        let info = SpanInfo {
+            name: span.name,
+            scope_name: part.scope_name,
+            scope_version: part.scope_version,
+            status_code: span.status_code,
+            status_message: span.status_message,
+            start_unix_nano: span.start,
+            events: &span.events,
+        };
+        views.push(view::view(table, &attrs, &info, Some(resource), pricer)?);
+        span_attrs.push(attrs);
+    }
+
+    let root = spans
+        .iter()
+        .position(|(s, _)| s.parent_span_id.is_empty() || !ids.contains(s.parent_span_id))
+        .unwrap_or(0);
+    let priority: Vec<usize> = if views.is_empty() {
+        vec![]
+    } else {
+        std::iter::once(root)
+            .chain(0..root)
+            .chain(root + 1..views.len())
+            .collect()
+    };
+    let by_priority: Vec<&View> = priority.iter().map(|&i| &views[i]).collect();
+
+    let mut metadata = Map::new();
+    for v in by_priority.iter().rev() {
+        let Value::Map(m) = &v.metadata else {
+            return Err(Python);
+        };
+        for (k, x) in m.iter() {
+            metadata.insert(k.clone(), x.clone());
+        }
+    }
+    let generations: Vec<&View> = views.iter().filter(|v| v.ty == "GENERATION").collect();
+    let mut input = first(by_priority.iter().map(|v| &v.trace_input));
+    if matches!(input, Value::Null) {
+        input = first(
+            by_priority
+                .iter()
+                .take(1)
+                .chain(generations.iter())
+                .map(|v| &v.input),
+        );
+    }
+    let mut output = first(by_priority.iter().map(|v| &v.trace_output));
+    if matches!(output, Value::Null) {
+        output = first(
+            by_priority
+                .iter()
+                .take(1)
+                .chain(generations.iter().rev())
+                .map(|v| &v.output),
+        );
+    }
+    let mut name = first(by_priority.iter().map(|v| &v.trace_name));
+    if matches!(name, Value::Null) && !views.is_empty() {
+        // the root observation's name, unless empty
+        let root_name = if truthy(&views[root].name) {
+            views[root].name.clone()
+        } else {
+            s(spans[root].0.name)
+        };
+        if truthy(&root_name) {
+            name = root_name;
+        }
+    }
+    let default = s("default");
+    let environment = by_priority
+        .iter()
+        .map(|v| &v.environment)
+        .find(|e| **e != default)
+        .cloned()
+        .unwrap_or(default);
+    let user_id = first(by_priority.iter().map(|v| &v.user_id));
+    let session_id = first(by_priority.iter().map(|v| &v.session_id));
+    let mut tags = BTreeSet::new();
+    for v in &views {
+        let Value::List(items) = &v.tags else {
+            return Err(Python);
+        };
+        for t in items {
+            let Value::Str(t) = t else { return Err(Python) };
+            tags.insert(t.clone());
+        }
+    }
+    let any = !views.is_empty();
+
+    let mut observations = Vec::with_capacity(views.len());
+    for ((v, attrs), (span, part)) in views.into_iter().zip(&span_attrs).zip(&spans) {
+        let resource_shown = &resources[&part.resource.as_ptr()].1;
+        observations.push(observation(
+            table,
+            span,
+            part,
+            v,
+            attrs,
+            resource_shown,
+            price_source,
+        )?);
+    }
+    if let Some(Value::Map(m)) = observations.get(root).and_then(|o| o.get("metadata")) {
+        for key in ["attributes", "resourceAttributes", "scope"] {
+            if let Some(x) = m.get(key) {
+                metadata.insert(key.into(), x.clone());
+            }
+        }
+    }
+    let timestamp = observations
+        .first()
+        .and_then(|o| o.get("startTime"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let document = Map(vec![
+        ("id".into(), Value::Str(hex(trace_id))),
+        ("name".into(), name),
+        ("timestamp".into(), timestamp),
+        (
+            "environment".into(),
+            if any { environment } else { Value::Null },
+        ),
+        ("userId".into(), user_id),
+        ("sessionId".into(), session_id),
+        ("metadata".into(), Value::Map(metadata)),
+        (
+            "tags".into(),
+            Value::List(tags.into_iter().map(Value::Str).collect()),
+        ),
+        ("input".into(), input),
+        ("output".into(), output),
+        (
+            "observations".into(),
+            Value::List(observations.into_iter().map(Value::Map).collect()),
+        ),
+    ]);
+    let mut out =
+        Vec::with_capacity(parts.iter().map(|p| p.span.len()).sum::<usize>() * 5 / 4 + 1024);
+    value::write_json(&Value::Map(document), &mut out);
+    Ok(out)
+}
+
+/// A traces request's spans as the trace assembler keeps them: each span's bytes with its trace
+/// id, the index of its resource (the Resource message's bytes, in `resources`) and its scope's
+/// name and version.  `Err(Python)` where upb would read the bytes otherwise than plainly (a
+/// singular field given twice, a wrong wire type): Python splits that request.
+/// (trace id, span bytes, resource index, scope name, scope version)
+pub type SplitSpan<'a> = (&'a [u8], &'a [u8], usize, &'a str, &'a str);
+
+pub struct Split<'a> {
+    pub resources: Vec<&'a [u8]>,
+    pub spans: Vec<SplitSpan<'a>>,
+}
+
+fn singular<'a>(slot: &mut Option<&'a [u8]>, data: &'a [u8]) -> Result<(), Python> {
+    if slot.replace(data).is_some() {
+        return Err(Python);
+    }
+    Ok(())
+}
+
+pub fn split_traces(request: &[u8]) -> Result<Split<'_>, Python> {
+    let mut out = Split {
+        resources: Vec::new(),
+        spans: Vec::new(),
+    };
+    for f in Fields::new(request) {
+        let f = f.map_err(|_| Python)?;
+        match (f.number, f.wire) {
+            (1, 2) => split_resource_spans(f.data, &mut out)?,
+            (1, _) => return Err(Python),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn split_resource_spans<'a>(b: &'a [u8], out: &mut Split<'a>) -> Result<(), Python> {
+    let mut resource = None;
+    let mut scopes = Vec::new();
+    for f in Fields::new(b) {
+        let f = f.map_err(|_| Python)?;
+        match (f.number, f.wire) {
+            (1, 2) => singular(&mut resource, f.data)?,
+            (2, 2) => scopes.push(f.data),
+            (1 | 2, _) => return Err(Python),
+            _ => {}
+        }
+    }
+    let index = out.resources.len();
+    out.resources.push(resource.unwrap_or(b""));
+    for scope_spans in scopes {
+        let mut scope = None;
+        let mut spans = Vec::new();
+        for f in Fields::new(scope_spans) {
+            let f = f.map_err(|_| Python)?;
+            match (f.number, f.wire) {
+                (1, 2) => singular(&mut scope, f.data)?,
+                (2, 2) => spans.push(f.data),
+                (1 | 2, _) => return Err(Python),
+                _ => {}
+            }
+        }
+        let (mut name, mut version) = (None, None);
+        for f in Fields::new(scope.unwrap_or(b"")) {
+            let f = f.map_err(|_| Python)?;
+            match (f.number, f.wire) {
+                (1, 2) => singular(&mut name, f.data)?,
+                (2, 2) => singular(&mut version, f.data)?,
+                (1 | 2, _) => return Err(Python),
+                _ => {}
+            }
+        }
+        let (name, version) = (utf8(name.unwrap_or(b""))?, utf8(version.unwrap_or(b""))?);
+        for span in spans {
+            let mut trace_id = None;
+            for f in Fields::new(span) {
+                let f = f.map_err(|_| Python)?;
+                match (f.number, f.wire) {
+                    (1, 2) => singular(&mut trace_id, f.data)?,
+                    (1, _) => return Err(Python),
+                    _ => {}
+                }
+            }
+            out.spans
+                .push((trace_id.unwrap_or(b""), span, index, name, version));
+        }
+    }
+    Ok(())
+}

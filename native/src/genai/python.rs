@@ -1,0 +1,352 @@
+//! `_native.GenAI`: the conventions table compiled for the core (otlp_router/model/genai.py
+//! `native_table` builds the spec it is given), and the per-trace JSON document made from it.
+
+use std::collections::HashMap as StdHashMap;
+
+use super::table::{HashMap, HashSet};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use super::document::{split_traces, trace_document, SpanPart};
+use super::read::Python as InPython;
+use super::table::{role_of, Case, Field, Read, Source, Suppress, Table, TypeRule};
+use super::value::{Map, Value};
+use super::view::{Estimate, Priced};
+
+/// A Python value (from the table: constants, value maps) as a Value.
+fn value_of(v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if v.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = v.downcast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if v.is_instance_of::<PyInt>() {
+        return Ok(Value::Int(v.extract::<i128>()?));
+    }
+    if let Ok(f) = v.downcast::<PyFloat>() {
+        return Ok(Value::Float(f.value()));
+    }
+    if let Ok(s) = v.downcast::<PyString>() {
+        return Ok(Value::Str(s.to_str()?.to_string()));
+    }
+    if let Ok(d) = v.downcast::<PyDict>() {
+        let mut m = Map::new();
+        for (k, x) in d.iter() {
+            m.insert(k.str()?.to_str()?.to_string(), value_of(&x)?);
+        }
+        return Ok(Value::Map(m));
+    }
+    if let Ok(l) = v.downcast::<PyList>() {
+        return Ok(Value::List(
+            l.iter().map(|x| value_of(&x)).collect::<PyResult<_>>()?,
+        ));
+    }
+    if let Ok(t) = v.downcast::<PyTuple>() {
+        return Ok(Value::List(
+            t.iter().map(|x| value_of(&x)).collect::<PyResult<_>>()?,
+        ));
+    }
+    Err(PyValueError::new_err(format!("not a table value: {v}")))
+}
+
+fn item<'py>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+    d.get_item(key)?
+        .ok_or_else(|| PyValueError::new_err(format!("spec: missing {key}")))
+}
+
+fn opt<'py, T: FromPyObject<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<Option<T>> {
+    let v = item(d, key)?;
+    if v.is_none() {
+        Ok(None)
+    } else {
+        v.extract().map(Some)
+    }
+}
+
+fn source_of(
+    d: &Bound<'_, PyDict>,
+    fields: &mut Vec<Field>,
+    names: &mut HashMap<String, usize>,
+) -> PyResult<Source> {
+    let mut compose = Vec::new();
+    for member in item(d, "compose")?.downcast::<PyList>()?.iter() {
+        let member = member.downcast::<PyTuple>()?;
+        let name: String = member.get_item(0)?.extract()?;
+        let mut options = Vec::new();
+        for option in member.get_item(1)?.downcast::<PyList>()?.iter() {
+            options.push(source_of(option.downcast::<PyDict>()?, fields, names)?);
+        }
+        compose.push((name, options));
+    }
+    let field: String = item(d, "field")?.extract()?;
+    let index = match names.get(&field) {
+        Some(&i) => i,
+        None => {
+            let role = role_of(&field)
+                .ok_or_else(|| PyValueError::new_err(format!("spec: unknown field {field}")))?;
+            fields.push(Field {
+                merged: field == "metadata" || field == "usage.other",
+                dict: field == "model_parameters",
+                name: field.clone(),
+                role,
+            });
+            names.insert(field, fields.len() - 1);
+            fields.len() - 1
+        }
+    };
+    let read = Read::from_name(&item(d, "read")?.extract::<String>()?);
+    let values = item(d, "values")?;
+    Ok(Source {
+        field: index,
+        priority: item(d, "priority")?.extract()?,
+        read,
+        key: opt(d, "key")?,
+        prefix: opt(d, "prefix")?,
+        events: item(d, "events")?.extract()?,
+        attribute: opt(d, "attribute")?,
+        compose,
+        require: item(d, "require")?.extract()?,
+        merge: item(d, "merge")?.extract()?,
+        in_python: item(d, "in_python")?.extract::<bool>()? || read == Read::InPython,
+        span_names: item(d, "span_names")?
+            .extract::<Vec<String>>()?
+            .into_iter()
+            .collect(),
+        constant: value_of(&item(d, "constant")?)?,
+        path: item(d, "path")?.extract()?,
+        pick: opt(d, "pick")?,
+        values: if values.is_none() {
+            None
+        } else {
+            match value_of(&values)? {
+                Value::Map(m) => Some(m),
+                _ => return Err(PyValueError::new_err("spec: values is not a mapping")),
+            }
+        },
+        unit: item(d, "unit")?.extract()?,
+        exclude: item(d, "exclude")?
+            .extract::<Vec<String>>()?
+            .into_iter()
+            .collect(),
+        known: item(d, "known")?.extract()?,
+        when: opt(d, "when")?,
+        prepend: opt(d, "prepend")?,
+        scopes: opt(d, "scopes")?,
+        system_instructions: item(d, "system_instructions")?.extract()?,
+        fast: item(d, "fast")?.extract()?,
+    })
+}
+
+fn rule_of(d: &Bound<'_, PyDict>) -> PyResult<TypeRule> {
+    let case: String = item(d, "case")?.extract()?;
+    Ok(TypeRule {
+        key: opt(d, "key")?,
+        values: opt::<StdHashMap<String, String>>(d, "values")?.map(|m| m.into_iter().collect()),
+        prefixes: item(d, "prefixes")?.extract()?,
+        name_prefixes: item(d, "name_prefixes")?.extract()?,
+        span_names: opt::<StdHashMap<String, String>>(d, "span_names")?
+            .map(|m| m.into_iter().collect()),
+        any_of: item(d, "any_of")?.extract()?,
+        ty: opt(d, "type")?,
+        requires_any: item(d, "requires_any")?.extract()?,
+        case: match case.as_str() {
+            "lower" => Case::Lower,
+            "upper" => Case::Upper,
+            _ => Case::Exact,
+        },
+        scopes: opt(d, "scopes")?,
+        resource: opt::<StdHashMap<String, String>>(d, "resource")?
+            .map(|m| m.into_iter().collect()),
+        version_at_most: opt(d, "scope_version_at_most")?,
+    })
+}
+
+fn set(d: &Bound<'_, PyDict>, key: &str) -> PyResult<HashSet<String>> {
+    Ok(item(d, key)?
+        .extract::<Vec<String>>()?
+        .into_iter()
+        .collect())
+}
+
+/// The conventions table compiled for the core, with the price table's `estimate` (called for
+/// model calls that carry no cost) and its name (`prices.source()`).
+#[pyclass(frozen, module = "otlp_router._native")]
+pub struct GenAI {
+    table: Table,
+    estimate: Py<PyAny>,
+    price_source: String,
+}
+
+#[pymethods]
+impl GenAI {
+    #[new]
+    fn new(spec: &Bound<'_, PyDict>, estimate: Py<PyAny>, price_source: String) -> PyResult<GenAI> {
+        let mut fields = Vec::new();
+        let mut names = HashMap::default();
+        let mut sources = Vec::new();
+        let mut compose_keys = Vec::new();
+        for (rank, s) in item(spec, "sources")?
+            .downcast::<PyList>()?
+            .iter()
+            .enumerate()
+        {
+            let d = s.downcast::<PyDict>()?;
+            sources.push(source_of(d, &mut fields, &mut names)?);
+            let keys: Vec<String> = item(d, "compose_keys")?.extract()?;
+            if !keys.is_empty() {
+                compose_keys.push((rank, keys));
+            }
+        }
+        let mut rules = Vec::new();
+        for r in item(spec, "type_rules")?.downcast::<PyList>()?.iter() {
+            rules.push(rule_of(r.downcast::<PyDict>()?)?);
+        }
+        let mut suppress = Vec::new();
+        for r in item(spec, "suppress")?.downcast::<PyList>()?.iter() {
+            let d = r.downcast::<PyDict>()?;
+            let fields: HashSet<String> = set(d, "fields")?;
+            suppress.push(Suppress {
+                key: item(d, "key")?.extract()?,
+                values: set(d, "values")?,
+                model: fields.contains("model"),
+                usage: fields.contains("usage"),
+                cost: fields.contains("cost"),
+            });
+        }
+        let table = Table::new(
+            fields,
+            sources,
+            compose_keys,
+            rules,
+            set(spec, "type_keys")?,
+            suppress,
+            item(spec, "estimate_cost")?.extract()?,
+            (
+                set(spec, "content_keys")?,
+                item(spec, "content_prefixes")?.extract()?,
+                set(spec, "not_content")?,
+            ),
+            (
+                set(spec, "mapped_keys")?,
+                item(spec, "mapped_prefixes")?.extract()?,
+            ),
+        );
+        Ok(GenAI {
+            table,
+            estimate,
+            price_source,
+        })
+    }
+
+    /// The per-trace JSON document of `parts` ((span bytes, resource bytes, scope name, scope
+    /// version) each), or None when a span needs what only Python reads (then Python writes it).
+    fn trace_document<'py>(
+        &self,
+        py: Python<'py>,
+        trace_id: &[u8],
+        parts: Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, String, String)>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let spans: Vec<SpanPart> = parts
+            .iter()
+            .map(|(span, resource, name, version)| SpanPart {
+                span: span.as_bytes(),
+                resource: resource.as_bytes(),
+                scope_name: name,
+                scope_version: version,
+            })
+            .collect();
+        let estimate = self.estimate.bind(py);
+        let mut pricer = |q: &Priced| -> Result<Option<Estimate>, InPython> {
+            let i128_or_none = |n: Option<i128>| n.map(|n| n as i64);
+            let got = estimate
+                .call1((
+                    q.model,
+                    q.provider,
+                    q.at_unix_nano,
+                    i128_or_none(q.input),
+                    i128_or_none(q.output),
+                    i128_or_none(q.cache_read),
+                    i128_or_none(q.cache_write),
+                    i128_or_none(q.reasoning),
+                ))
+                .map_err(|_| InPython)?;
+            if got.is_none() {
+                return Ok(None);
+            }
+            let f = |name: &str| -> Result<f64, InPython> {
+                got.getattr(name)
+                    .and_then(|x| x.extract())
+                    .map_err(|_| InPython)
+            };
+            let t = |name: &str| -> Result<String, InPython> {
+                got.getattr(name)
+                    .and_then(|x| x.extract())
+                    .map_err(|_| InPython)
+            };
+            Ok(Some(Estimate {
+                input: f("input")?,
+                output: f("output")?,
+                total: f("total")?,
+                model: t("model")?,
+                provider: t("provider")?,
+            }))
+        };
+        match trace_document(
+            &self.table,
+            trace_id,
+            &spans,
+            &mut pricer,
+            &self.price_source,
+        ) {
+            Ok(doc) => Ok(Some(PyBytes::new(py, &doc))),
+            Err(InPython) => Ok(None),
+        }
+    }
+}
+
+/// A traces request's spans as the trace assembler keeps them: `(resources, spans)`, the
+/// Resource messages' bytes and, per span, `(trace id, span bytes, resource index, scope name,
+/// scope version)`; None when Python is to split it (bytes upb would read otherwise than plainly).
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+pub fn trace_spans<'py>(
+    py: Python<'py>,
+    request: &[u8],
+) -> PyResult<
+    Option<(
+        Vec<Bound<'py, PyBytes>>,
+        Vec<(
+            Bound<'py, PyBytes>,
+            Bound<'py, PyBytes>,
+            usize,
+            Bound<'py, PyString>,
+            Bound<'py, PyString>,
+        )>,
+    )>,
+> {
+    let Ok(split) = split_traces(request) else {
+        return Ok(None);
+    };
+    let resources = split
+        .resources
+        .iter()
+        .map(|r| PyBytes::new(py, r))
+        .collect();
+    let spans = split
+        .spans
+        .iter()
+        .map(|(trace_id, span, resource, name, version)| {
+            (
+                PyBytes::new(py, trace_id),
+                PyBytes::new(py, span),
+                *resource,
+                PyString::new(py, name),
+                PyString::new(py, version),
+            )
+        })
+        .collect();
+    Ok(Some((resources, spans)))
+}
