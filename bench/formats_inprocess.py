@@ -9,7 +9,8 @@ Rows: `per-trace JSON` is trace_json.trace_document + encode_document for each t
 spans as the assembler keeps them (one protobuf per span, parsed again at close); `native
 per-trace JSON` is the same document written by the core from those bytes (trace_json.encode_trace:
 native/src/genai); `Aperture` is
-the canonical view + aperture.record + encode_record for each model call. `--profile` prints
+the canonical view + aperture.record + encode_record for each model call, and `native Aperture`
+the record made by the core from the span's bytes (what the RecordBatcher does). `--profile` prints
 where the per-trace JSON time goes (cProfile, by own time), the map of what to move into the
 native core next.
 """
@@ -74,6 +75,15 @@ def aperture_records(traces: dict[bytes, Kept]) -> None:
                     aperture.encode_record(record)
 
 
+def native_aperture_records(traces: dict[bytes, Kept]) -> None:
+    core = genai.native_table()
+    record_id = 0
+    for parts in traces.values():
+        for part in parts:
+            record_id += 1
+            assert core.aperture_record(*part, record_id, False, None) is not None
+
+
 def cpu_per_span(run: Callable[[], None], rounds: int) -> float:
     """Process CPU microseconds per span, the minimum of 5 repeats."""
     run()
@@ -101,7 +111,8 @@ def main() -> None:
                for t, parts in traces.items()), "the core leaves this payload to Python"
     for name, run in (("per-trace JSON", lambda: per_trace_json(traces)),
                       ("native per-trace JSON", lambda: native_per_trace_json(traces)),
-                      ("Aperture", lambda: aperture_records(traces))):
+                      ("Aperture", lambda: aperture_records(traces)),
+                      ("native Aperture", lambda: native_aperture_records(traces))):
         us = cpu_per_span(run, args.rounds)
         print(f"{name:<24}{us:>15.2f}{us / floor:>13.1f}")
     if args.profile:

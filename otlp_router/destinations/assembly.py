@@ -22,6 +22,7 @@ from otlp_router import _native
 from otlp_router.model import otlp_json
 from otlp_router.model.attributes import to_dict
 from otlp_router.model.batch import Batch, items_of, select
+from otlp_router.model import genai
 from otlp_router.model.genai import view
 from otlp_router.spool.base import Entry
 
@@ -254,7 +255,7 @@ class TraceAssembler:
             split = _native.trace_spans(entry.batch.wire)
             if split is not None:   # the spans' bytes cut from the request's, not decoded
                 resources, spans = split
-                for trace_id, wire, resource, name, version in spans:
+                for trace_id, _, wire, resource, name, version in spans:
                     self._keep(entry, trace_id, (wire, resources[resource], name, version), now, hold)
                 entry.batch.compact()
                 return []
@@ -363,12 +364,6 @@ class RecordBatcher:
         self._last_id = 0
         self._hold: Hold = lambda entry: None
 
-    def _next_id(self, received: float, index: int) -> int:
-        # From the arrival time (microseconds) and the position in the request, so
-        # a replay after a restart numbers the same records the same; increasing.
-        self._last_id = max(self._last_id + 1, int(received * 1_000_000) + index)
-        return self._last_id
-
     def _group(self, key_name: str | None, now: float) -> RecordGroup:
         group = self.current.get(key_name)
         if group is None:
@@ -378,37 +373,57 @@ class RecordBatcher:
     def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
         self._hold = hold
         batch = entry.batch
+        split = _native.trace_spans(batch.wire) if batch.signal.name == "traces" else None
         poisoned: list[Poison] = []
         bad: set[int] = set()
         first_error: BaseException | None = None
         index = 0
-        for position, item, ref, _ in _spans(entry, now, hold, poisoned):
-            if ref.__class__ is LogRef:
+        if split is not None:   # spans cut from the request's bytes, each record made by the core
+            resources, spans = split
+            items: list[tuple[int, bytes, Any]] = [(position, span_id, (wire, resources[r], name, version))
+                                                   for position, (_, span_id, wire, r, name, version) in enumerate(spans)]
+        else:
+            items = [(position, item.span_id if ref.__class__ is SpanRef else b"", (item, ref))
+                     for position, item, ref, _ in _spans(entry, now, hold, poisoned)]
+        core = genai.native_table()
+        for position, span_id, kept in items:
+            if split is None and kept[1].__class__ is LogRef:
                 group = self._group(batch.api_key_name, now)
                 group.take(entry, 0, 0, now, hold)
-                group.logs.append((ref, entry, position))
+                group.logs.append((kept[1], entry, position))
                 group.members.setdefault(id(entry), set()).add(position)
                 continue
+            # The id this record gets if the span is a model call (taken only then): from the arrival
+            # time (microseconds) and the position in the request, so a replay after a restart
+            # numbers the same records the same; increasing.
+            record_id = max(self._last_id + 1, int(batch.received * 1_000_000) + index + 1)
             try:
-                genai = view(item, ref.resource, ref.scope_name, ref.scope_version)
-                if not genai.is_genai:
-                    continue
-                index += 1
-                record_id = self._next_id(batch.received, index)
-                rec = aperture_record(ref, genai, record_id=record_id, privacy=self.privacy,
-                                      api_key_name=batch.api_key_name)
-                encoded = encode_record(rec) if rec is not None else None
+                encoded = None
+                if split is not None:
+                    encoded = core.aperture_record(*kept, record_id, self.privacy, batch.api_key_name)
+                    if encoded is False:
+                        continue
+                if encoded is None:   # Python's to make
+                    ref = kept[1] if split is None else span_refs([kept])[0]
+                    view_ = view(ref.span, ref.resource, ref.scope_name, ref.scope_version)
+                    if not view_.is_genai:
+                        continue
+                    rec = aperture_record(ref, view_, record_id=record_id, privacy=self.privacy,
+                                          api_key_name=batch.api_key_name)
+                    if rec is None:
+                        continue
+                    encoded = encode_record(rec)
             except Exception as e:  # noqa: BLE001 - one bad span must not stop the destination
                 bad.add(position)
                 first_error = first_error or e
                 continue
-            if rec is None or encoded is None:
-                continue
+            index += 1
+            self._last_id = record_id
             group = self._group(batch.api_key_name, now)
             group.take(entry, 1, 1, now, hold)
             group.records.append(encoded)
             group.record_ids.append(record_id)
-            group.spans.append((entry, position, item.span_id))
+            group.spans.append((entry, position, span_id))
             group.members.setdefault(id(entry), set()).add(position)
             if len(group.records) >= self.limit:
                 self.full.extend(self._close(self.current.pop(batch.api_key_name), now))

@@ -484,8 +484,8 @@ pub fn trace_document(
 /// id, the index of its resource (the Resource message's bytes, in `resources`) and its scope's
 /// name and version.  `Err(Python)` where upb would read the bytes otherwise than plainly (a
 /// singular field given twice, a wrong wire type): Python splits that request.
-/// (trace id, span bytes, resource index, scope name, scope version)
-pub type SplitSpan<'a> = (&'a [u8], &'a [u8], usize, &'a str, &'a str);
+/// (trace id, span id, span bytes, resource index, scope name, scope version)
+pub type SplitSpan<'a> = (&'a [u8], &'a [u8], &'a [u8], usize, &'a str, &'a str);
 
 pub struct Split<'a> {
     pub resources: Vec<&'a [u8]>,
@@ -553,17 +553,24 @@ fn split_resource_spans<'a>(b: &'a [u8], out: &mut Split<'a>) -> Result<(), Pyth
         }
         let (name, version) = (utf8(name.unwrap_or(b""))?, utf8(version.unwrap_or(b""))?);
         for span in spans {
-            let mut trace_id = None;
+            let (mut trace_id, mut span_id) = (None, None);
             for f in Fields::new(span) {
                 let f = f.map_err(|_| Python)?;
                 match (f.number, f.wire) {
                     (1, 2) => singular(&mut trace_id, f.data)?,
-                    (1, _) => return Err(Python),
+                    (2, 2) => singular(&mut span_id, f.data)?,
+                    (1 | 2, _) => return Err(Python),
                     _ => {}
                 }
             }
-            out.spans
-                .push((trace_id.unwrap_or(b""), span, index, name, version));
+            out.spans.push((
+                trace_id.unwrap_or(b""),
+                span_id.unwrap_or(b""),
+                span,
+                index,
+                name,
+                version,
+            ));
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
+use super::aperture;
 use super::document::{split_traces, trace_document, SpanPart};
 use super::read::Python as InPython;
 use super::table::{role_of, Case, Field, Read, Source, Suppress, Table, TypeRule};
@@ -171,6 +172,43 @@ fn set(d: &Bound<'_, PyDict>, key: &str) -> PyResult<HashSet<String>> {
         .collect())
 }
 
+/// `prices.estimate` asked from the core; an exception is Python's to raise (the trace is Python's).
+fn priced(estimate: &Bound<'_, PyAny>, q: &Priced) -> Result<Option<Estimate>, InPython> {
+    let count = |n: Option<i128>| n.map(|n| n as i64);
+    let got = estimate
+        .call1((
+            q.model,
+            q.provider,
+            q.at_unix_nano,
+            count(q.input),
+            count(q.output),
+            count(q.cache_read),
+            count(q.cache_write),
+            count(q.reasoning),
+        ))
+        .map_err(|_| InPython)?;
+    if got.is_none() {
+        return Ok(None);
+    }
+    let f = |name: &str| -> Result<f64, InPython> {
+        got.getattr(name)
+            .and_then(|x| x.extract())
+            .map_err(|_| InPython)
+    };
+    let t = |name: &str| -> Result<String, InPython> {
+        got.getattr(name)
+            .and_then(|x| x.extract())
+            .map_err(|_| InPython)
+    };
+    Ok(Some(Estimate {
+        input: f("input")?,
+        output: f("output")?,
+        total: f("total")?,
+        model: t("model")?,
+        provider: t("provider")?,
+    }))
+}
+
 /// The conventions table compiled for the core, with the price table's `estimate` (called for
 /// model calls that carry no cost) and its name (`prices.source()`).
 #[pyclass(frozen, module = "otlp_router._native")]
@@ -259,41 +297,7 @@ impl GenAI {
             })
             .collect();
         let estimate = self.estimate.bind(py);
-        let mut pricer = |q: &Priced| -> Result<Option<Estimate>, InPython> {
-            let i128_or_none = |n: Option<i128>| n.map(|n| n as i64);
-            let got = estimate
-                .call1((
-                    q.model,
-                    q.provider,
-                    q.at_unix_nano,
-                    i128_or_none(q.input),
-                    i128_or_none(q.output),
-                    i128_or_none(q.cache_read),
-                    i128_or_none(q.cache_write),
-                    i128_or_none(q.reasoning),
-                ))
-                .map_err(|_| InPython)?;
-            if got.is_none() {
-                return Ok(None);
-            }
-            let f = |name: &str| -> Result<f64, InPython> {
-                got.getattr(name)
-                    .and_then(|x| x.extract())
-                    .map_err(|_| InPython)
-            };
-            let t = |name: &str| -> Result<String, InPython> {
-                got.getattr(name)
-                    .and_then(|x| x.extract())
-                    .map_err(|_| InPython)
-            };
-            Ok(Some(Estimate {
-                input: f("input")?,
-                output: f("output")?,
-                total: f("total")?,
-                model: t("model")?,
-                provider: t("provider")?,
-            }))
-        };
+        let mut pricer = |q: &Priced| priced(estimate, q);
         match trace_document(
             &self.table,
             trace_id,
@@ -305,28 +309,55 @@ impl GenAI {
             Err(InPython) => Ok(None),
         }
     }
+
+    /// The Aperture record (CBOR) of a span: its bytes; False when the span is no model call;
+    /// None when Python is to make it.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (span, resource, scope_name, scope_version, record_id, privacy, api_key_name))]
+    fn aperture_record<'py>(
+        &self,
+        py: Python<'py>,
+        span: &[u8],
+        resource: &[u8],
+        scope_name: &str,
+        scope_version: &str,
+        record_id: i128,
+        privacy: bool,
+        api_key_name: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let part = SpanPart {
+            span,
+            resource,
+            scope_name,
+            scope_version,
+        };
+        let estimate = self.estimate.bind(py);
+        let mut pricer = |q: &Priced| priced(estimate, q);
+        Ok(
+            match aperture::record(
+                &self.table,
+                &part,
+                record_id,
+                privacy,
+                api_key_name,
+                &mut pricer,
+            ) {
+                Ok(Some(cbor)) => PyBytes::new(py, &cbor).into_any(),
+                Ok(None) => PyBool::new(py, false).to_owned().into_any(),
+                Err(InPython) => py.None().into_bound(py),
+            },
+        )
+    }
 }
 
+type SplitOut<'py> = (Vec<Bound<'py, PyBytes>>, Vec<Bound<'py, PyTuple>>);
+
 /// A traces request's spans as the trace assembler keeps them: `(resources, spans)`, the
-/// Resource messages' bytes and, per span, `(trace id, span bytes, resource index, scope name,
-/// scope version)`; None when Python is to split it (bytes upb would read otherwise than plainly).
+/// Resource messages' bytes and, per span, `(trace id, span id, span bytes, resource index,
+/// scope name, scope version)`; None when Python is to split it (bytes upb would read otherwise
+/// than plainly).
 #[pyfunction]
-#[allow(clippy::type_complexity)]
-pub fn trace_spans<'py>(
-    py: Python<'py>,
-    request: &[u8],
-) -> PyResult<
-    Option<(
-        Vec<Bound<'py, PyBytes>>,
-        Vec<(
-            Bound<'py, PyBytes>,
-            Bound<'py, PyBytes>,
-            usize,
-            Bound<'py, PyString>,
-            Bound<'py, PyString>,
-        )>,
-    )>,
-> {
+pub fn trace_spans<'py>(py: Python<'py>, request: &[u8]) -> PyResult<Option<SplitOut<'py>>> {
     let Ok(split) = split_traces(request) else {
         return Ok(None);
     };
@@ -335,18 +366,30 @@ pub fn trace_spans<'py>(
         .iter()
         .map(|r| PyBytes::new(py, r))
         .collect();
-    let spans = split
-        .spans
-        .iter()
-        .map(|(trace_id, span, resource, name, version)| {
-            (
-                PyBytes::new(py, trace_id),
-                PyBytes::new(py, span),
-                *resource,
+    let mut scope: Option<(&str, &str, Bound<'py, PyString>, Bound<'py, PyString>)> = None;
+    let mut spans = Vec::with_capacity(split.spans.len());
+    for (trace_id, span_id, span, resource, name, version) in &split.spans {
+        // the spans of one scope share its strings
+        if !matches!(&scope, Some((n, v, _, _)) if n == name && v == version) {
+            scope = Some((
+                name,
+                version,
                 PyString::new(py, name),
                 PyString::new(py, version),
-            )
-        })
-        .collect();
+            ));
+        }
+        let (_, _, name, version) = scope.as_ref().expect("set above");
+        spans.push(PyTuple::new(
+            py,
+            [
+                PyBytes::new(py, trace_id).into_any(),
+                PyBytes::new(py, span_id).into_any(),
+                PyBytes::new(py, span).into_any(),
+                resource.into_pyobject(py)?.into_any(),
+                name.clone().into_any(),
+                version.clone().into_any(),
+            ],
+        )?);
+    }
     Ok(Some((resources, spans)))
 }

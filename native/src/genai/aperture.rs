@@ -1,0 +1,639 @@
+//! Tailscale Aperture export records (destinations/formats/aperture.py's `record` +
+//! `encode_record`): one CBOR map per model call, byte for byte what cbor2 writes for the
+//! record Python builds from the same view.
+
+use super::document::{parse_span, resource_attributes, SpanPart};
+use super::read::{self, Python};
+use super::table::Table;
+use super::value::{self, Map, Value};
+use super::view::{self, Pricer, SpanInfo, View};
+use crate::wire::fields::parse_kv;
+
+const VERSION: i128 = 2;
+
+fn api_path(api_type: &str) -> &'static str {
+    match api_type {
+        "oai_completions" => "/v1/chat/completions",
+        "oai_text_completions" => "/v1/completions",
+        "oai_responses" => "/v1/responses",
+        "oai_embeddings" => "/v1/embeddings",
+        "ant_messages" => "/v1/messages",
+        "gai_generate_content" => "/v1beta/models/{model}:generateContent",
+        "gai_embed_content" => "/v1beta/models/{model}:embedContent",
+        "bedrock_model_invoke" => "/model/{model}/invoke",
+        _ => "",
+    }
+}
+
+const PATH_API_TYPES: [(&str, &str); 8] = [
+    ("/chat/completions", "oai_completions"),
+    ("/completions", "oai_text_completions"),
+    ("/responses", "oai_responses"),
+    ("/embeddings", "oai_embeddings"),
+    ("/messages", "ant_messages"),
+    (":generateContent", "gai_generate_content"),
+    (":streamGenerateContent", "gai_generate_content"),
+    (":embedContent", "gai_embed_content"),
+];
+
+fn provider_family(provider: &str) -> Option<&'static str> {
+    Some(match provider {
+        "openai" | "azure.ai.openai" | "az.ai.openai" | "azure" | "azure_openai" => "openai",
+        "openrouter" | "azure.ai.inference" | "az.ai.inference" | "groq" | "deepseek"
+        | "mistral_ai" | "mistralai" | "x_ai" | "xai" | "perplexity" | "together_ai"
+        | "together" | "fireworks" | "ollama" | "vllm" => "openai_compatible",
+        "anthropic" => "anthropic",
+        "gcp.gemini" | "gcp.gen_ai" | "gemini" | "google" | "google ai studio" => "gemini",
+        "gcp.vertex_ai" | "vertex_ai" | "vertexai" | "google vertex" => "vertex",
+        "aws.bedrock" | "bedrock" | "amazon bedrock" => "bedrock",
+        _ => return None,
+    })
+}
+
+const MODEL_PREFIXES: [(&str, &str); 9] = [
+    ("claude", "anthropic"),
+    ("gemini", "gemini"),
+    ("gpt-", "openai"),
+    ("chatgpt", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("text-embedding-3", "openai"),
+    ("text-embedding-ada", "openai"),
+];
+
+fn operation_kind(operation: &str) -> Option<&'static str> {
+    Some(match operation {
+        "chat" | "generate_content" => "chat",
+        "text_completion" => "text_completion",
+        "embeddings" => "embeddings",
+        "responses" => "responses",
+        _ => return None,
+    })
+}
+
+fn api_type_of(family: &str, kind: &str) -> &'static str {
+    match (family, kind) {
+        ("openai", "chat") | ("openai_compatible", "chat") => "oai_completions",
+        ("openai", "text_completion") | ("openai_compatible", "text_completion") => {
+            "oai_text_completions"
+        }
+        ("openai", "embeddings") | ("openai_compatible", "embeddings") => "oai_embeddings",
+        ("openai", "responses") => "oai_responses",
+        ("anthropic", "chat") | ("anthropic", "text_completion") => "ant_messages",
+        ("gemini", "chat") | ("gemini", "text_completion") => "gai_generate_content",
+        ("gemini", "embeddings") => "gai_embed_content",
+        ("vertex", "chat") | ("vertex", "text_completion") => "vertex_generate_content",
+        ("bedrock", "chat") | ("bedrock", "text_completion") | ("bedrock", "embeddings") => {
+            "bedrock_model_invoke"
+        }
+        _ => "unknown",
+    }
+}
+
+const OPENROUTER_MARKERS: [&str; 2] = ["openrouter.provider_slug", "openrouter.api_key_name"];
+const NODE_KEYS: [&str; 3] = ["host.id", "service.instance.id", "host.name"];
+const PATH_KEYS: [&str; 3] = ["http.route", "url.path", "http.target"];
+const STATUS_KEYS: [&str; 2] = ["http.response.status_code", "http.status_code"];
+const REQUEST_HEADER: &str = "http.request.header.";
+const RESPONSE_HEADER: &str = "http.response.header.";
+const SECRET_HEADERS: [&str; 7] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+];
+const CALL_TYPES: [&str; 3] = ["tool_call", "tool_use", "function_call"];
+
+fn s(text: &str) -> Value {
+    Value::Str(text.to_string())
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Int(n)) => *n != 0,
+        Some(Value::Float(f)) => *f != 0.0,
+        Some(Value::Str(x)) => !x.is_empty(),
+        Some(Value::Bytes(b)) => !b.is_empty(),
+        Some(Value::List(l)) => !l.is_empty(),
+        Some(Value::Map(m)) => !m.is_empty(),
+    }
+}
+
+/// `x or y` of two values.
+fn or<'a>(a: Option<&'a Value>, b: Option<&'a Value>) -> Value {
+    if truthy(a) {
+        a.cloned().unwrap_or(Value::Null)
+    } else {
+        b.cloned().unwrap_or(Value::Null)
+    }
+}
+
+/// A non-empty string of the view (its text readers give strings), as `view.x or ""` reads it.
+fn text_or_empty(v: &Value) -> Result<String, Python> {
+    match v {
+        Value::Null => Ok(String::new()),
+        Value::Str(x) => Ok(x.clone()),
+        _ => Err(Python),
+    }
+}
+
+fn request_path(v: Option<&Value>) -> Option<String> {
+    let Some(Value::Str(text)) = v else {
+        return None;
+    };
+    let path = text.split('?').next().unwrap_or("").trim_end_matches('/');
+    (!path.is_empty()).then(|| path.to_string())
+}
+
+fn status(v: Option<&Value>) -> Result<Option<i128>, Python> {
+    let n = match v {
+        Some(Value::Str(text)) => {
+            if text.is_empty() || !text.chars().all(char::is_numeric) {
+                return Ok(None);
+            }
+            if !text.is_ascii() {
+                return Err(Python); // Unicode digits: what int() makes of them is Python's
+            }
+            text.trim_start_matches('0').parse::<i128>().unwrap_or(
+                if text.trim_start_matches('0').is_empty() {
+                    0
+                } else {
+                    i128::MAX
+                },
+            )
+        }
+        Some(Value::Int(n)) => *n,
+        _ => return Ok(None),
+    };
+    Ok((100..=599).contains(&n).then_some(n))
+}
+
+/// Python's `str()` of a header value.
+fn header_text(v: &Value) -> Result<String, Python> {
+    Ok(match v {
+        Value::Str(x) => x.clone(),
+        Value::Int(n) => n.to_string(),
+        Value::Float(f) => read::float_str(*f),
+        Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+        _ => return Err(Python),
+    })
+}
+
+fn add_header(headers: &mut Map, name: &str, v: &Value) -> Result<(), Python> {
+    if name.is_empty() || SECRET_HEADERS.contains(&name.to_lowercase().as_str()) {
+        return Ok(());
+    }
+    let values: Vec<&Value> = match v {
+        Value::List(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let mut out = Vec::new();
+    for x in values {
+        if !matches!(x, Value::Null) {
+            out.push(Value::Str(header_text(x)?));
+        }
+    }
+    headers.insert(name.to_string(), Value::List(out));
+    Ok(())
+}
+
+fn is_call(item: &Map) -> bool {
+    matches!(item.get("type"), Some(Value::Str(kind)) if CALL_TYPES.contains(&kind.as_str()))
+}
+
+fn tool_use(call: &Map) -> Value {
+    let call = match call.get("tool_call") {
+        Some(Value::Map(inner)) => inner,
+        _ => call,
+    };
+    let (name, arguments) = match call.get("function") {
+        Some(Value::Map(function)) => (
+            function.get("name").cloned(),
+            function.get("arguments").cloned(),
+        ),
+        _ => (
+            call.get("name").cloned(),
+            if call.contains_key("arguments") {
+                call.get("arguments").cloned()
+            } else {
+                call.get("input").cloned()
+            },
+        ),
+    };
+    Value::Map(Map(vec![
+        ("id".into(), or(call.get("call_id"), call.get("id"))),
+        ("name".into(), name.unwrap_or(Value::Null)),
+        ("arguments".into(), arguments.unwrap_or(Value::Null)),
+    ]))
+}
+
+/// `_tool_uses`: the tool calls in a span's output, whichever message shape holds them.
+fn tool_uses(output: &Value) -> Vec<Value> {
+    let messages: Vec<Value> = match output {
+        Value::List(items) => items.clone(),
+        Value::Map(m) => match (m.get("choices"), m.get("output")) {
+            (Some(Value::List(choices)), _) => choices
+                .iter()
+                .filter_map(|c| match c {
+                    Value::Map(c) => Some(or(c.get("message"), c.get("delta"))),
+                    _ => None,
+                })
+                .collect(),
+            (_, Some(Value::List(items))) => items.clone(),
+            _ => vec![output.clone()],
+        },
+        _ => return vec![],
+    };
+    let mut uses = Vec::new();
+    for message in &messages {
+        let message = match message {
+            Value::Map(m) => match m.get("message") {
+                Some(Value::Map(inner)) => inner,
+                _ => m,
+            },
+            _ => continue,
+        };
+        if is_call(message) {
+            uses.push(tool_use(message));
+            continue;
+        }
+        if let Some(Value::List(calls)) = message.get("tool_calls") {
+            uses.extend(calls.iter().filter_map(|c| match c {
+                Value::Map(c) => Some(tool_use(c)),
+                _ => None,
+            }));
+        }
+        for key in ["parts", "content"] {
+            if let Some(Value::List(items)) = message.get(key) {
+                uses.extend(items.iter().filter_map(|i| match i {
+                    Value::Map(i) if is_call(i) => Some(tool_use(i)),
+                    _ => None,
+                }));
+            }
+        }
+        if let Some(Value::Map(call)) = message.get("function_call") {
+            uses.push(tool_use(call));
+        }
+    }
+    uses
+}
+
+/// `_body`: a body as text and as bytes.
+fn body(v: &Value) -> Result<(Value, Value), Python> {
+    Ok(match v {
+        Value::Null => (Value::Null, Value::Bytes(vec![])),
+        Value::Str(x) => (v.clone(), Value::Bytes(x.as_bytes().to_vec())),
+        other => {
+            let raw = value::dumps(other).ok_or(Python)?;
+            (
+                Value::Str(String::from_utf8(raw.clone()).map_err(|_| Python)?),
+                Value::Bytes(raw),
+            )
+        }
+    })
+}
+
+fn api_type(v: &View, path: Option<&str>) -> Result<&'static str, Python> {
+    if let Some(path) = path {
+        if let Some((_, t)) = PATH_API_TYPES
+            .iter()
+            .find(|(ending, _)| path.ends_with(ending))
+        {
+            return Ok(t);
+        }
+    }
+    let Value::Map(metadata) = &v.metadata else {
+        return Err(Python);
+    };
+    let family = if OPENROUTER_MARKERS.iter().any(|m| metadata.contains_key(m)) {
+        Some("openai_compatible")
+    } else if truthy(Some(&v.provider)) {
+        let Value::Str(provider) = &v.provider else {
+            return Err(Python);
+        };
+        provider_family(&provider.to_lowercase())
+    } else {
+        let model = text_or_empty(&v.model)?.to_lowercase();
+        MODEL_PREFIXES
+            .iter()
+            .find(|(p, _)| model.starts_with(p))
+            .map(|(_, f)| *f)
+    };
+    let Some(family) = family else {
+        return Ok("unknown");
+    };
+    let operation = text_or_empty(&v.operation)?;
+    let kind = operation_kind(&operation).unwrap_or(if v.ty == "EMBEDDING" {
+        "embeddings"
+    } else {
+        "chat"
+    });
+    Ok(api_type_of(family, kind))
+}
+
+/// The record's CBOR of a span, None when it is no model call.
+#[allow(clippy::too_many_arguments)]
+pub fn record(
+    table: &Table,
+    part: &SpanPart,
+    record_id: i128,
+    privacy: bool,
+    api_key_name: Option<&str>,
+    pricer: &mut Pricer,
+) -> Result<Option<Vec<u8>>, Python> {
+    let span = parse_span(part.span)?;
+    let resource = resource_attributes(part.resource)?;
+    let attrs = super::document::attributes_of(&span.attributes, resource.clone())?;
+    let info = SpanInfo {
+        name: span.name,
+        scope_name: part.scope_name,
+        scope_version: part.scope_version,
+        status_code: span.status_code,
+        status_message: span.status_message,
+        start_unix_nano: span.start,
+        events: &span.events,
+    };
+    let v = view::view(table, &attrs, &info, Some(&resource), pricer)?;
+    if !v.is_genai {
+        return Ok(None);
+    }
+
+    let mut found = Map::new();
+    let mut request_headers = Map::new();
+    let mut response_headers = Map::new();
+    let mut tool = Map::new();
+    for body in &span.attributes {
+        let kv = parse_kv(body).map_err(|_| Python)?;
+        let key = std::str::from_utf8(kv.key).map_err(|_| Python)?;
+        if !(key.starts_with("http.") || key.starts_with("url.") || key.starts_with("gen_ai.tool."))
+        {
+            continue;
+        }
+        let value = || value::from_any_value(&kv.value_wire()).map_err(|_| Python);
+        if PATH_KEYS.contains(&key) || STATUS_KEYS.contains(&key) {
+            found.insert(key.to_string(), value()?);
+        } else if privacy {
+            continue;
+        } else if let Some(name) = key.strip_prefix(REQUEST_HEADER) {
+            add_header(&mut request_headers, name, &value()?)?;
+        } else if let Some(name) = key.strip_prefix(RESPONSE_HEADER) {
+            add_header(&mut response_headers, name, &value()?)?;
+        } else if let Some(short) = match key {
+            "gen_ai.tool.call.id" => Some("id"),
+            "gen_ai.tool.name" => Some("name"),
+            "gen_ai.tool.call.arguments" => Some("arguments"),
+            _ => None,
+        } {
+            tool.insert(short.to_string(), value()?);
+        }
+    }
+
+    let model = text_or_empty(&v.model)?;
+    let path_found = PATH_KEYS.iter().find_map(|k| request_path(found.get(k)));
+    let api_type = api_type(&v, path_found.as_deref())?;
+    let path = match path_found {
+        Some(p) => p,
+        None => {
+            let p = api_path(api_type);
+            if p.contains("{model}") {
+                if model.is_empty() {
+                    String::new()
+                } else {
+                    p.replace("{model}", &model)
+                }
+            } else {
+                p.to_string()
+            }
+        }
+    };
+    let mut status_code = None;
+    for k in STATUS_KEYS {
+        if let Some(code) = status(found.get(k))? {
+            status_code = Some(code);
+            break;
+        }
+    }
+    let status_code = status_code.unwrap_or(if span.status_code == 2 { 500 } else { 200 });
+
+    let mut usage = Map::new();
+    for (key, count) in [
+        ("input_tokens", v.counts[0]),
+        ("output_tokens", v.counts[1]),
+        ("cached_tokens", v.counts[3]),
+        ("reasoning_tokens", v.counts[4]),
+    ] {
+        if let Some(n) = count {
+            usage.insert(key.into(), Value::Int(n));
+        }
+    }
+    let Value::Map(metadata) = &v.metadata else {
+        return Err(Python);
+    };
+    let login_name = if truthy(Some(&v.user_id)) {
+        v.user_id.clone()
+    } else if let Some(name) = api_key_name.filter(|n| !n.is_empty()) {
+        s(name)
+    } else {
+        read::text(
+            metadata
+                .get("openrouter.api_key_name")
+                .unwrap_or(&Value::Null),
+        )
+        .unwrap_or_else(|| s(""))
+    };
+    let stable_node_id = NODE_KEYS
+        .iter()
+        .find_map(|k| read::text(resource.get(k).unwrap_or(&Value::Null)))
+        .unwrap_or_else(|| s(""));
+    let timestamp = rfc3339_nanos(span.start);
+    let capture_id = hex(span.span_id);
+    let session_id = if truthy(Some(&v.session_id)) {
+        v.session_id.clone()
+    } else {
+        s("")
+    };
+    let elapsed = span.end as i128 - span.start as i128;
+
+    let mut out = Map(vec![
+        ("id".into(), Value::Int(record_id)),
+        ("ver".into(), Value::Int(VERSION)),
+        ("timestamp".into(), s(&timestamp)),
+        (
+            "identity".into(),
+            Value::Map(Map(vec![
+                ("login_name".into(), login_name.clone()),
+                ("stable_node_id".into(), stable_node_id.clone()),
+            ])),
+        ),
+        ("model".into(), s(&model)),
+        ("api_type".into(), s(api_type)),
+        ("usage".into(), Value::Map(usage.clone())),
+    ]);
+    if let Some(cost) = v.cost {
+        let basis = match &v.estimate {
+            Some(e) => e.model.clone(),
+            None => model.clone(),
+        };
+        out.insert(
+            "estimated_cost".into(),
+            Value::Map(Map(vec![
+                ("dollars".into(), Value::Float(cost)),
+                ("cost_basis".into(), s(&basis)),
+                ("usage".into(), Value::Map(usage)),
+            ])),
+        );
+    }
+    let duration = if span.end != 0 && elapsed > 0 {
+        (elapsed + 500_000).div_euclid(1_000_000)
+    } else {
+        0
+    };
+    out.insert("duration_ms".into(), Value::Int(duration));
+    out.insert("capture_id".into(), s(&capture_id));
+    out.insert("session_id".into(), session_id.clone());
+    out.insert("path".into(), s(&path));
+    out.insert("status_code".into(), Value::Int(status_code));
+    if !privacy {
+        let mut uses = tool_uses(&v.output);
+        if tool.contains_key("id") || tool.contains_key("name") {
+            let get = |k: &str| tool.get(k).cloned().unwrap_or(Value::Null);
+            uses.push(Value::Map(Map(vec![
+                ("id".into(), get("id")),
+                ("name".into(), get("name")),
+                ("arguments".into(), get("arguments")),
+            ])));
+        }
+        let (request_body, raw_request) = body(&v.input)?;
+        let (response_body, raw_response) = body(&v.output)?;
+        let Value::List(tags) = &v.tags else {
+            return Err(Python);
+        };
+        out.insert(
+            "capture".into(),
+            Value::Map(Map(vec![
+                ("id".into(), s(&capture_id)),
+                ("model".into(), s(&model)),
+                ("startTime".into(), s(&timestamp)),
+                ("loginName".into(), login_name),
+                ("stableNodeId".into(), stable_node_id),
+                ("tags".into(), Value::List(tags.clone())),
+                ("statusCode".into(), Value::Int(status_code)),
+                ("path".into(), s(&path)),
+                ("toolUseData".into(), Value::List(uses)),
+                ("requestHeaders".into(), Value::Map(request_headers)),
+                ("responseHeaders".into(), Value::Map(response_headers)),
+                ("requestBody".into(), request_body),
+                ("responseBody".into(), response_body),
+                ("rawRequestBody".into(), raw_request),
+                ("rawResponseBody".into(), raw_response),
+                ("sessionId".into(), session_id),
+            ])),
+        );
+    }
+    let mut cbor = Vec::with_capacity(part.span.len() * 2 + 256);
+    write_cbor(&Value::Map(out), &mut cbor);
+    Ok(Some(cbor))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// genai.py's `rfc3339` with 9 digits.
+fn rfc3339_nanos(unix_nano: u64) -> String {
+    let micro = read::rfc3339(unix_nano);
+    format!(
+        "{}{:09}Z",
+        &micro[..micro.len() - 7],
+        unix_nano % 1_000_000_000
+    )
+}
+
+fn head(out: &mut Vec<u8>, major: u8, n: u64) {
+    let m = major << 5;
+    if n < 24 {
+        out.push(m | n as u8);
+    } else if n <= 0xff {
+        out.extend_from_slice(&[m | 24, n as u8]);
+    } else if n <= 0xffff {
+        out.push(m | 25);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else if n <= 0xffff_ffff {
+        out.push(m | 26);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        out.push(m | 27);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+/// cbor2.dumps of a value with cbor2's defaults: definite lengths, minimal heads, floats as
+/// doubles (NaN and the infinities as half floats), integers past 64 bits as bignums.
+pub fn write_cbor(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Null => out.push(0xf6),
+        Value::Bool(b) => out.push(if *b { 0xf5 } else { 0xf4 }),
+        Value::Int(n) => {
+            let (major, magnitude) = if *n >= 0 {
+                (0, *n as u128)
+            } else {
+                (1, (-1 - *n) as u128)
+            };
+            match u64::try_from(magnitude) {
+                Ok(m) => head(out, major, m),
+                Err(_) => {
+                    out.push(0xc2 + major); // tag 2 (positive) or 3 (negative) bignum
+                    let bytes = magnitude.to_be_bytes();
+                    let first = bytes
+                        .iter()
+                        .position(|&b| b != 0)
+                        .unwrap_or(bytes.len() - 1);
+                    head(out, 2, (bytes.len() - first) as u64);
+                    out.extend_from_slice(&bytes[first..]);
+                }
+            }
+        }
+        Value::Float(f) => {
+            if f.is_nan() {
+                out.extend_from_slice(&[0xf9, 0x7e, 0x00]);
+            } else if f.is_infinite() {
+                out.extend_from_slice(if *f > 0.0 {
+                    &[0xf9, 0x7c, 0x00]
+                } else {
+                    &[0xf9, 0xfc, 0x00]
+                });
+            } else {
+                out.push(0xfb);
+                out.extend_from_slice(&f.to_be_bytes());
+            }
+        }
+        Value::Str(x) => {
+            head(out, 3, x.len() as u64);
+            out.extend_from_slice(x.as_bytes());
+        }
+        Value::Bytes(b) => {
+            head(out, 2, b.len() as u64);
+            out.extend_from_slice(b);
+        }
+        Value::List(items) => {
+            head(out, 4, items.len() as u64);
+            for x in items {
+                write_cbor(x, out);
+            }
+        }
+        Value::Map(m) => {
+            head(out, 5, m.len() as u64);
+            for (k, x) in m.iter() {
+                head(out, 3, k.len() as u64);
+                out.extend_from_slice(k.as_bytes());
+                write_cbor(x, out);
+            }
+        }
+    }
+}
