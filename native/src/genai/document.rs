@@ -176,25 +176,22 @@ fn s(text: &str) -> Value {
     Value::Str(text.to_string())
 }
 
-fn or_null<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
-    v.map_or(Value::Null, f)
-}
-
 const LANGFUSE_SDK_SCOPE: &str = "langfuse-sdk";
 
-/// The observation of a span (`_observation`).
-fn observation(
+/// An observation's metadata: the span's custom metadata, then where it came from (Langfuse's
+/// reserved keys win over custom ones of the same name) and what priced it.
+fn observation_metadata(
     table: &Table,
-    span: &Span,
     part: &SpanPart,
-    v: View,
+    v: &View,
     attrs: &Attrs,
     resource: &Value,
     price_source: &str,
 ) -> Result<Map, Python> {
-    let Value::Map(mut metadata) = v.metadata else {
+    let Value::Map(metadata) = &v.metadata else {
         return Err(Python);
     };
+    let mut metadata = metadata.clone();
     if !part.scope_name.starts_with(LANGFUSE_SDK_SCOPE) {
         let mut shown = Map::new();
         for (k, x) in attrs.own() {
@@ -222,57 +219,91 @@ fn observation(
             ])),
         );
     }
-    let name = if truthy(&v.name) {
-        v.name
+    Ok(metadata)
+}
+
+/// `,"name":` (no comma before the first member).
+fn member(out: &mut Vec<u8>, name: &str) {
+    if out.last() != Some(&b'{') {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn write_str(out: &mut Vec<u8>, text: &str) {
+    crate::json::encode::push_json_string(out, text);
+}
+
+fn write_hex(out: &mut Vec<u8>, b: &[u8]) {
+    out.push(b'"');
+    out.extend_from_slice(hex(b).as_bytes());
+    out.push(b'"');
+}
+
+/// The observation of a span (`_observation`), written as JSON.
+fn write_observation(out: &mut Vec<u8>, span: &Span, v: View, metadata: Map) {
+    out.push(b'{');
+    member(out, "id");
+    write_hex(out, span.span_id);
+    member(out, "traceId");
+    write_hex(out, span.trace_id);
+    member(out, "parentObservationId");
+    if span.parent_span_id.is_empty() {
+        out.extend_from_slice(b"null");
     } else {
-        s(span.name)
-    };
-    Ok(Map(vec![
-        ("id".into(), Value::Str(hex(span.span_id))),
-        ("traceId".into(), Value::Str(hex(span.trace_id))),
-        (
-            "parentObservationId".into(),
-            if span.parent_span_id.is_empty() {
-                Value::Null
-            } else {
-                Value::Str(hex(span.parent_span_id))
-            },
-        ),
-        ("type".into(), s(&v.ty)),
-        ("name".into(), name),
-        ("startTime".into(), Value::Str(read::rfc3339(span.start))),
-        (
-            "endTime".into(),
-            if span.end != 0 {
-                Value::Str(read::rfc3339(span.end))
-            } else {
-                Value::Null
-            },
-        ),
-        (
-            "completionStartTime".into(),
-            or_null(v.completion_start_time, Value::Str),
-        ),
-        ("model".into(), v.model),
-        ("modelParameters".into(), v.model_parameters),
-        ("input".into(), v.input),
-        ("output".into(), v.output),
-        (
-            "usageDetails".into(),
-            Value::Map(v.usage_details.unwrap_or_default()),
-        ),
-        ("costDetails".into(), Value::Map(v.cost_details)),
-        ("metadata".into(), Value::Map(metadata)),
-        ("environment".into(), v.environment),
-        ("level".into(), Value::Str(v.level)),
-        (
-            "statusMessage".into(),
-            match v.status_message {
-                Some(m) if !m.is_empty() => Value::Str(m),
-                _ => Value::Null,
-            },
-        ),
-    ]))
+        write_hex(out, span.parent_span_id);
+    }
+    member(out, "type");
+    write_str(out, &v.ty);
+    member(out, "name");
+    if truthy(&v.name) {
+        value::write_json(&v.name, out);
+    } else {
+        write_str(out, span.name);
+    }
+    member(out, "startTime");
+    write_str(out, &read::rfc3339(span.start));
+    member(out, "endTime");
+    if span.end != 0 {
+        write_str(out, &read::rfc3339(span.end));
+    } else {
+        out.extend_from_slice(b"null");
+    }
+    member(out, "completionStartTime");
+    match &v.completion_start_time {
+        Some(t) => write_str(out, t),
+        None => out.extend_from_slice(b"null"),
+    }
+    for (name, x) in [
+        ("model", &v.model),
+        ("modelParameters", &v.model_parameters),
+        ("input", &v.input),
+        ("output", &v.output),
+    ] {
+        member(out, name);
+        value::write_json(x, out);
+    }
+    member(out, "usageDetails");
+    match &v.usage_details {
+        Some(m) => value::write_json(&Value::Map(m.clone()), out),
+        None => out.extend_from_slice(b"{}"),
+    }
+    member(out, "costDetails");
+    value::write_json(&Value::Map(v.cost_details), out);
+    member(out, "metadata");
+    value::write_json(&Value::Map(metadata), out);
+    member(out, "environment");
+    value::write_json(&v.environment, out);
+    member(out, "level");
+    write_str(out, &v.level);
+    member(out, "statusMessage");
+    match &v.status_message {
+        Some(m) if !m.is_empty() => write_str(out, m),
+        _ => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
 }
 
 fn truthy(v: &Value) -> bool {
@@ -427,56 +458,64 @@ pub fn trace_document(
     }
     let any = !views.is_empty();
 
-    let mut observations = Vec::with_capacity(views.len());
-    for ((v, attrs), (span, part)) in views.into_iter().zip(&span_attrs).zip(&spans) {
-        let resource_shown = &resources[&part.resource.as_ptr()].1;
-        observations.push(observation(
+    if any {
+        let part = spans[root].1;
+        let root_metadata = observation_metadata(
             table,
-            span,
             part,
-            v,
-            attrs,
-            resource_shown,
+            &views[root],
+            &span_attrs[root],
+            &resources[&part.resource.as_ptr()].1,
             price_source,
-        )?);
-    }
-    if let Some(Value::Map(m)) = observations.get(root).and_then(|o| o.get("metadata")) {
+        )?;
         for key in ["attributes", "resourceAttributes", "scope"] {
-            if let Some(x) = m.get(key) {
+            if let Some(x) = root_metadata.get(key) {
                 metadata.insert(key.into(), x.clone());
             }
         }
     }
-    let timestamp = observations
-        .first()
-        .and_then(|o| o.get("startTime"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let document = Map(vec![
-        ("id".into(), Value::Str(hex(trace_id))),
-        ("name".into(), name),
-        ("timestamp".into(), timestamp),
-        (
-            "environment".into(),
-            if any { environment } else { Value::Null },
-        ),
-        ("userId".into(), user_id),
-        ("sessionId".into(), session_id),
-        ("metadata".into(), Value::Map(metadata)),
-        (
-            "tags".into(),
-            Value::List(tags.into_iter().map(Value::Str).collect()),
-        ),
-        ("input".into(), input),
-        ("output".into(), output),
-        (
-            "observations".into(),
-            Value::List(observations.into_iter().map(Value::Map).collect()),
-        ),
-    ]);
     let mut out =
         Vec::with_capacity(parts.iter().map(|p| p.span.len()).sum::<usize>() * 5 / 4 + 1024);
-    value::write_json(&Value::Map(document), &mut out);
+    out.push(b'{');
+    member(&mut out, "id");
+    write_hex(&mut out, trace_id);
+    member(&mut out, "name");
+    value::write_json(&name, &mut out);
+    member(&mut out, "timestamp");
+    match spans.first() {
+        Some((span, _)) => write_str(&mut out, &read::rfc3339(span.start)),
+        None => out.extend_from_slice(b"null"),
+    }
+    member(&mut out, "environment");
+    value::write_json(if any { &environment } else { &Value::Null }, &mut out);
+    member(&mut out, "userId");
+    value::write_json(&user_id, &mut out);
+    member(&mut out, "sessionId");
+    value::write_json(&session_id, &mut out);
+    member(&mut out, "metadata");
+    value::write_json(&Value::Map(metadata), &mut out);
+    member(&mut out, "tags");
+    value::write_json(
+        &Value::List(tags.into_iter().map(Value::Str).collect()),
+        &mut out,
+    );
+    member(&mut out, "input");
+    value::write_json(&input, &mut out);
+    member(&mut out, "output");
+    value::write_json(&output, &mut out);
+    member(&mut out, "observations");
+    out.push(b'[');
+    for (i, ((v, attrs), (span, part))) in
+        views.into_iter().zip(&span_attrs).zip(&spans).enumerate()
+    {
+        if i > 0 {
+            out.push(b',');
+        }
+        let resource_shown = &resources[&part.resource.as_ptr()].1;
+        let metadata = observation_metadata(table, part, &v, attrs, resource_shown, price_source)?;
+        write_observation(&mut out, span, v, metadata);
+    }
+    out.extend_from_slice(b"]}");
     Ok(out)
 }
 
