@@ -195,7 +195,7 @@ fn observation_metadata(
     if !part.scope_name.starts_with(LANGFUSE_SDK_SCOPE) {
         let mut shown = Map::new();
         for (k, x) in attrs.own() {
-            if table.shown(k) {
+            if table.key_info(k).shown {
                 shown.insert(k.clone(), Value::Str(value::stringified(x)));
             }
         }

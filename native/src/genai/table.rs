@@ -277,6 +277,18 @@ pub struct Suppress {
     pub cost: bool,
 }
 
+/// What an attribute key feeds (genai.py's `_Engine.learn`), and whether metadata shows it.
+pub struct KeyInfo {
+    /// sources naming it exactly, by rank
+    pub exact: Vec<usize>,
+    /// prefix families taking it: (rank, prefix length)
+    pub families: Vec<(usize, usize)>,
+    pub typed: bool,
+    pub shown: bool,
+}
+
+const MAX_KEYS: usize = 20_000; // distinct keys remembered; past it, decided each time
+
 pub struct Table {
     pub fields: Vec<Field>,
     pub sources: Vec<Source>,
@@ -298,6 +310,7 @@ pub struct Table {
     pub events: HashMap<String, Vec<usize>>,
     pub span_name_sources: Vec<usize>,
     pub name_rule_scopes: HashSet<String>,
+    keys: std::sync::Mutex<HashMap<String, std::sync::Arc<KeyInfo>>>,
 }
 
 impl Table {
@@ -364,7 +377,37 @@ impl Table {
             events,
             span_name_sources,
             name_rule_scopes,
+            keys: Default::default(),
         }
+    }
+
+    /// What `key` feeds, remembered for the few hundred distinct keys a deployment sends.
+    pub fn key_info(&self, key: &str) -> std::sync::Arc<KeyInfo> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(info) = keys.get(key) {
+            return info.clone();
+        }
+        let exact = self.exact.get(key).cloned().unwrap_or_default();
+        let families = self
+            .prefix_sources
+            .iter()
+            .filter_map(|&rank| {
+                let source = &self.sources[rank];
+                let prefix = source.prefix.as_deref().unwrap_or("\0");
+                (key.starts_with(prefix) && (source.known || exact.is_empty()) && key != prefix)
+                    .then_some((rank, prefix.len()))
+            })
+            .collect();
+        let info = std::sync::Arc::new(KeyInfo {
+            exact,
+            families,
+            typed: self.type_keys.contains(key),
+            shown: self.shown(key),
+        });
+        if keys.len() < MAX_KEYS {
+            keys.insert(key.to_string(), info.clone());
+        }
+        info
     }
 
     /// Whether metadata.attributes shows the span attribute `key`: not content, and not read

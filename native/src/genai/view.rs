@@ -911,34 +911,26 @@ pub fn view(
     let mut families: Vec<(usize, Map)> = Vec::new();
     let mut typed = false;
     for (key, v) in attrs.map.iter() {
-        let hits = table.exact.get(key.as_str());
-        if let Some(hits) = hits {
-            for &rank in hits {
-                add(
-                    &mut order,
-                    &mut buckets,
-                    table.sources[rank].field,
-                    rank,
-                    Raw::Value(v),
-                );
-            }
+        let info = table.key_info(key);
+        for &rank in &info.exact {
+            add(
+                &mut order,
+                &mut buckets,
+                table.sources[rank].field,
+                rank,
+                Raw::Value(v),
+            );
         }
-        for &rank in &table.prefix_sources {
-            let source = &table.sources[rank];
-            let prefix = source.prefix.as_deref().unwrap_or("\0");
-            if key.starts_with(prefix) && (source.known || hits.is_none()) && key != prefix {
-                let rest = key[prefix.len()..].to_string();
-                match families.iter_mut().find(|(r, _)| *r == rank) {
-                    Some((_, flat)) => {
-                        flat.insert(rest, v.clone());
-                    }
-                    None => families.push((rank, Map(vec![(rest, v.clone())]))),
+        for &(rank, cut) in &info.families {
+            let rest = key[cut..].to_string();
+            match families.iter_mut().find(|(r, _)| *r == rank) {
+                Some((_, flat)) => {
+                    flat.insert(rest, v.clone());
                 }
+                None => families.push((rank, Map(vec![(rest, v.clone())]))),
             }
         }
-        if !typed && table.type_keys.contains(key.as_str()) {
-            typed = true;
-        }
+        typed |= info.typed;
     }
     if !span.events.is_empty() && !table.events.is_empty() {
         // span events a source names, in span order, grouped by source
