@@ -22,7 +22,6 @@ from otlp_router.model.attributes import set_value, value_of
 from otlp_router.model.batch import Batch
 from otlp_router.model.signals import SIGNALS, TRACES, Signal
 from otlp_router.routing.actions import AttributeActions
-from otlp_router.routing.match import walk
 from otlp_router.routing.redaction import BUILTIN_PATTERNS, Redaction
 from otlp_router.routing.sampling import Sampling
 from otlp_router.routing.shaping import Shaping
@@ -304,11 +303,23 @@ def reference_actions(actions: AttributeActions, message: Any, signal: Signal) -
             attrs[i].value.Clear()
             attrs[i].value.string_value = digest
 
-    for item, ctx in walk(message, signal, actions.needs, None):
-        for a in actions.actions:
-            if a.applies(ctx):
-                for attrs in signal.attribute_lists(item):
-                    act(a, attrs)
+    def holds(rule: Any, item: Any) -> bool:
+        """The filters this test draws, {attribute: K, exists: B}, as the former Python rules read
+        them: the item's attribute K (the last of repeats) is present and not an empty value;
+        metrics carry none at the metric."""
+        cond, subject, key, op, expected = rule.tree
+        assert (cond, subject, op) == ("cond", "attribute", "exists")
+        values = [value_of(kv.value) for kv in getattr(item, "attributes", ()) if kv.key == key]
+        present = signal.name != "metrics" and bool(values) and values[-1] is not None
+        return present == expected
+
+    for rs in getattr(message, signal.resource_field):
+        for ss in getattr(rs, signal.scope_field):
+            for item in getattr(ss, signal.items_field):
+                for a in actions.actions:
+                    if (a.include is None or holds(a.include, item)) and (a.exclude is None or not holds(a.exclude, item)):
+                        for attrs in signal.attribute_lists(item):
+                            act(a, attrs)
 
 
 _action_keys = st.sampled_from(["a", "b", "user.id", "note", "session.id", "team", "env", ""])

@@ -10,8 +10,9 @@
         include: {span: kind, equals: client}    # optional, the routing match rules
         exclude: {...}
 
-The actions run in the native core (native/src/shaping/actions.rs), on the protobuf bytes;
-Python keeps the delete patterns' re.search, the digests and the include / exclude rules.
+The actions run in the native core (native/src/shaping/actions.rs), on the protobuf bytes, and so
+do the include / exclude rules (the routing table's match rules, native/src/routing.rs); Python
+keeps the delete patterns' re.search and the digests.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from otlp_router import _native
 from otlp_router.model.attributes import set_value, value_of
 from otlp_router.model.batch import on_wire
-from otlp_router.model.signals import Signal
-from otlp_router.routing.match import Needs, Predicate, compile_rule, walk
+from otlp_router.model.signals import SIGNALS, Signal
+from otlp_router.routing.match import Rule, compile_rule, event_name
 from otlp_router.settings import Section
 
 ACTIONS = ("insert", "update", "upsert", "rename", "delete", "hash")
@@ -44,14 +45,11 @@ class _Action:
     from_attribute: str | None
     to: str | None
     hash_key: bytes | None
-    include: Predicate | None
-    exclude: Predicate | None
-
-    def applies(self, ctx: Any) -> bool:
-        return (self.include is None or self.include(ctx)) and (self.exclude is None or not self.exclude(ctx))
+    include: Rule | None
+    exclude: Rule | None
 
 
-def _read_action(section: Section, needs: Needs) -> _Action:
+def _read_action(section: Section) -> _Action:
     action = section.str("action", choices=ACTIONS)
     key = section.str("key", None)
     pattern = None
@@ -74,36 +72,44 @@ def _read_action(section: Section, needs: Needs) -> _Action:
     if action == "hash":
         secret = section.str("hash_key", None)
         hash_key = secret.encode() if secret else None
-    include = compile_rule(section.section("include"), needs) if section.has("include") else None
-    exclude = compile_rule(section.section("exclude"), needs) if section.has("exclude") else None
+    include = compile_rule(section.section("include")) if section.has("include") else None
+    exclude = compile_rule(section.section("exclude")) if section.has("exclude") else None
     section.done()
     return _Action(action, key, pattern, value, from_attribute, to, hash_key, include, exclude)
 
 
 class AttributeActions:
     def __init__(self, items: list[Any], file: str, path: str) -> None:
-        self.needs = Needs()
-        self.actions = [_read_action(Section(item, file, f"{path}[{i}]"), self.needs) for i, item in enumerate(items)]
-        self.filtered = any(a.include or a.exclude for a in self.actions)
+        self.actions = [_read_action(Section(item, file, f"{path}[{i}]")) for i, item in enumerate(items)]
+        # The include / exclude rules as one program of the core's rule engine (each rule a
+        # "route" of every signal): per item, which of them it matches.
+        rules = [rule for a in self.actions for rule in (a.include, a.exclude) if rule is not None]
+        self._rules = _native.Routes([(sorted(SIGNALS), rule.tree, False) for rule in rules]) if rules else None
+        self._rule_of = {id(rule): i for i, rule in enumerate(rules)}
         self._native = _native.Actions(actions=[_spec(a) for a in self.actions], deletes=self._deletes,
                                        hash=self._hash)
 
-    def apply_wire(self, wire: bytes, signal: Signal, api_key: str | None = None,
-                   message: Message | None = None) -> bytes | None:
-        """The export request `wire` with the actions applied, or None when nothing changed. The
-        work is the native core's, on the protobuf bytes; with include / exclude rules, which
-        action applies to which item is decided here first, on `message` (the request parsed)."""
-        applies = None
-        if self.filtered:
-            if message is None:
-                message = signal.request_type.FromString(wire)
-            applies = bytes(action.applies(ctx) for _, ctx in walk(message, signal, self.needs, api_key)
-                            for action in self.actions)
-        return on_wire(signal, wire, lambda b: self._native.apply(signal.name, b, applies))
+    def apply_wire(self, wire: bytes, signal: Signal, api_key: str | None = None) -> bytes | None:
+        """The export request `wire` with the actions applied, or None when nothing changed: the
+        native core's work, on the protobuf bytes."""
+        return on_wire(signal, wire, lambda b: self._native.apply(signal.name, b, self._applies(signal, b, api_key)))
+
+    def _applies(self, signal: Signal, wire: bytes, api_key: str | None) -> bytes | None:
+        """Per item, per action, whether the action applies (None: every action, every item)."""
+        if self._rules is None:
+            return None
+        choices, groups, _ = self._rules.route(signal.name, wire, api_key, None, event_name)
+        per_choice = []
+        for matched in choices:
+            hit = set(matched)
+            per_choice.append(bytes(
+                (a.include is None or self._rule_of[id(a.include)] in hit)
+                and (a.exclude is None or self._rule_of[id(a.exclude)] not in hit) for a in self.actions))
+        return b"".join(per_choice[g] for g in groups)
 
     def apply(self, message: Message, signal: Signal, api_key: str | None = None) -> None:
         """Apply the actions to `message` in place."""
-        got = self.apply_wire(message.SerializeToString(), signal, api_key, message)
+        got = self.apply_wire(message.SerializeToString(), signal, api_key)
         if got is not None:
             message.CopyFrom(type(message).FromString(got))
 

@@ -51,8 +51,7 @@ class Shaping:
                 removed = sampled[1]
                 batch.items -= removed
         if self.actions is not None:
-            changed = self.actions.apply_wire(batch.wire, signal, batch.api_key_name,
-                                              batch.message if self.actions.filtered else None)
+            changed = self.actions.apply_wire(batch.wire, signal, batch.api_key_name)
             if changed is not None:
                 batch.replace_wire(changed)
         if self.privacy:

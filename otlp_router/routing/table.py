@@ -14,13 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-
 from otlp_router import _native, telemetry
-from otlp_router.model.attributes import value_of
 from otlp_router.model.batch import Batch, on_wire, split
 from otlp_router.model.signals import SIGNALS
-from otlp_router.routing.match import Needs, Rule, compile_rule
+from otlp_router.routing.match import Rule, compile_rule, event_name
 from otlp_router.routing.shaping import ROUTE_KEYS, Shaping
 from otlp_router.settings import Section
 
@@ -40,7 +37,7 @@ class Route:
     sends: dict[str, frozenset[str]] | None = None   # per destination, when not every signal it takes
 
     @classmethod
-    def read(cls, section: Section, accepts: dict[str, frozenset[str]], needs: Needs,
+    def read(cls, section: Section, accepts: dict[str, frozenset[str]],
              implied: dict[str, frozenset[str]] | None = None) -> "Route":
         """`accepts`: destination name → the signals it takes; `implied`: those a route that names
         no `signals` sends it (a per-trace store takes logs only when a route says so)."""
@@ -70,7 +67,7 @@ class Route:
             by_default = {dest: (implied or {}).get(dest, accepts[dest]) for dest in names}
             carried = frozenset(s for dest in names for s in by_default[dest])
             sends = by_default if any(by_default[d] != accepts[d] for d in names) else None
-        match = compile_rule(section.section("match"), needs) if section.has("match") else None
+        match = compile_rule(section.section("match")) if section.has("match") else None
         default = section.bool("default", False)
         if default and match is not None:
             section.fail("a default route takes what no other route matched; it cannot have `match`", "default")
@@ -117,11 +114,10 @@ class RoutingTable:
     def read(cls, file: str, routes: list[object], accepts: dict[str, frozenset[str]],
              implied: dict[str, frozenset[str]] | None = None) -> "RoutingTable":
         table: list[Route] = []
-        needs = Needs()  # what compile_rule notes of the keys read (the core finds them in the trees)
         seen: set[str] = set()
         for i, raw in enumerate(routes):
             section = Section(raw, file, f"routes[{i}]")
-            route = Route.read(section, accepts, needs, implied)
+            route = Route.read(section, accepts, implied)
             if route.name in seen:
                 section.fail(f"duplicate route name {route.name!r}", "name")
             if route.default and any(r.default for r in table):
@@ -155,7 +151,7 @@ class RoutingTable:
         allowed = batch.allowed_routes
         mask = None if allowed is None else [r.name in allowed for r in self.routes]
         choices, groups, weights = on_wire(batch.signal, batch.wire, lambda wire: self._native.route(
-            batch.signal.name, wire, batch.api_key_name, mask, _event_name))
+            batch.signal.name, wire, batch.api_key_name, mask, event_name))
         closed = allowed is not None and self.default is not None and self.default.name not in allowed
         return [tuple(c) if c or not closed else (-1,) for c in choices], groups, weights
 
@@ -191,6 +187,3 @@ class RoutingTable:
                 telemetry.routed.labels(route.name, name).inc(n)
 
 
-def _event_name(value: bytes) -> str:
-    """`str()` of a log's `event.name` attribute value, for the values only Python writes."""
-    return str(value_of(AnyValue.FromString(value)))
