@@ -180,7 +180,3 @@ def test_any_spans_give_the_document_python_gives(batch: tuple[bytes, list[SpanR
     if got is not None:
         assert_same(got, python(trace_id, parts))
 
-
-def test_the_table_compiles_every_reader_it_names() -> None:
-    assert genai._NATIVE_READERS == conventions.READERS
-    assert trace_json.encode_trace is encode_trace

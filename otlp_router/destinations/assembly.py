@@ -15,14 +15,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from otlp_router import _native
 from otlp_router.destinations.formats.aperture import encode_record
 from otlp_router.destinations.formats.aperture import record as aperture_record
 from otlp_router.destinations.formats.trace_json import KeptSpan, LogRef, SpanRef, joined, span_refs
-from otlp_router import _native
-from otlp_router.model import otlp_json
+from otlp_router.model import genai, otlp_json
 from otlp_router.model.attributes import to_dict
 from otlp_router.model.batch import Batch, items_of, select
-from otlp_router.model import genai
 from otlp_router.model.genai import view
 from otlp_router.spool.base import Entry
 

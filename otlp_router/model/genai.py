@@ -698,9 +698,6 @@ def _scope_ok(scopes: tuple[str, ...] | None, scope_name: str) -> bool:
 
 # --- the table, compiled for the native core ----------------------------------------------------
 
-# Readers the core carries out itself (native/src/genai/read.rs); a span that needs another is
-# Python's to read, and so is its trace's document.
-_NATIVE_READERS = frozenset(READERS)
 _NATIVE: tuple[Table, Any] | None = None
 
 
@@ -716,7 +713,8 @@ def native_table() -> Any:
 
 def _native_spec(table: Table) -> dict[str, Any]:
     """The table as plain data for `_native.GenAI`: sources and rules in table order, with the
-    lookups _Engine decides (which sources are read by their reader alone)."""
+    lookups _Engine decides (which sources are read by their reader alone). A reader the core
+    does not know (one added here first) makes the spans that need it Python's."""
     engine = _Engine(table)
 
     def source(s: Source) -> dict[str, Any]:
@@ -724,7 +722,7 @@ def _native_spec(table: Table) -> dict[str, Any]:
             "field": s.field, "priority": s.priority, "read": s.read, "key": s.key, "prefix": s.prefix,
             "events": list(s.events), "attribute": s.attribute,
             "compose": [(name, [source(o) for o in options]) for name, options in s.compose],
-            "require": list(s.require), "merge": list(s.merge), "in_python": s.read not in _NATIVE_READERS,
+            "require": list(s.require), "merge": list(s.merge),
             "compose_keys": list(dict.fromkeys(k for _, members in s.compose for m in members for k in m.keys())),
             "span_names": sorted(s.span_names), "constant": s.constant, "path": list(s.path), "pick": s.pick,
             "values": s.values, "unit": s.unit, "exclude": sorted(s.exclude), "known": s.known, "when": s.when,

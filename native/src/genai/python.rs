@@ -111,7 +111,7 @@ fn source_of(
         compose,
         require: item(d, "require")?.extract()?,
         merge: item(d, "merge")?.extract()?,
-        in_python: item(d, "in_python")?.extract::<bool>()? || read == Read::InPython,
+        in_python: read == Read::InPython,
         span_names: item(d, "span_names")?
             .extract::<Vec<String>>()?
             .into_iter()
