@@ -290,6 +290,8 @@ mod python {
         m.add_class::<Privacy>()?;
         m.add_class::<crate::genai::python::GenAI>()?;
         m.add_function(wrap_pyfunction!(crate::genai::python::trace_spans, m)?)?;
+        m.add_function(wrap_pyfunction!(crate::genai::python::cbor_of, m)?)?;
+        m.add_function(wrap_pyfunction!(crate::genai::python::cbor_of_json, m)?)?;
         m.add_class::<crate::shaping::python::Redaction>()?;
         m.add_class::<crate::shaping::python::Actions>()?;
         m.add_function(wrap_pyfunction!(json_to_proto, m)?)?;

@@ -16,10 +16,13 @@ use super::table::{role_of, Case, Field, Read, Source, Suppress, Table, TypeRule
 use super::value::{Map, Value};
 use super::view::{Estimate, Priced};
 
-/// A Python value (from the table: constants, value maps) as a Value.
+/// A Python value (from the table: constants, value maps; from the test hooks) as a Value.
 fn value_of(v: &Bound<'_, PyAny>) -> PyResult<Value> {
     if v.is_none() {
         return Ok(Value::Null);
+    }
+    if let Ok(b) = v.downcast::<PyBytes>() {
+        return Ok(Value::Bytes(b.as_bytes().to_vec()));
     }
     if let Ok(b) = v.downcast::<PyBool>() {
         return Ok(Value::Bool(b.is_true()));
@@ -321,10 +324,13 @@ impl GenAI {
         resource: &[u8],
         scope_name: &str,
         scope_version: &str,
-        record_id: i128,
+        record_id: &Bound<'py, PyAny>,
         privacy: bool,
         api_key_name: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let Ok(record_id) = record_id.extract::<i128>() else {
+            return Ok(py.None().into_bound(py)); // past what the core writes: Python's (cbor2's bignums)
+        };
         let part = SpanPart {
             span,
             resource,
@@ -392,4 +398,23 @@ pub fn trace_spans<'py>(py: Python<'py>, request: &[u8]) -> PyResult<Option<Spli
         )?);
     }
     Ok(Some((resources, spans)))
+}
+
+/// `cbor2.dumps(value)` as the core writes it (aperture.rs `write_cbor`): a test hook.
+#[pyfunction]
+#[pyo3(name = "_genai_cbor_of")]
+pub fn cbor_of<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let mut out = Vec::new();
+    aperture::write_cbor(&value_of(value)?, &mut out);
+    Ok(PyBytes::new(py, &out))
+}
+
+/// `cbor2.dumps(orjson.loads(text))` as the core writes it, None where orjson.loads raises: a
+/// test hook.
+#[pyfunction]
+#[pyo3(name = "_genai_cbor_of_json")]
+pub fn cbor_of_json<'py>(py: Python<'py>, text: &str) -> Option<Bound<'py, PyBytes>> {
+    let mut out = Vec::new();
+    aperture::write_cbor(&super::value::parse_json(text)?, &mut out);
+    Some(PyBytes::new(py, &out))
 }
