@@ -21,6 +21,7 @@ import json
 import orjson
 import pytest
 from hypothesis import event, given
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -180,3 +181,53 @@ def test_any_spans_give_the_document_python_gives(batch: tuple[bytes, list[SpanR
     if got is not None:
         assert_same(got, python(trace_id, parts))
 
+
+
+# --- damaged bytes: an answer or Python's, never an exception ------------------------------------
+
+def _damaged(wire: bytes, data: Any) -> bytes:
+    """`wire` with a few bytes flipped, cut or repeated."""
+    out = bytearray(wire)
+    for _ in range(data.draw(st.integers(1, 4))):
+        if not out:
+            break
+        at = data.draw(st.integers(0, len(out) - 1))
+        how = data.draw(st.sampled_from(["flip", "cut", "repeat"]))
+        if how == "flip":
+            out[at] ^= data.draw(st.integers(1, 255))
+        elif how == "cut":
+            del out[at:at + data.draw(st.integers(1, 8))]
+        else:
+            out[at:at] = out[at:at + data.draw(st.integers(1, 8))]
+    return bytes(out)
+
+
+_SPANS = [part for name in FIXTURE_FILES for trace in kept_traces(fixture(name)).values() for part in trace]
+
+
+@FUZZ
+@given(st.data())
+def test_damaged_spans_give_a_document_or_pythons_verdict(data: Any) -> None:
+    parts = data.draw(st.lists(st.sampled_from(_SPANS), min_size=1, max_size=3))
+    damaged = [(_damaged(w, data) if data.draw(st.booleans()) else w,
+                _damaged(r, data) if r and data.draw(st.booleans()) else r, n, v) for w, r, n, v in parts]
+    got = native(b"\1" * 16, damaged)
+    if got is not None:
+        orjson.loads(got)   # a document, whatever the bytes
+    for part in damaged:
+        record = genai.native_table().aperture_record(*part, 1, False, None)
+        assert record is None or record is False or isinstance(record, bytes)
+
+
+@FUZZ
+@given(st.data())
+def test_damaged_requests_are_cut_into_spans_or_left_to_python(data: Any) -> None:
+    wire = data.draw(st.binary(max_size=300)) if data.draw(st.booleans()) else _damaged(_request_wire(), data)
+    split = _native.trace_spans(wire)
+    if split is not None:
+        resources, spans = split
+        assert all(0 <= s[3] < len(resources) for s in spans)
+
+
+def _request_wire() -> bytes:
+    return fixture("otel_genai.json").SerializeToString()
