@@ -1,8 +1,9 @@
 //! The GenAI storage formats in the core: the conventions table compiled (`table`), the value
-//! model (`value`), the table's readers (`read`), the canonical view of a span (`view`) and the
-//! per-trace JSON document (`document`) and the Aperture record (`aperture`).  Each follows its Python counterpart
-//! (otlp_router/model/genai.py, destinations/formats/trace_json.py) to the byte; where a span
-//! needs what only Python reads, the core says so and Python makes that document.
+//! model (`value`), the table's readers (`read`), the canonical view of a span (`view`), the
+//! per-trace JSON document (`document`) and the Aperture record (`aperture`).  Each follows its
+//! Python counterpart (otlp_router/model/genai.py, destinations/formats/trace_json.py and
+//! aperture.py) to the byte; where a span needs what only Python can say, the core answers
+//! `Python` and Python makes that document or record.
 
 pub mod aperture;
 pub mod document;
