@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from otlp_router import telemetry
+from otlp_router.groupcommit import GroupCommit
 from otlp_router.model.batch import Batch
 from otlp_router.model.signals import SIGNALS
 from otlp_router.spool.base import Entry, FaultHook, SpoolFull
@@ -273,9 +274,7 @@ class DiskSpool(MemorySpool):
         self._unsynced: list[_File] = []                   # rotated segments, synced and closed by the next commit
         self._fd_lock = threading.Lock()                   # held by whoever syncs or closes segment files
         self._jobs: set[concurrent.futures.Future[None]] = set()  # commits running on the executor
-        self._commit: asyncio.Future[None] | None = None
-        self._commit_task: asyncio.Task[None] | None = None
-        self._syncing = False
+        self._commits: GroupCommit[None, None] = GroupCommit(self._commit_appends)
         # Acknowledgements: in memory at once, on disk every `ack_interval`.
         self._acked_seq = 0
         self._acked_above: set[int] = set()                # acknowledged out of order, past the mark
@@ -470,7 +469,7 @@ class DiskSpool(MemorySpool):
                 raise SpoolFull(self.destination, f"cannot sync the spool: {e.strerror or e}",
                                 self.retry_after) from None
         elif self.fsync == "batch":
-            await self._group_commit()
+            await self._commits.join(None)   # the fsync that covers this append (group commit)
 
     def _keep(self, entry: Entry, segment: Path, offset: int) -> None:
         """Queue an entry, its payload in memory while the resident budget lasts, else on disk only."""
@@ -582,45 +581,15 @@ class DiskSpool(MemorySpool):
             except OSError:
                 pass
 
-    async def _group_commit(self) -> None:
-        """Wait for the fsync that covers this append. One fsync runs at a time;
-        every append made while it runs shares the next one (group commit)."""
-        loop = asyncio.get_running_loop()
-        if self._commit is None:
-            self._commit = loop.create_future()
-            if not self._syncing:
-                # After the callbacks already due, so this loop turn's appends join in.
-                loop.call_soon(self._start_commits)
-        await asyncio.shield(self._commit)
-
-    def _start_commits(self) -> None:
-        if not self._syncing and self._commit is not None:
-            self._syncing = True
-            self._commit_task = asyncio.get_running_loop().create_task(self._run_commits())
-
-    async def _run_commits(self) -> None:
-        self._syncing = True
+    async def _commit_appends(self, appends: list[None]) -> list[None]:
+        """One fsync for every append made while the previous one ran (group commit)."""
         try:
-            while self._commit is not None:
-                future, self._commit = self._commit, None
-                try:
-                    await self._sync_now()
-                except OSError as e:
-                    telemetry.spool_write_errors.labels(self.destination).inc()
-                    future.set_exception(SpoolFull(self.destination, f"cannot sync the spool: {e.strerror or e}",
-                                                   self.retry_after))
-                except asyncio.CancelledError:
-                    future.cancel()
-                    if self._commit is not None:
-                        self._commit.cancel()
-                        self._commit = None
-                    raise
-                except Exception as e:  # never leave an append waiting forever
-                    future.set_exception(e)
-                else:
-                    future.set_result(None)
-        finally:
-            self._syncing = False
+            await self._sync_now()
+        except OSError as e:
+            telemetry.spool_write_errors.labels(self.destination).inc()
+            raise SpoolFull(self.destination, f"cannot sync the spool: {e.strerror or e}",
+                            self.retry_after) from None
+        return [None] * len(appends)
 
     # -- acknowledging ----------------------------------------------------
 
