@@ -32,22 +32,11 @@ from otlp_router.destinations.formats.trace_json import (KeptSpan, SpanRef, enco
 from otlp_router.model import conventions, genai, otlp_json
 from otlp_router import _native
 from tests.golden.make_genai import GOLDEN_PRICES, golden_estimate, golden_prices
+from tests.golden.make_genai import parts_of as kept_traces   # a request's spans as the assembler keeps them
 from tests.test_format_fuzz import FUZZ, batches
 
 FIXTURES = Path(__file__).parent / "fixtures" / "genai"
 FIXTURE_FILES = sorted(p.name for p in FIXTURES.glob("*.json") if p.name != "expected.json")
-
-def kept_traces(request: ExportTraceServiceRequest) -> dict[bytes, list[KeptSpan]]:
-    """A request's spans by trace, as the trace assembler keeps them."""
-    traces: dict[bytes, list[KeptSpan]] = {}
-    for rs in request.resource_spans:
-        resource = rs.resource.SerializeToString()
-        for ss in rs.scope_spans:
-            for span in ss.spans:
-                traces.setdefault(span.trace_id, []).append(
-                    (span.SerializeToString(), resource, ss.scope.name, ss.scope.version))
-    return traces
-
 
 def native(trace_id: bytes, parts: list[KeptSpan]) -> bytes | None:
     return genai.native_table().trace_document(trace_id, parts)

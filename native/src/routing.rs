@@ -227,12 +227,7 @@ fn read_any(value: &[u8], depth: u32) -> Result<Val<'_>, WireError> {
         let Some(which) = any.iter().position(|&x| x == f.number) else {
             continue;
         };
-        let wire = match which {
-            0 | 4 | 5 | 6 => 2,
-            3 => 1,
-            _ => 0,
-        };
-        if f.wire != wire {
+        if f.wire != crate::wire::fields::any_member_wire(which) {
             continue; // upb keeps it as an unknown field
         }
         if which != member {

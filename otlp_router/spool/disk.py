@@ -102,17 +102,22 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to `fd` (a write that makes no progress is a full disk)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
+
+
 def write_whole(path: Path, data: bytes, sync: bool = True, exclusive: bool = False) -> None:
     """Write a small file whole, mode 0600 (and fsync it); on an error remove it
     again, giving the space back."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            if n <= 0:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            view = view[n:]
+        write_all(fd, data)
         if sync:
             os.fsync(fd)
     except OSError:

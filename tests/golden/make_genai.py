@@ -89,6 +89,7 @@ def b64(data: bytes) -> str:
 
 
 def parts_of(request: ExportTraceServiceRequest) -> dict[bytes, list[Part]]:
+    """A request's spans by trace, as the trace assembler keeps them."""
     traces: dict[bytes, list[Part]] = {}
     for rs in request.resource_spans:
         resource = rs.resource.SerializeToString()

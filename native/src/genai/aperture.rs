@@ -2,11 +2,11 @@
 //! `encode_record`): one CBOR map per model call, byte for byte what cbor2 writes for the
 //! record Python builds from the same view.
 
-use super::document::{parse_span, resource_attributes, SpanPart};
+use super::document::{hex, parse_span, resource_attributes, span_view, SpanPart};
 use super::read::{self, Python};
 use super::table::Table;
 use super::value::{self, Map, Value};
-use super::view::{self, Pricer, SpanInfo, View};
+use super::view::{Pricer, View};
 use crate::wire::fields::parse_kv;
 
 const VERSION: i128 = 2;
@@ -112,22 +112,9 @@ fn s(text: &str) -> Value {
     Value::Str(text.to_string())
 }
 
-fn truthy(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Int(n)) => *n != 0,
-        Some(Value::Float(f)) => *f != 0.0,
-        Some(Value::Str(x)) => !x.is_empty(),
-        Some(Value::Bytes(b)) => !b.is_empty(),
-        Some(Value::List(l)) => !l.is_empty(),
-        Some(Value::Map(m)) => !m.is_empty(),
-    }
-}
-
 /// `x or y` of two values.
 fn or<'a>(a: Option<&'a Value>, b: Option<&'a Value>) -> Value {
-    if truthy(a) {
+    if a.is_some_and(Value::truthy) {
         a.cloned().unwrap_or(Value::Null)
     } else {
         b.cloned().unwrap_or(Value::Null)
@@ -313,7 +300,7 @@ fn api_type(v: &View, path: Option<&str>) -> Result<&'static str, Python> {
     };
     let family = if OPENROUTER_MARKERS.iter().any(|m| metadata.contains_key(m)) {
         Some("openai_compatible")
-    } else if truthy(Some(&v.provider)) {
+    } else if v.provider.truthy() {
         let Value::Str(provider) = &v.provider else {
             return Err(Python);
         };
@@ -349,17 +336,7 @@ pub fn record(
 ) -> Result<Option<Vec<u8>>, Python> {
     let span = parse_span(part.span)?;
     let resource = resource_attributes(part.resource)?;
-    let attrs = super::document::attributes_of(&span.attributes, resource.clone())?;
-    let info = SpanInfo {
-        name: span.name,
-        scope_name: part.scope_name,
-        scope_version: part.scope_version,
-        status_code: span.status_code,
-        status_message: span.status_message,
-        start_unix_nano: span.start,
-        events: &span.events,
-    };
-    let v = view::view(table, &attrs, &info, Some(&resource), pricer)?;
+    let (_, v) = span_view(table, &span, part, &resource, pricer)?;
     if !v.is_genai {
         return Ok(None);
     }
@@ -435,7 +412,7 @@ pub fn record(
     let Value::Map(metadata) = &v.metadata else {
         return Err(Python);
     };
-    let login_name = if truthy(Some(&v.user_id)) {
+    let login_name = if v.user_id.truthy() {
         v.user_id.clone()
     } else if let Some(name) = api_key_name.filter(|n| !n.is_empty()) {
         s(name)
@@ -453,7 +430,7 @@ pub fn record(
         .unwrap_or_else(|| s(""));
     let timestamp = rfc3339_nanos(span.start);
     let capture_id = hex(span.span_id);
-    let session_id = if truthy(Some(&v.session_id)) {
+    let session_id = if v.session_id.truthy() {
         v.session_id.clone()
     } else {
         s("")
@@ -539,10 +516,6 @@ pub fn record(
     let mut cbor = Vec::with_capacity(part.span.len() * 2 + 256);
     write_cbor(&Value::Map(out), &mut cbor);
     Ok(Some(cbor))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// genai.py's `rfc3339` with 9 digits.

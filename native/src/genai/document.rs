@@ -146,6 +146,28 @@ pub fn attributes_of(kvs: &[&[u8]], mut out: Attrs) -> Result<Attrs, Python> {
     Ok(out)
 }
 
+/// A span's attributes (its resource's first, its own over them) and its view.
+pub fn span_view(
+    table: &Table,
+    span: &Span,
+    part: &SpanPart,
+    resource: &Attrs,
+    pricer: &mut Pricer,
+) -> Result<(Attrs, View), Python> {
+    let attrs = attributes_of(&span.attributes, resource.clone())?;
+    let info = SpanInfo {
+        name: span.name,
+        scope_name: part.scope_name,
+        scope_version: part.scope_version,
+        status_code: span.status_code,
+        status_message: span.status_message,
+        start_unix_nano: span.start,
+        events: &span.events,
+    };
+    let v = view::view(table, &attrs, &info, Some(resource), pricer)?;
+    Ok((attrs, v))
+}
+
 /// A Resource message's attributes.
 pub fn resource_attributes(b: &[u8]) -> Result<Attrs, Python> {
     let mut kvs = Vec::new();
@@ -162,7 +184,7 @@ pub fn resource_attributes(b: &[u8]) -> Result<Attrs, Python> {
     Ok(attrs)
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(b.len() * 2);
     for &x in b {
@@ -258,7 +280,7 @@ fn write_observation(out: &mut Vec<u8>, span: &Span, v: View, metadata: Map) {
     member(out, "type");
     write_str(out, &v.ty);
     member(out, "name");
-    if truthy(&v.name) {
+    if v.name.truthy() {
         value::write_json(&v.name, out);
     } else {
         write_str(out, span.name);
@@ -304,19 +326,6 @@ fn write_observation(out: &mut Vec<u8>, span: &Span, v: View, metadata: Map) {
         _ => out.extend_from_slice(b"null"),
     }
     out.push(b'}');
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Int(n) => *n != 0,
-        Value::Float(f) => *f != 0.0,
-        Value::Str(x) => !x.is_empty(),
-        Value::Bytes(b) => !b.is_empty(),
-        Value::List(l) => !l.is_empty(),
-        Value::Map(m) => !m.is_empty(),
-    }
 }
 
 fn first<'a>(values: impl IntoIterator<Item = &'a Value>) -> Value {
@@ -367,17 +376,8 @@ pub fn trace_document(
                 &e.insert((attrs, shown)).0
             }
         };
-        let attrs = attributes_of(&span.attributes, resource.clone())?;
-        let info = SpanInfo {
-            name: span.name,
-            scope_name: part.scope_name,
-            scope_version: part.scope_version,
-            status_code: span.status_code,
-            status_message: span.status_message,
-            start_unix_nano: span.start,
-            events: &span.events,
-        };
-        views.push(view::view(table, &attrs, &info, Some(resource), pricer)?);
+        let (attrs, v) = span_view(table, span, part, resource, pricer)?;
+        views.push(v);
         span_attrs.push(attrs);
     }
 
@@ -428,12 +428,12 @@ pub fn trace_document(
     let mut name = first(by_priority.iter().map(|v| &v.trace_name));
     if matches!(name, Value::Null) && !views.is_empty() {
         // the root observation's name, unless empty
-        let root_name = if truthy(&views[root].name) {
+        let root_name = if views[root].name.truthy() {
             views[root].name.clone()
         } else {
             s(spans[root].0.name)
         };
-        if truthy(&root_name) {
+        if root_name.truthy() {
             name = root_name;
         }
     }

@@ -175,6 +175,20 @@ impl IntoIterator for Map {
 }
 
 impl Value {
+    /// Python's truthiness (`x or y`, `if x`).
+    pub fn truthy(&self) -> bool {
+        match self {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::Int(n) => *n != 0,
+            Value::Float(f) => *f != 0.0,
+            Value::Str(s) => !s.is_empty(),
+            Value::Bytes(b) => !b.is_empty(),
+            Value::List(l) => !l.is_empty(),
+            Value::Map(m) => !m.is_empty(),
+        }
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -319,12 +333,7 @@ fn any(chunks: &[&[u8]], budget: u32) -> Result<Value, WireError> {
             let Some(which) = n.any.iter().position(|&x| x == f.number) else {
                 continue;
             };
-            let wire = match which {
-                0 | 4 | 5 | 6 => 2,
-                3 => 1,
-                _ => 0,
-            };
-            if f.wire != wire {
+            if f.wire != crate::wire::fields::any_member_wire(which) {
                 continue; // an unknown field to upb
             }
             member = match which {

@@ -647,7 +647,7 @@ fn prepend_instructions(input: Value, instructions: Option<&Value>) -> Result<Va
             let mut texts = Vec::new();
             for p in parts {
                 let part_content = match p {
-                    Value::Map(m) => m.get("content").filter(|c| truthy(c)),
+                    Value::Map(m) => m.get("content").filter(|c| c.truthy()),
                     _ => None,
                 };
                 texts.push(match (part_content, p) {
@@ -673,20 +673,6 @@ fn prepend_instructions(input: Value, instructions: Option<&Value>) -> Result<Va
         out.extend(messages);
     }
     Ok(Value::List(out))
-}
-
-/// Python's truthiness.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Int(n) => *n != 0,
-        Value::Float(f) => *f != 0.0,
-        Value::Str(s) => !s.is_empty(),
-        Value::Bytes(b) => !b.is_empty(),
-        Value::List(l) => !l.is_empty(),
-        Value::Map(m) => !m.is_empty(),
-    }
 }
 
 type Bucket<'a> = Vec<(usize, Raw<'a>)>;

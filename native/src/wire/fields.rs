@@ -145,6 +145,16 @@ pub fn parse_kv(body: &[u8]) -> Result<Kv<'_>, WireError> {
     Ok(kv)
 }
 
+/// The wire type of AnyValue oneof member `which` (its index in `numbers().any`): string, array,
+/// kvlist and bytes are length-delimited, the double fixed64, the rest varints.
+pub fn any_member_wire(which: usize) -> u64 {
+    match which {
+        0 | 4 | 5 | 6 => 2,
+        3 => 1,
+        _ => 0,
+    }
+}
+
 /// The AnyValue's (merged) oneof member as upb parses it: the last member occurrence, with
 /// its wire type checked (a mismatch is an unknown field to upb).  `None` for an unset value.
 pub fn any_member(value: &[u8]) -> Result<Option<(usize, &[u8])>, WireError> {
@@ -153,12 +163,7 @@ pub fn any_member(value: &[u8]) -> Result<Option<(usize, &[u8])>, WireError> {
     for f in Fields::new(value) {
         let f = f?;
         if let Some(which) = n.any.iter().position(|&x| x == f.number) {
-            let wire = match which {
-                0 | 4 | 5 | 6 => 2,
-                3 => 1,
-                _ => 0,
-            };
-            if f.wire == wire {
+            if f.wire == any_member_wire(which) {
                 last = Some((which, f.data));
             }
         }

@@ -31,7 +31,7 @@ from otlp_router.destinations.base import CheckResult
 from otlp_router.destinations.stores.base import Store, StoreError
 from otlp_router.groupcommit import GroupCommit
 from otlp_router.spool.base import FaultHook
-from otlp_router.spool.disk import fsync_dir
+from otlp_router.spool.disk import fsync_dir, write_all
 
 T = TypeVar("T")
 
@@ -141,12 +141,7 @@ class LocalStore(Store):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    if n <= 0:
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                    view = view[n:]
+                write_all(fd, data)
                 if self.fault is not None:
                     self.fault("put.sync")
                 # The bytes and the size that reaches them; the name is the directory sync's.
