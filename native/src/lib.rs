@@ -8,6 +8,7 @@
 // SAFETY: nothing to justify: the crate forbids unsafe code, so the compiler checks its absence.
 #![forbid(unsafe_code)]
 
+pub mod compress;
 pub mod genai;
 pub mod json;
 pub mod privacy;
@@ -294,6 +295,7 @@ mod python {
         m.add_function(wrap_pyfunction!(crate::genai::python::cbor_of_json, m)?)?;
         m.add_class::<crate::shaping::python::Redaction>()?;
         m.add_class::<crate::shaping::python::Actions>()?;
+        m.add_function(wrap_pyfunction!(crate::compress::python::gzip, m)?)?;
         m.add_function(wrap_pyfunction!(json_to_proto, m)?)?;
         m.add_function(wrap_pyfunction!(proto_to_json, m)?)?;
         m.add_function(wrap_pyfunction!(crate::wire::python::inspect, m)?)?;

@@ -5,11 +5,11 @@ keep-alive connection."""
 from __future__ import annotations
 
 import asyncio
-import gzip
 from urllib.parse import urlsplit
 
 import httpx
 
+from otlp_router import _native
 from otlp_router.destinations.assembly import Group
 from otlp_router.destinations.base import CheckResult, Destination, ExportError
 from otlp_router.destinations.otlp_common import (connection_test_request, decode_response, merged_message,
@@ -87,7 +87,7 @@ class OtlpHttpDestination(Destination):
         body = otlp_json.encode(merged_message(batches)) if json else merged_wire(batches)
         headers = {**self.headers, "Content-Type": "application/json" if json else "application/x-protobuf"}
         if self.compression == "gzip":
-            body = gzip.compress(body, compresslevel=1)  # level 1: most of the saving at a fraction of the CPU
+            body = _native.gzip(body, 1)  # level 1: most of the saving at a fraction of the CPU
             headers["Content-Encoding"] = "gzip"
         return body, headers
 

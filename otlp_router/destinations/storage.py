@@ -11,13 +11,13 @@ the bytes."""
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 import time
 from typing import Callable
 
 import zstandard
 
+from otlp_router import _native
 from otlp_router.destinations import paths
 from otlp_router.destinations.assembly import (Assembler, Group, LineBatcher, LineGroup, OpenTrace, RecordBatcher,
                                                RecordGroup, TraceAssembler)
@@ -172,7 +172,7 @@ class StorageDestination(Destination):
 
     def _compress(self, data: bytes) -> tuple[bytes, str]:
         if self.compression == "gzip":
-            return gzip.compress(data, compresslevel=6), ".gz"
+            return _native.gzip(data, 6), ".gz"
         if self.compression == "zstd":
             return zstandard.ZstdCompressor().compress(data), ".zst"
         return data, ""
