@@ -707,7 +707,7 @@ def native_table() -> Any:
     table = conventions.active()
     if _NATIVE is None or _NATIVE[0] is not table:
         from otlp_router import _native
-        _NATIVE = (table, _native.GenAI(_native_spec(table), prices.estimate, prices.source()))
+        _NATIVE = (table, _native.GenAI(_native_spec(table), prices.estimate, prices.source(), prices.rates))
     return _NATIVE[1]
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-__all__ = ["Estimate", "estimate", "source", "warm"]
+__all__ = ["Estimate", "estimate", "rates", "source", "warm"]
 
 
 @dataclass(slots=True)   # not frozen: made once per model call, and frozen init costs a setattr per field
@@ -88,6 +88,17 @@ def estimate(model: str | None, provider: str | None, at_unix_nano: int, input_t
     if not (math.isfinite(inp) and math.isfinite(out) and math.isfinite(total)):
         return None   # counts past any real call's: no estimate rather than an infinite one
     return Estimate(inp, out, total, rates.model, rates.provider)
+
+
+def rates(model: str, provider: str | None, day: int | None
+          ) -> tuple[str, str, tuple[int, ...], list[tuple[tuple[float, ...], ...]] | None] | None:
+    """For the native core, which prices each call itself: `model`'s rates on `day` (days since
+    the epoch; None: today) as (table model id, table provider id, band starts, bands), bands
+    None when each call must be priced by `estimate`; None when the model has no prices."""
+    found = _rates(model, provider or None, day)
+    if found is None:
+        return None
+    return found.model, found.provider, found.starts, found.bands
 
 
 _NS_PER_DAY = 86_400 * 10**9

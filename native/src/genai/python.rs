@@ -2,6 +2,7 @@
 //! `native_table` builds the spec it is given), and the per-trace JSON document made from it.
 
 use std::collections::HashMap as StdHashMap;
+use std::sync::{Arc, Mutex};
 
 use super::table::{HashMap, HashSet};
 
@@ -11,6 +12,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 
 use super::aperture;
 use super::document::{split_traces, trace_document, SpanPart};
+use super::prices::{self, Band, Key, Rates};
 use super::read::Python as InPython;
 use super::table::{role_of, Case, Field, Read, Source, Suppress, Table, TypeRule};
 use super::value::{Map, Value};
@@ -212,19 +214,80 @@ fn priced(estimate: &Bound<'_, PyAny>, q: &Priced) -> Result<Option<Estimate>, I
     }))
 }
 
+/// Rates kept per model and day, at most (a client names the models: the map is emptied when full).
+const MAX_RATES: usize = 4096;
+
 /// The conventions table compiled for the core, with the price table's `estimate` (called for
-/// model calls that carry no cost) and its name (`prices.source()`).
+/// model calls that carry no cost), its name (`prices.source()`) and, optionally, its `rates`
+/// (`prices.rates`: then a model's calls are priced in the core from rates asked once a day).
 #[pyclass(frozen, module = "otlp_router._native")]
 pub struct GenAI {
     table: Table,
     estimate: Py<PyAny>,
     price_source: String,
+    rates: Option<Py<PyAny>>,
+    known_rates: Mutex<StdHashMap<Key, Option<Arc<Rates>>>>,
+}
+
+impl GenAI {
+    /// The estimate for `q`: from the rates in the core where it has them, else `estimate`'s.
+    fn price(&self, py: Python<'_>, q: &Priced) -> Result<Option<Estimate>, InPython> {
+        if let Some(rates_of) = &self.rates {
+            let Some(key) = prices::key(q) else {
+                return Ok(None);
+            };
+            match self.rates(rates_of.bind(py), key)? {
+                None => return Ok(None),
+                Some(rates) => {
+                    if let Some(bands) = &rates.bands {
+                        return Ok(prices::estimate(&rates, bands, q));
+                    }
+                }
+            }
+        }
+        priced(self.estimate.bind(py), q)
+    }
+
+    /// `prices.rates` of a key, asked once; an exception is Python's to raise (through estimate).
+    fn rates(&self, rates_of: &Bound<'_, PyAny>, key: Key) -> Result<Option<Arc<Rates>>, InPython> {
+        if let Some(known) = self.known_rates.lock().expect("rates").get(&key) {
+            return Ok(known.clone());
+        }
+        // Not under the lock: Python may let another thread in, which may price too.
+        let got = rates_of
+            .call1((key.model.as_str(), key.provider.as_deref(), key.day))
+            .map_err(|_| InPython)?;
+        let rates = if got.is_none() {
+            None
+        } else {
+            type Got = (String, String, Vec<i128>, Option<Vec<Band>>);
+            let (model, provider, starts, bands): Got = got.extract().map_err(|_| InPython)?;
+            Some(Arc::new(Rates {
+                model,
+                provider,
+                starts,
+                bands,
+            }))
+        };
+        let mut known = self.known_rates.lock().expect("rates");
+        if known.len() >= MAX_RATES {
+            known.clear();
+        }
+        known.insert(key, rates.clone());
+        Ok(rates)
+    }
 }
 
 #[pymethods]
 impl GenAI {
     #[new]
-    fn new(spec: &Bound<'_, PyDict>, estimate: Py<PyAny>, price_source: String) -> PyResult<GenAI> {
+    #[pyo3(signature = (spec, estimate, price_source, rates=None))]
+    fn new(
+        spec: &Bound<'_, PyDict>,
+        estimate: Py<PyAny>,
+        price_source: String,
+        rates: Option<Py<PyAny>>,
+    ) -> PyResult<GenAI> {
         let mut fields = Vec::new();
         let mut names = HashMap::default();
         let mut sources = Vec::new();
@@ -279,6 +342,8 @@ impl GenAI {
             table,
             estimate,
             price_source,
+            rates,
+            known_rates: Mutex::new(StdHashMap::new()),
         })
     }
 
@@ -299,8 +364,7 @@ impl GenAI {
                 scope_version: version,
             })
             .collect();
-        let estimate = self.estimate.bind(py);
-        let mut pricer = |q: &Priced| priced(estimate, q);
+        let mut pricer = |q: &Priced| self.price(py, q);
         match trace_document(
             &self.table,
             trace_id,
@@ -311,6 +375,41 @@ impl GenAI {
             Ok(doc) => Ok(Some(PyBytes::new(py, &doc))),
             Err(InPython) => Ok(None),
         }
+    }
+
+    /// The estimate the core makes for these counts, as (input, output, total, model,
+    /// provider) or None; "python" where Python would be asked to raise.  For the tests.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (model, provider, at_unix_nano, input, output, cache_read=None, cache_write=None, reasoning=None))]
+    fn _estimate<'py>(
+        &self,
+        py: Python<'py>,
+        model: Option<&str>,
+        provider: Option<&str>,
+        at_unix_nano: u64,
+        input: Option<i128>,
+        output: Option<i128>,
+        cache_read: Option<i128>,
+        cache_write: Option<i128>,
+        reasoning: Option<i128>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let q = Priced {
+            model,
+            provider,
+            at_unix_nano,
+            input,
+            output,
+            cache_read,
+            cache_write,
+            reasoning,
+        };
+        Ok(match self.price(py, &q) {
+            Ok(None) => py.None().into_bound(py),
+            Ok(Some(e)) => (e.input, e.output, e.total, e.model, e.provider)
+                .into_pyobject(py)?
+                .into_any(),
+            Err(InPython) => PyString::new(py, "python").into_any(),
+        })
     }
 
     /// The Aperture record (CBOR) of a span: its bytes; False when the span is no model call;
@@ -337,8 +436,7 @@ impl GenAI {
             scope_name,
             scope_version,
         };
-        let estimate = self.estimate.bind(py);
-        let mut pricer = |q: &Priced| priced(estimate, q);
+        let mut pricer = |q: &Priced| self.price(py, q);
         Ok(
             match aperture::record(
                 &self.table,

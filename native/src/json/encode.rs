@@ -355,8 +355,18 @@ pub(crate) fn push_base64(out: &mut Vec<u8>, data: &[u8]) {
 pub(crate) fn push_json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 1);
     let mut run = 0;
-    for (i, &c) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time while none needs escaping (most of a prompt or a completion).
+        if let Some(word) = bytes.get(i..i + 8) {
+            if !needs_escape(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
+                i += 8;
+                continue;
+            }
+        }
+        let c = bytes[i];
         let esc: &[u8] = match c {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -366,7 +376,10 @@ pub(crate) fn push_json_string(out: &mut Vec<u8>, s: &str) {
             0x08 => b"\\b",
             0x0c => b"\\f",
             0..=0x1f => b"",
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&bytes[run..i]);
         if esc.is_empty() {
@@ -376,8 +389,90 @@ pub(crate) fn push_json_string(out: &mut Vec<u8>, s: &str) {
         } else {
             out.extend_from_slice(esc);
         }
-        run = i + 1;
+        i += 1;
+        run = i;
     }
     out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
+}
+
+/// Whether any of the eight bytes of `w` is a control character, `"` or `\` (the classic
+/// has-zero-byte tests: a byte's high bit is set in the result only where the test holds, or
+/// after a byte where it holds, so "none" is exact).
+#[inline]
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (below_space | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64))) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{needs_escape, push_json_string};
+
+    /// The escaping rule one byte at a time, as push_json_string wrote it before it took words.
+    fn reference(s: &str) -> Vec<u8> {
+        let mut out = vec![b'"'];
+        for &c in s.as_bytes() {
+            match c {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                0x08 => out.extend_from_slice(b"\\b"),
+                0x0c => out.extend_from_slice(b"\\f"),
+                0..=0x1f => out.extend_from_slice(format!("\\u{c:04x}").as_bytes()),
+                _ => out.push(c),
+            }
+        }
+        out.push(b'"');
+        out
+    }
+
+    #[test]
+    fn a_word_needs_escaping_exactly_when_one_of_its_bytes_does() {
+        for c in 0..=255u8 {
+            let escaped = c < 0x20 || c == b'"' || c == b'\\';
+            for at in 0..8 {
+                for fill in [b'a', 0x7f, 0x80, 0xff, b'!', b']'] {
+                    let mut w = [fill; 8];
+                    w[at] = c;
+                    assert_eq!(
+                        needs_escape(u64::from_le_bytes(w)),
+                        escaped,
+                        "{c:#x} at {at}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_are_written_as_the_byte_by_byte_rule_writes_them() {
+        let pieces = [
+            "a", "é", "\"", "\\", "\n", "\u{1}", "\u{1f}", "\u{7f}", "\u{2028}", "😀", " ", "\t",
+        ];
+        let mut seed = 7u64;
+        for _ in 0..20_000 {
+            let mut s = String::new();
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (seed >> 58) as usize;
+            for k in 0..len {
+                let pick = (seed.rotate_left(k as u32 * 5) % pieces.len() as u64) as usize;
+                s.push_str(if k % 3 == 0 {
+                    "plain text "
+                } else {
+                    pieces[pick]
+                });
+            }
+            let mut out = Vec::new();
+            push_json_string(&mut out, &s);
+            assert_eq!(out, reference(&s), "{s:?}");
+        }
+    }
 }
