@@ -8,6 +8,12 @@
 // SAFETY: nothing to justify: the crate forbids unsafe code, so the compiler checks its absence.
 #![forbid(unsafe_code)]
 
+// Only the core's own allocations (Python objects keep Python's allocator); not in the fuzz
+// builds, whose sanitizer watches the C library's malloc.
+#[cfg(feature = "python")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod compress;
 pub mod genai;
 pub mod json;
