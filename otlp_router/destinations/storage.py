@@ -93,7 +93,7 @@ class StorageDestination(Destination):
                                    rotate.duration("max_age", 300.0, minimum=0.001))
             rotate.done()
             self.compression = settings.str("compression", "gzip", choices=("gzip", "zstd", "none"))
-        self.default_max_in_flight = settings.int("write_concurrency", 16, minimum=1)
+        self.default_max_in_flight = settings.int("write_concurrency", self.default_max_in_flight, minimum=1)
 
     def assembler(self, max_items: int, max_bytes: int, flush_interval: float) -> Assembler:
         if self.format == "json":
@@ -197,6 +197,10 @@ class LocalStorageDestination(StorageDestination):
     """`type: file` with `format: json` or `cbor_zstd`: the S3 key layout under a directory."""
 
     type_name = "file"
+    # More puts in flight than the store has threads: a put waits for its directory's sync
+    # after its thread is free, so the threads sync the next files meanwhile. Under ingest on
+    # one core (bench/peers.py genai-json) 64 wrote 2.3x the traces 16 did; 128 no more.
+    default_max_in_flight = 64
 
     def __init__(self, name: str, settings: Section) -> None:
         super().__init__(name, settings, LocalStore(settings.str("dir")))
