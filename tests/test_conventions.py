@@ -5,6 +5,9 @@ fixture, and the fixtures converted from Langfuse's tests through a real router 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otlp_router.destinations.formats.aperture import record
+from otlp_router.destinations.formats.aperture import decode_records, record
 from otlp_router.destinations.formats.trace_json import SpanRef, encode_document, trace_document
 from otlp_router.model import content, conventions, otlp_json
 from otlp_router.model.attributes import set_value, to_dict
@@ -23,7 +26,7 @@ from otlp_router.model.genai import view
 from otlp_router.model.signals import TRACES
 from otlp_router.routing.privacy import may_hold_content, strip_content
 from otlp_router.settings import ConfigError, Section
-from tests.support import base_config, wait_for
+from tests.support import ROOT, base_config, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "genai"
 EXPECTED: dict[str, dict[str, dict[str, Any]]] = orjson.loads((FIXTURES / "expected.json").read_bytes())
@@ -310,10 +313,11 @@ def test_fixtures_through_a_router_into_per_trace_json_public_and_private(start_
     assert otlp and b"request_data" not in otlp and MARKER not in otlp
 
 
-def test_a_custom_convention_from_router_yaml_reaches_the_document(start_router, tmp_path) -> None:
+def test_a_custom_convention_from_router_yaml_reaches_the_document_and_the_record(start_router, tmp_path) -> None:
     from otlp_router import config as config_module
     config = base_config(tmp_path, destinations={
-        "public": {"type": "file", "dir": str(tmp_path / "public"), "format": "json", "trace_idle": "200ms"}},
+        "public": {"type": "file", "dir": str(tmp_path / "public"), "format": "json", "trace_idle": "200ms"},
+        "aperture": {"type": "file", "dir": str(tmp_path / "aperture"), "format": "cbor_zstd", "every": "200ms"}},
         genai={"conventions": [CUSTOM]})
     config_module.parse(yaml.safe_dump(config))
     router = start_router(config)
@@ -322,16 +326,24 @@ def test_a_custom_convention_from_router_yaml_reaches_the_document(start_router,
         "endTimeUnixNano": str(time.time_ns()), "attributes": [
             {"key": "acme.kind", "value": {"stringValue": "llm"}},
             {"key": "acme.llm.model", "value": {"stringValue": "acme-7b"}},
-            {"key": "acme.llm.tokens_in", "value": {"intValue": "30"}}]}]}]}]})
+            {"key": "acme.llm.tokens_in", "value": {"intValue": "30"}},
+            {"key": "acme.user", "value": {"stringValue": "u-1"}}]}]}]}]})
     assert router.post("/v1/traces", body, JS)[0] == 200
     docs = wait_for(lambda: _documents(tmp_path / "public"), timeout=20)
     [o] = docs[0]["observations"]
     assert (o["type"], o["model"], o["usageDetails"]) == ("GENERATION", "acme-7b", {"input": 30, "total": 30})
+    records = wait_for(lambda: [r for p in (tmp_path / "aperture").rglob("*.cbor.zstd")
+                                for r in decode_records(p.read_bytes())], timeout=20)
+    [r] = records
+    assert (r["model"], r["usage"]["input_tokens"], r["identity"]["login_name"]) == ("acme-7b", 30, "u-1")
 
 
 def test_a_malformed_custom_convention_stops_the_router_naming_the_key(tmp_path) -> None:
-    from otlp_router import config as config_module
     bad = base_config(tmp_path, genai={"conventions": [{"name": "acme", "fields": {"model": [{"key": "k"}]}}]})
-    with pytest.raises(ConfigError) as refused:
-        config_module.parse(yaml.safe_dump(bad))
-    assert refused.value.path == "genai.conventions[0].fields.model[0].priority"
+    (tmp_path / "router.yaml").write_text(yaml.safe_dump(bad))
+    started = subprocess.run([sys.executable, "-m", "otlp_router", "run", "-c", "router.yaml"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert started.returncode == 2, started.stderr
+    assert "router.yaml: genai.conventions[0].fields.model[0].priority: is required" in started.stderr
+    assert "ready" not in started.stdout + started.stderr

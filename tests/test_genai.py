@@ -678,6 +678,10 @@ def test_metadata_of_every_convention_is_merged_and_trace_metadata_wins() -> Non
     assert v.user_id == "vercel-user"   # a user id, not metadata (and it outranks Traceloop's)
 
 
+def test_trace_metadata_may_carry_the_langfuse_tags() -> None:
+    assert view_from_attributes({"langfuse.trace.metadata.langfuse_tags": '["z"]'}).tags == ["z"]
+
+
 def test_metadata_blobs_that_are_not_objects_are_ignored() -> None:
     assert view_from_attributes({"metadata": "[1, 2]", "langfuse.trace.metadata": "text"}).metadata == {}
 

@@ -30,6 +30,7 @@ from otlp_router.destinations.formats import trace_json
 from otlp_router.destinations.formats.trace_json import (KeptSpan, SpanRef, encode_document, encode_trace, span_refs,
                                                          trace_document)
 from otlp_router.model import conventions, genai, otlp_json
+from otlp_router.model.attributes import set_value
 from otlp_router import _native
 from tests.golden.make_genai import GOLDEN_PRICES, golden_estimate, golden_prices
 from tests.golden.make_genai import parts_of as kept_traces   # a request's spans as the assembler keeps them
@@ -103,6 +104,46 @@ def test_each_span_alone_is_a_document_of_its_own(name: str) -> None:
     for trace_id, parts in kept_traces(fixture(name)).items():
         for part in parts:
             assert_same(native(trace_id, [part]), python(trace_id, [part]))
+
+
+@pytest.mark.parametrize("resource", [{"langfuse.metadata.team": "search"}, {"langfuse.metadata": '{"team": "search"}'},
+                                      {"langfuse.environment": "staging", "service.name": "app"}])
+def test_resource_metadata_and_environment_are_read_by_the_core(resource: dict[str, Any]) -> None:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    for key, value in resource.items():
+        set_value(rs.resource.attributes.add(key=key).value, value)
+    s = rs.scope_spans.add().spans.add(name="call", trace_id=b"\x05" * 16, span_id=b"\x06" * 8,
+                                       start_time_unix_nano=1, end_time_unix_nano=2)
+    set_value(s.attributes.add(key="gen_ai.request.model").value, "gpt-4o")
+    [(trace_id, parts)] = kept_traces(request).items()
+    got = native(trace_id, parts)
+    assert_same(got, python(trace_id, parts))
+    [o] = orjson.loads(got)["observations"]
+    if "team" in str(resource):
+        assert o["metadata"]["team"] == "search"
+    else:
+        assert o["environment"] == "staging" and o["metadata"]["resourceAttributes"]["service.name"] == "app"
+
+
+def test_older_pydantic_ai_restating_anthropics_counts_does_not_count_them_twice() -> None:
+    # pydantic-ai before 1.0 with Anthropic: gen_ai.usage.input_tokens includes the cache reads, and
+    # details.input_tokens / output_tokens restate the provider's own counts beside them.
+    request = ExportTraceServiceRequest()
+    ss = request.resource_spans.add().scope_spans.add()
+    ss.scope.name = "pydantic-ai"
+    s = ss.spans.add(name="chat claude", trace_id=b"\x07" * 16, span_id=b"\x08" * 8, start_time_unix_nano=1,
+                     end_time_unix_nano=2)
+    for key, value in {"gen_ai.request.model": "claude-3-5-sonnet-latest", "gen_ai.usage.input_tokens": 1200,
+                       "gen_ai.usage.output_tokens": 300, "gen_ai.usage.details.input_tokens": 200,
+                       "gen_ai.usage.details.output_tokens": 300,
+                       "gen_ai.usage.details.cache_read_input_tokens": 1000}.items():
+        set_value(s.attributes.add(key=key).value, value)
+    [(trace_id, parts)] = kept_traces(request).items()
+    got = native(trace_id, parts)
+    assert_same(got, python(trace_id, parts))
+    [o] = orjson.loads(got)["observations"]
+    assert o["usageDetails"] == {"input": 200, "output": 300, "input_cached_tokens": 1000, "total": 1500}
 
 
 def test_all_fixtures_as_one_trace_merge_as_python_merges_them() -> None:
