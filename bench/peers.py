@@ -731,9 +731,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds for a router's spools to empty after the load (default 60)")
     parser.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for a server")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (configs, logs)")
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="make the work dir (spools, written files) under this directory instead of the"
-                             " system's temporary one, e.g. a fresh file system: see bench/README.md")
     args = parser.parse_args(argv)
     args.cases = tuple(c.strip() for c in args.only.split(",") if c.strip())
     if not args.cases or set(args.cases) - set(CASE_NAMES):
@@ -749,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
     options = ingest.Options(only="router", duration=args.seconds, warmup=WARMUP, connections=CONNECTIONS,
                              ready_timeout=args.ready_timeout, keep=args.keep, json=args.json)  # fmt: skip
     children = Children()
-    workdir = Path(tempfile.mkdtemp(prefix="otlp-peers-bench-", dir=args.dir))
+    workdir = Path(tempfile.mkdtemp(prefix="otlp-peers-bench-"))
     started = time.monotonic()
     try:
         ensure_tool("wrk", "wrk")

@@ -64,6 +64,7 @@ def _prefix(section: Section) -> str:
 
 class StorageDestination(Destination):
     default_max_in_flight = 16   # many small objects (a document per trace): written side by side
+    per_trace_max_in_flight = 16
 
     def __init__(self, name: str, settings: Section, store: Store) -> None:
         super().__init__(name, settings)
@@ -93,7 +94,8 @@ class StorageDestination(Destination):
                                    rotate.duration("max_age", 300.0, minimum=0.001))
             rotate.done()
             self.compression = settings.str("compression", "gzip", choices=("gzip", "zstd", "none"))
-        self.default_max_in_flight = settings.int("write_concurrency", self.default_max_in_flight, minimum=1)
+        default = self.per_trace_max_in_flight if self.format == "json" else self.default_max_in_flight
+        self.default_max_in_flight = settings.int("write_concurrency", default, minimum=1)
 
     def assembler(self, max_items: int, max_bytes: int, flush_interval: float) -> Assembler:
         if self.format == "json":
@@ -197,10 +199,11 @@ class LocalStorageDestination(StorageDestination):
     """`type: file` with `format: json` or `cbor_zstd`: the S3 key layout under a directory."""
 
     type_name = "file"
-    # More puts in flight than the store has threads: a put waits for its directory's sync
-    # after its thread is free, so the threads sync the next files meanwhile. Under ingest on
-    # one core (bench/peers.py genai-json) 64 wrote 2.3x the traces 16 did; 128 no more.
-    default_max_in_flight = 64
+    # Per-trace documents: more puts in flight than the store has threads, as a put waits for
+    # its directory's sync after its thread is free, so the threads sync the next files
+    # meanwhile. Under ingest on one core (bench/peers.py genai-json) 64 wrote 2.3x the traces
+    # 16 did; 128 no more. Not for batches (Aperture, OTLP JSON): each holds its requests.
+    per_trace_max_in_flight = 64
 
     def __init__(self, name: str, settings: Section) -> None:
         super().__init__(name, settings, LocalStore(settings.str("dir")))
