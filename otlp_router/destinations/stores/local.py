@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from otlp_router.destinations import paths
 from otlp_router.destinations.base import CheckResult
 from otlp_router.destinations.stores.base import Store, StoreError
 from otlp_router.groupcommit import GroupCommit
@@ -111,6 +112,8 @@ class LocalStore(Store):
         except OSError as e:
             raise StoreError(f"cannot write {self.location(key)}: {e.strerror or e}",
                              permanent=e.errno in NEEDS_AN_OPERATOR) from None
+        except paths.UnsafeKey as e:
+            raise StoreError(f"refusing to write the object: {e}", permanent=True) from None
         return created
 
     async def _make_root_once(self) -> None:
@@ -135,6 +138,9 @@ class LocalStore(Store):
     def _write(self, path: Path, data: bytes, if_absent: bool, make_parent: bool) -> bool:
         """In the store's threads: the object written, synced and linked into place
         (not yet its directory); False if `if_absent` and the name is taken."""
+        # A safe key can still leave the directory through a symbolic link in it: checked
+        # here, next to the write (and without a thread hand-off of its own).
+        paths.resolve_under(self.dir, str(path.relative_to(self.dir)))
         if make_parent:
             path.parent.mkdir(parents=True, exist_ok=True)   # the commit syncs their parents
         tmp = path.parent / f".{path.name}.{_TMP_PREFIX}{next(_tmp_numbers)}.tmp"
