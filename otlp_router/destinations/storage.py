@@ -63,8 +63,8 @@ def _prefix(section: Section) -> str:
 
 
 class StorageDestination(Destination):
-    default_max_in_flight = 16   # many small objects (a document per trace): written side by side
-    per_trace_max_in_flight = 16
+    default_max_in_flight = 16     # objects written side by side
+    per_trace_max_in_flight = 16   # for `format: json`: many small objects, a document per trace
 
     def __init__(self, name: str, settings: Section, store: Store) -> None:
         super().__init__(name, settings)
