@@ -98,6 +98,12 @@ class RouterProcess:
         self._close()
 
 
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`otlp-router ARGS` in a process of its own, as a user runs it (no standard input)."""
+    return subprocess.run([sys.executable, "-m", "otlp_router", *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 def base_config(tmp: Path, destinations: dict[str, Any] | None = None,
                 routes: list[dict[str, Any]] | None = None, **top: Any) -> dict[str, Any]:
     """A router config on port 0 endpoints writing OTLP JSON files under `tmp/out`."""

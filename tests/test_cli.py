@@ -16,14 +16,9 @@ import yaml
 
 from otlp_router.model import otlp_json
 from tests.downstream import HttpSink
-from tests.support import ROOT, RouterProcess, base_config, make_request, numbered_request, wait_for
+from tests.support import ROOT, RouterProcess, base_config, make_request, numbered_request, run_cli, wait_for
 
 PB = {"Content-Type": "application/x-protobuf"}
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "otlp_router", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def _write(path: Path, config: dict) -> Path:
@@ -35,7 +30,7 @@ def _write(path: Path, config: dict) -> Path:
 
 @pytest.mark.parametrize("command", ["run", "check", "explain", "decode", "replay", "reload"])
 def test_every_subcommand_help_has_a_description_and_config_help(command: str, tmp_path: Path) -> None:
-    result = _cli(command, "--help", cwd=tmp_path)
+    result = run_cli(command, "--help", cwd=tmp_path)
     assert result.returncode == 0
     usage, _, rest = result.stdout.partition("\n\n")
     description = rest.split("\n\n")[0]
@@ -50,15 +45,15 @@ def test_global_options_work_after_the_subcommand_too(tmp_path: Path) -> None:
     for args in (["--log-level", "warning", "check", "-c", str(config)],
                  ["check", "-c", str(config), "--log-level", "warning", "--log-format", "json"],
                  ["check", "--log-format=json", "-c", str(config)]):
-        result = _cli(*args, cwd=tmp_path)
+        result = run_cli(*args, cwd=tmp_path)
         assert result.returncode == 0, (args, result.stderr)
-    assert _cli("check", "--log-level", "loud", cwd=tmp_path).returncode == 2  # still validated
+    assert run_cli("check", "--log-level", "loud", cwd=tmp_path).returncode == 2  # still validated
 
 
 # -- messages -----------------------------------------------------------------------------
 
 def test_a_missing_config_says_it_cannot_be_read(tmp_path: Path) -> None:
-    result = _cli("check", "-c", "alt.yaml", cwd=tmp_path)
+    result = run_cli("check", "-c", "alt.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == "otlp-router: cannot read alt.yaml: No such file or directory"
 
@@ -66,13 +61,13 @@ def test_a_missing_config_says_it_cannot_be_read(tmp_path: Path) -> None:
 def test_a_typod_key_is_named_with_the_close_match(tmp_path: Path) -> None:
     config = base_config(tmp_path, {"d": {"type": "discard"}})
     config["destination"] = config.pop("destinations")
-    result = _cli("check", "-c", str(_write(tmp_path / "r.yaml", config)), cwd=tmp_path)
+    result = run_cli("check", "-c", str(_write(tmp_path / "r.yaml", config)), cwd=tmp_path)
     assert result.returncode == 2
     assert "r.yaml: destination: unknown key (did you mean destinations? expected one of:" in result.stderr
     assert "is required" not in result.stderr
     # Inside a section too, where the key is required: the typo first, not "type: is required".
     config = base_config(tmp_path, {"d": {"typ": "discard"}})
-    result = _cli("check", "-c", str(_write(tmp_path / "r.yaml", config)), cwd=tmp_path)
+    result = run_cli("check", "-c", str(_write(tmp_path / "r.yaml", config)), cwd=tmp_path)
     assert "destinations.d.typ: unknown key; did you mean type? (type is required)" in result.stderr
 
 
@@ -90,10 +85,10 @@ def test_explain_reads_a_pretty_printed_request_and_says_sampled_out(tmp_path: P
     config = _explain_config(tmp_path)
     request = tmp_path / "request.json"
     request.write_text(json.dumps(orjson.loads(otlp_json.encode(make_request(spans=2))), indent=2))
-    result = _cli("explain", "-c", str(config), str(request), cwd=tmp_path)
+    result = run_cli("explain", "-c", str(config), str(request), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("  -> sampled: sampled out") == 2 and result.stdout.count("  -> kept:") == 2
-    result = _cli("explain", "-c", str(config), "--json", str(request), cwd=tmp_path)
+    result = run_cli("explain", "-c", str(config), "--json", str(request), cwd=tmp_path)
     entries = [orjson.loads(line) for line in result.stdout.splitlines()]
     assert [(list(e["destinations"]), e["sampled_out"]) for e in entries] == [(["kept"], ["sampled"])] * 2
 
@@ -103,15 +98,15 @@ def test_explain_reads_json_lines_and_names_a_bad_line(tmp_path: Path) -> None:
     lines = tmp_path / "lines.jsonl"
     lines.write_bytes(otlp_json.encode(make_request(spans=1, seed=1)) + b"\n"
                       + otlp_json.encode(make_request(spans=1, seed=2)) + b"\n")
-    result = _cli("explain", "-c", str(config), "--json", str(lines), cwd=tmp_path)
+    result = run_cli("explain", "-c", str(config), "--json", str(lines), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
     lines.write_bytes(lines.read_bytes() + b"{not json\n")
-    result = _cli("explain", "-c", str(config), str(lines), cwd=tmp_path)
+    result = run_cli("explain", "-c", str(config), str(lines), cwd=tmp_path)
     assert result.returncode == 2 and "line 3 (read as JSON lines): invalid JSON" in result.stderr
     broken = tmp_path / "broken.json"  # pretty-printed with a mistake: the document's error, not line 1's
     broken.write_text('{\n  "resourceSpans": [\n    {,}\n  ]\n}\n')
-    result = _cli("explain", "-c", str(config), str(broken), cwd=tmp_path)
+    result = run_cli("explain", "-c", str(config), str(broken), cwd=tmp_path)
     assert result.returncode == 2 and "is not OTLP JSON: invalid JSON" in result.stderr
     assert "line 1 column 2" not in result.stderr and "read as JSON lines" not in result.stderr
 
@@ -142,7 +137,7 @@ def test_reload_of_another_file_is_refused_and_of_the_same_one_says_which(tmp_pa
     router = RouterProcess(config, tmp_path)
     try:
         (tmp_path / "alt.yaml").write_text(router.config_path.read_text())
-        result = _cli("reload", "-c", "alt.yaml", cwd=tmp_path)
+        result = run_cli("reload", "-c", "alt.yaml", cwd=tmp_path)
         assert result.returncode == 1, result.stdout
         assert f"was started with {router.config_path}, not alt.yaml" in result.stderr
         assert "nothing sent" in result.stderr
@@ -151,7 +146,7 @@ def test_reload_of_another_file_is_refused_and_of_the_same_one_says_which(tmp_pa
 
         os.symlink(router.config_path, tmp_path / "link.yaml")  # the same file by another name is fine
         for name in ("router.yaml", "link.yaml"):
-            result = _cli("reload", "-c", name, cwd=tmp_path)
+            result = run_cli("reload", "-c", name, cwd=tmp_path)
             assert result.returncode == 0, result.stderr
             assert f"{name} is valid; asked the router (pid {router.proc.pid}) to reload: it re-reads " \
                    f"{router.config_path}" in result.stdout
@@ -195,7 +190,7 @@ def test_check_prints_no_http_request_lines(tmp_path: Path) -> None:
     try:
         config = _write(tmp_path / "r.yaml", base_config(tmp_path, {"fwd": {"type": "otlp_http",
                                                                              "endpoint": sink.url}}))
-        result = _cli("check", "-c", str(config), cwd=tmp_path)
+        result = run_cli("check", "-c", str(config), cwd=tmp_path)
     finally:
         sink.close()
     assert result.returncode == 0, result.stdout + result.stderr

@@ -15,15 +15,10 @@ import yaml
 
 from otlp_router import config
 from tests.certs import make_pki
-from tests.support import ROOT, make_request, read_otlp_json_lines, wait_for
+from tests.support import ROOT, make_request, read_otlp_json_lines, run_cli, wait_for
 
 KEY = "k" * 24
 PB = {"Content-Type": "application/x-protobuf"}
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "otlp_router", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def _tree(directory: Path) -> set[str]:
@@ -126,7 +121,7 @@ def test_a_router_started_elsewhere_uses_the_files_next_to_its_config(tmp_path: 
         assert wait_for(lambda: read_otlp_json_lines(etc / "out"), timeout=15)
         assert (etc / "spool" / "otlp-router.pid").read_text().strip() == str(proc.pid)
         # `reload` from a third directory finds the router through the same resolved spool.dir.
-        result = _cli("reload", "-c", os.path.relpath(etc / "router.yaml", tmp_path), cwd=tmp_path)
+        result = run_cli("reload", "-c", os.path.relpath(etc / "router.yaml", tmp_path), cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert wait_for(lambda: any("reloaded" in line for line in lines), timeout=15), "".join(lines)
     finally:
@@ -148,7 +143,7 @@ def test_check_creates_no_directory(tmp_path: Path) -> None:
                          "raw": {"type": "file", "dir": "data/raw", "format": "otlp_json"},
                          "there": {"type": "file", "dir": "existing", "format": "otlp_json"}}}))
     before_conf, before_cwd = _tree(conf), _tree(cwd)
-    result = _cli("check", "-c", str(conf / "router.yaml"), cwd=cwd)
+    result = run_cli("check", "-c", str(conf / "router.yaml"), cwd=cwd)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"destination traces (file): ok: {conf / 'data' / 'traces'} does not exist yet; would create it " \
            f"under {conf} (writable)" in result.stdout
@@ -158,7 +153,7 @@ def test_check_creates_no_directory(tmp_path: Path) -> None:
     (conf / "router.yaml").write_text(yaml.safe_dump({
         "routes": [{"name": "all", "destinations": ["bad"]}],
         "destinations": {"bad": {"type": "file", "dir": "a-file/sub", "format": "otlp_json"}}}))
-    result = _cli("check", "-c", str(conf / "router.yaml"), cwd=cwd)
+    result = run_cli("check", "-c", str(conf / "router.yaml"), cwd=cwd)
     assert result.returncode == 1
     assert f"FAILED: {conf / 'a-file' / 'sub'} cannot be created: {conf / 'a-file'} is not a directory" \
         in result.stdout

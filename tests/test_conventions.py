@@ -5,9 +5,6 @@ fixture, and the fixtures converted from Langfuse's tests through a real router 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +23,7 @@ from otlp_router.model.genai import view
 from otlp_router.model.signals import TRACES
 from otlp_router.routing.privacy import may_hold_content, strip_content
 from otlp_router.settings import ConfigError, Section
-from tests.support import ROOT, base_config, wait_for
+from tests.support import base_config, run_cli, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "genai"
 EXPECTED: dict[str, dict[str, dict[str, Any]]] = orjson.loads((FIXTURES / "expected.json").read_bytes())
@@ -341,9 +338,7 @@ def test_a_custom_convention_from_router_yaml_reaches_the_document_and_the_recor
 def test_a_malformed_custom_convention_stops_the_router_naming_the_key(tmp_path) -> None:
     bad = base_config(tmp_path, genai={"conventions": [{"name": "acme", "fields": {"model": [{"key": "k"}]}}]})
     (tmp_path / "router.yaml").write_text(yaml.safe_dump(bad))
-    started = subprocess.run([sys.executable, "-m", "otlp_router", "run", "-c", "router.yaml"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    started = run_cli("run", "-c", "router.yaml", cwd=tmp_path)
     assert started.returncode == 2, started.stderr
     assert "router.yaml: genai.conventions[0].fields.model[0].priority: is required" in started.stderr
     assert "ready" not in started.stdout + started.stderr

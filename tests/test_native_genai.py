@@ -106,43 +106,43 @@ def test_each_span_alone_is_a_document_of_its_own(name: str) -> None:
             assert_same(native(trace_id, [part]), python(trace_id, [part]))
 
 
-@pytest.mark.parametrize("resource", [{"langfuse.metadata.team": "search"}, {"langfuse.metadata": '{"team": "search"}'},
-                                      {"langfuse.environment": "staging", "service.name": "app"}])
-def test_resource_metadata_and_environment_are_read_by_the_core(resource: dict[str, Any]) -> None:
+def one_span_observation(attributes: dict[str, Any], resource: dict[str, Any] | None = None,
+                         scope: str = "") -> dict[str, Any]:
+    """The observation of a span alone in its trace, as the core writes it (and Python, the same)."""
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
-    for key, value in resource.items():
+    for key, value in (resource or {}).items():
         set_value(rs.resource.attributes.add(key=key).value, value)
-    s = rs.scope_spans.add().spans.add(name="call", trace_id=b"\x05" * 16, span_id=b"\x06" * 8,
-                                       start_time_unix_nano=1, end_time_unix_nano=2)
-    set_value(s.attributes.add(key="gen_ai.request.model").value, "gpt-4o")
-    [(trace_id, parts)] = kept_traces(request).items()
-    got = native(trace_id, parts)
-    assert_same(got, python(trace_id, parts))
-    [o] = orjson.loads(got)["observations"]
-    if "team" in str(resource):
-        assert o["metadata"]["team"] == "search"
-    else:
-        assert o["environment"] == "staging" and o["metadata"]["resourceAttributes"]["service.name"] == "app"
-
-
-def test_older_pydantic_ai_restating_anthropics_counts_does_not_count_them_twice() -> None:
-    # pydantic-ai before 1.0 with Anthropic: gen_ai.usage.input_tokens includes the cache reads, and
-    # details.input_tokens / output_tokens restate the provider's own counts beside them.
-    request = ExportTraceServiceRequest()
-    ss = request.resource_spans.add().scope_spans.add()
-    ss.scope.name = "pydantic-ai"
-    s = ss.spans.add(name="chat claude", trace_id=b"\x07" * 16, span_id=b"\x08" * 8, start_time_unix_nano=1,
+    ss = rs.scope_spans.add()
+    ss.scope.name = scope
+    s = ss.spans.add(name="call", trace_id=b"\x05" * 16, span_id=b"\x06" * 8, start_time_unix_nano=1,
                      end_time_unix_nano=2)
-    for key, value in {"gen_ai.request.model": "claude-3-5-sonnet-latest", "gen_ai.usage.input_tokens": 1200,
-                       "gen_ai.usage.output_tokens": 300, "gen_ai.usage.details.input_tokens": 200,
-                       "gen_ai.usage.details.output_tokens": 300,
-                       "gen_ai.usage.details.cache_read_input_tokens": 1000}.items():
+    for key, value in attributes.items():
         set_value(s.attributes.add(key=key).value, value)
     [(trace_id, parts)] = kept_traces(request).items()
     got = native(trace_id, parts)
     assert_same(got, python(trace_id, parts))
     [o] = orjson.loads(got)["observations"]
+    return o
+
+
+@pytest.mark.parametrize("resource", [{"langfuse.metadata.team": "search"}, {"langfuse.metadata": '{"team": "search"}'}])
+def test_resource_metadata_is_read_by_the_core(resource: dict[str, Any]) -> None:
+    assert one_span_observation({"gen_ai.request.model": "gpt-4o"}, resource)["metadata"]["team"] == "search"
+
+
+def test_resource_environment_is_read_by_the_core() -> None:
+    o = one_span_observation({"gen_ai.request.model": "gpt-4o"}, {"langfuse.environment": "staging", "service.name": "app"})
+    assert o["environment"] == "staging" and o["metadata"]["resourceAttributes"]["service.name"] == "app"
+
+
+def test_older_pydantic_ai_restating_anthropics_counts_does_not_count_them_twice() -> None:
+    # pydantic-ai before 1.0 with Anthropic: gen_ai.usage.input_tokens includes the cache reads, and
+    # details.input_tokens / output_tokens restate the provider's own counts beside them.
+    o = one_span_observation({"gen_ai.request.model": "claude-3-5-sonnet-latest", "gen_ai.usage.input_tokens": 1200,
+                              "gen_ai.usage.output_tokens": 300, "gen_ai.usage.details.input_tokens": 200,
+                              "gen_ai.usage.details.output_tokens": 300,
+                              "gen_ai.usage.details.cache_read_input_tokens": 1000}, scope="pydantic-ai")
     assert o["usageDetails"] == {"input": 200, "output": 300, "input_cached_tokens": 1000, "total": 1500}
 
 
