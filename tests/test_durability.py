@@ -90,7 +90,7 @@ def test_recovery_report_for_a_torn_spool_at_start_up(tmp_path) -> None:
     router.proc.wait(10)
     router.kill()
     (segment,) = (tmp_path / "spool" / "down").glob("*.seg")
-    segment.write_bytes(segment.read_bytes()[:-7])
+    segment.write_bytes(segment.read_bytes()[:-15])  # the end marker (8 bytes) and 7 of the last record's
     sink = HttpSink(sink.port)
     try:
         router = RouterProcess(config, tmp_path)
@@ -98,6 +98,7 @@ def test_recovery_report_for_a_torn_spool_at_start_up(tmp_path) -> None:
         assert wait_for(lambda: len(sink.span_ids()) == 20)
         router.stop()
     finally:
+        router.kill()
         sink.close()
 
 

@@ -1,5 +1,7 @@
 """The core's gzip (native/src/compress.rs): what OTLP/HTTP export bodies and stored `.gz`
-objects are compressed with. Any gzip reader must read back exactly what went in."""
+objects are compressed with. Any gzip reader must read back exactly what went in. And its
+crc32, which guards the spool's records: zlib's, bit for bit, so segments written before it
+read back."""
 
 from __future__ import annotations
 
@@ -36,3 +38,12 @@ def test_only_bytes_are_taken(value: object) -> None:
     # A mutable buffer could change while the core compresses it without the GIL.
     with pytest.raises(TypeError):
         _native.gzip(value, 1)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=100_000), st.integers(0, 2**32 - 1))
+def test_crc32_is_zlibs_and_chains_like_it(data: bytes, start: int) -> None:
+    assert _native.crc32(data) == zlib.crc32(data)
+    assert _native.crc32(data, start) == zlib.crc32(data, start)
+    cut = len(data) // 3
+    assert _native.crc32(data[cut:], _native.crc32(data[:cut])) == zlib.crc32(data)

@@ -76,6 +76,18 @@ def test_include_and_exclude_use_the_match_rules() -> None:
     assert _attrs(req) == [{"tier": "free", "flag": 1}, {"tier": "paid", "other": 2}]
 
 
+def test_an_actions_rules_see_the_item_as_the_actions_before_it_left_it() -> None:
+    # Found by the core's differential test: the rules were read once, before any action ran.
+    req = _request({"note": "n", "user.id": "u", "tier": "free"}, {"user.id": "v"})
+    _actions([{"action": "delete", "key": "note"},
+              {"action": "delete", "key": "user.id", "exclude": {"attribute": "note", "exists": True}},
+              {"action": "rename", "key": "tier", "to": "plan"},
+              {"action": "insert", "key": "paid", "value": False, "include": {"attribute": "plan", "equals": "free"}},
+              {"action": "update", "key": "paid", "value": True,
+               "include": {"attribute": "paid", "exists": True}}]).apply(req, TRACES)
+    assert _attrs(req) == [{"plan": "free", "paid": True}, {}]
+
+
 def test_bad_action_names_its_path() -> None:
     with pytest.raises(ConfigError) as err:
         _actions([{"action": "explode", "key": "x"}])

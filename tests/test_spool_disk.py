@@ -1,4 +1,5 @@
-"""The durable spool: append, read, acknowledge, restart, recover torn and corrupt segments."""
+"""The durable spool: append, read, acknowledge, restart, recover torn and corrupt segments,
+write over delivered segments."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from otlp_router import telemetry
 from otlp_router.model.batch import Batch
 from otlp_router.model.signals import TRACES
 from otlp_router.spool.base import FAULT_POINTS, SpoolFull
-from otlp_router.spool.disk import DiskSpool, missing_ranges, read_acked
+from otlp_router.spool.disk import POOL_SEGMENTS, DiskSpool, encode_record, missing_ranges, read_acked
 from tests.support import make_request
 
 
@@ -517,7 +518,7 @@ def test_a_torn_final_record_is_counted(tmp_path) -> None:
         spool.release()
     run(go())
     (segment,) = tmp_path.glob("*.seg")
-    segment.write_bytes(segment.read_bytes()[:-5])
+    segment.write_bytes(segment.read_bytes()[:-13])  # the end marker (8 bytes) and 5 of the record's
     before = _counter(telemetry.spool_lost_records, "dest", "torn")
     spool = _spool(tmp_path)
     assert spool.recovery.torn_records == 1 and spool.recovery.missing_records == 0
@@ -650,3 +651,123 @@ def test_a_payload_that_cannot_be_read_back_is_counted_and_the_rest_delivered(tm
     assert _keys(entries) == ["key-1", "key-3"] and pending == 6   # the lost one is no longer pending
     assert _counter(telemetry.spool_lost_records, "dest", "unreadable") == before + 1
     assert "cannot read back record 2" in caplog.text
+
+
+# -- 7. delivered segments are written over --------------------------------------
+
+def _same_size(n: int) -> Batch:
+    """Batches whose records are all one size (1 <= n <= 9), so record boundaries
+    in a segment written over fall where the old ones were."""
+    request = make_request(spans=3, seed=1)
+    return Batch(TRACES, request, 3, request.SerializeToString(), api_key_name=f"key-{n}")
+
+
+_RECORD = len(encode_record(_same_size(1)))
+_HEAD = 16  # a segment's header: magic and first number
+
+
+def _deliver_two_segments(tmp_path: Path) -> tuple[DiskSpool, dict[int, bytes]]:
+    """Records 1..6 in two segments of three, both delivered and kept as .free:
+    returns the spool and the kept files' bytes by inode."""
+    spool = _spool(tmp_path, segment_bytes=3 * _RECORD, resident_bytes=0)
+
+    async def go():
+        for n in range(1, 7):
+            await spool.append(_same_size(n))
+        spool.ack(await spool.read(1000, 1 << 30))
+        assert await spool.flush_acks()
+    run(go())
+    kept = {p.stat().st_ino: p.read_bytes() for p in tmp_path.glob("*.free")}
+    assert len(kept) == 2 and [p.name for p in tmp_path.glob("*.seg")] == [f"{7:020d}.seg"]
+    return spool, kept
+
+
+def test_a_delivered_segment_is_written_over_and_only_new_records_come_back(tmp_path) -> None:
+    spool, kept = _deliver_two_segments(tmp_path)
+
+    async def go():
+        for n in (7, 8, 9, 1):  # the fourth goes into the next segment: a kept file
+            await spool.append(_same_size(n))
+    run(go())
+    reused = tmp_path / f"{10:020d}.seg"
+    assert reused.stat().st_ino in kept and len(list(tmp_path.glob("*.free"))) == 1
+    crash(spool)
+    spool = _spool(tmp_path, resident_bytes=0)  # every payload is read back from its segment
+    assert spool.recovery.records == 4
+    assert (spool.recovery.torn_records, spool.recovery.corrupt_records) == (0, 0)
+    entries = _drain(spool)
+    assert _keys(entries) == ["key-7", "key-8", "key-9", "key-1"]
+    assert all(e.batch.message == make_request(spans=3, seed=1) for e in entries)
+    spool.release()
+
+
+def test_an_old_record_uncovered_by_a_lost_end_marker_is_not_read_as_new(tmp_path) -> None:
+    """The crash took the end marker after the last record but not the record: the
+    bytes there are the old use's, a whole record of the same size whose crc was
+    good under the old segment's seed."""
+    spool, kept = _deliver_two_segments(tmp_path)
+
+    async def go():
+        for n in (7, 8, 9, 1):
+            await spool.append(_same_size(n))
+    run(go())
+    reused = tmp_path / f"{10:020d}.seg"
+    old = kept[reused.stat().st_ino]
+    crash(spool)
+    data = bytearray(reused.read_bytes())
+    marker = _HEAD + _RECORD
+    assert data[marker:marker + 8] == bytes(8)
+    data[marker:marker + 8] = old[marker:marker + 8]
+    reused.write_bytes(bytes(data))
+    spool = _spool(tmp_path)
+    assert _keys(_drain(spool)) == ["key-7", "key-8", "key-9", "key-1"]  # not key-2 or key-5 again
+    assert spool.recovery.torn_records == 1  # it cannot tell a lost marker from a torn record
+    spool.release()
+
+
+def test_a_reused_segment_whose_header_never_reached_the_disk_holds_no_record(tmp_path) -> None:
+    spool, kept = _deliver_two_segments(tmp_path)
+
+    async def go():
+        for n in (7, 8, 9):  # the third rotates: the next segment is a kept file, not written yet
+            await spool.append(_same_size(n))
+    run(go())
+    reused = tmp_path / f"{10:020d}.seg"
+    assert reused.read_bytes() == kept[reused.stat().st_ino]  # the old header names another segment
+    crash(spool)
+    spool = _spool(tmp_path)
+    assert spool.recovery.records == 3 and spool.recovery.torn_records == 0
+    run(spool.append(_same_size(4)))
+    assert [e.seq for e in _drain(spool)] == [7, 8, 9, 10]
+    spool.release()
+
+
+def test_a_segment_of_an_older_router_reads_back(tmp_path) -> None:
+    # No header, crc unseeded, no end marker: what routers before segment reuse wrote.
+    (tmp_path / f"{1:020d}.seg").write_bytes(b"".join(encode_record(_same_size(n)) for n in (1, 2)))
+    spool = _spool(tmp_path)
+    run(spool.append(_same_size(3)))
+    crash(spool)
+    spool = _spool(tmp_path, resident_bytes=0)
+    entries = _drain(spool)
+    assert _keys(entries) == ["key-1", "key-2", "key-3"] and [e.seq for e in entries] == [1, 2, 3]
+    assert spool.recovery.torn_records == spool.recovery.corrupt_records == 0
+    spool.release()
+
+
+def test_at_most_pool_segments_are_kept_and_a_full_disk_takes_them_back(tmp_path) -> None:
+    spool = _spool(tmp_path, segment_bytes=_RECORD)
+
+    async def go():
+        for n in range(1, 9):  # a segment each
+            await spool.append(_same_size(n))
+        spool.ack(await spool.read(1000, 1 << 30))
+        assert await spool.flush_acks()
+        assert len(list(tmp_path.glob("*.free"))) == POOL_SEGMENTS  # the other delivered ones are deleted
+        assert len(list(tmp_path.glob("*.seg"))) == 1
+        spool.fault = _enospc("append.write")
+        with pytest.raises(SpoolFull):
+            await spool.append(_same_size(9))
+        assert not list(tmp_path.glob("*.free"))  # the space they held is the disk's again
+    run(go())
+    spool.release()

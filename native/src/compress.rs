@@ -1,4 +1,5 @@
-//! gzip for what leaves the router: OTLP/HTTP export bodies and stored objects.
+//! gzip for what leaves the router: OTLP/HTTP export bodies and stored objects; and the crc32
+//! that guards the spool's records.
 //!
 //! zlib-rs (through flate2) rather than the zlib CPython links: the same format at 1.3 to 1.6x
 //! less CPU on OTLP requests at levels 1 and 6 (`python bench/compress_inprocess.py`), with a
@@ -22,6 +23,12 @@ pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
     encoder.finish().expect("gzip into memory")
 }
 
+/// The CRC-32 of zlib (`zlib.crc32`), going on from `start`: zlib-rs folds it with PCLMULQDQ,
+/// about 10x the speed of the table-driven one CPython's zlib has on this machine.
+pub fn crc32(data: &[u8], start: u32) -> u32 {
+    zlib_rs::crc32::crc32(start, data)
+}
+
 #[cfg(feature = "python")]
 pub mod python {
     use pyo3::prelude::*;
@@ -33,11 +40,18 @@ pub mod python {
         let out = py.allow_threads(|| super::gzip(data, level));
         PyBytes::new(py, &out)
     }
+
+    /// `zlib.crc32(data, start)`, faster; holds the GIL (a record's crc is microseconds).
+    #[pyfunction]
+    #[pyo3(signature = (data, start=0))]
+    pub fn crc32(data: &[u8], start: u32) -> u32 {
+        super::crc32(data, start)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::gzip;
+    use super::{crc32, gzip};
     use std::io::Read;
 
     #[test]
@@ -55,6 +69,18 @@ mod tests {
             assert_eq!(back, data, "level {level}");
         }
         assert!(gzip(&data, 6).len() < data.len() / 4);
+    }
+
+    #[test]
+    fn crc32_is_zlibs() {
+        // zlib.crc32(b"123456789") is the CRC-32 check value; going on from a start is chaining.
+        assert_eq!(crc32(b"123456789", 0), 0xCBF4_3926);
+        assert_eq!(crc32(b"", 0), 0);
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        assert_eq!(
+            crc32(&data[1000..], crc32(&data[..1000], 0)),
+            crc32(&data, 0)
+        );
     }
 
     #[test]

@@ -302,6 +302,7 @@ mod python {
         m.add_class::<crate::shaping::python::Redaction>()?;
         m.add_class::<crate::shaping::python::Actions>()?;
         m.add_function(wrap_pyfunction!(crate::compress::python::gzip, m)?)?;
+        m.add_function(wrap_pyfunction!(crate::compress::python::crc32, m)?)?;
         m.add_function(wrap_pyfunction!(json_to_proto, m)?)?;
         m.add_function(wrap_pyfunction!(proto_to_json, m)?)?;
         m.add_function(wrap_pyfunction!(crate::wire::python::inspect, m)?)?;

@@ -86,16 +86,27 @@ class AttributeActions:
         rules = [rule for a in self.actions for rule in (a.include, a.exclude) if rule is not None]
         self._rules = _native.Routes([(sorted(SIGNALS), rule.tree, False) for rule in rules]) if rules else None
         self._rule_of = {id(rule): i for i, rule in enumerate(rules)}
+        # An action's include / exclude see the item as the actions before it left it (a rule on
+        # an attribute an earlier action deleted no longer holds): the actions run in blocks, a
+        # new one at every filtered action after the first, each read by the rules afresh.
+        starts = [0] + [i for i, a in enumerate(self.actions) if i and (a.include or a.exclude)]
+        self._blocks = list(zip(starts, [*starts[1:], len(self.actions)]))
         self._native = _native.Actions(actions=[_spec(a) for a in self.actions], deletes=self._deletes,
                                        hash=self._hash)
 
     def apply_wire(self, wire: bytes, signal: Signal, api_key: str | None = None) -> bytes | None:
         """The export request `wire` with the actions applied, or None when nothing changed: the
         native core's work, on the protobuf bytes."""
-        return on_wire(signal, wire, lambda b: self._native.apply(signal.name, b, self._applies(signal, b, api_key)))
+        changed = None
+        for block in self._blocks:
+            got = on_wire(signal, wire if changed is None else changed,
+                          lambda b: self._native.apply(signal.name, b, self._applies(signal, b, api_key, *block)))
+            changed = changed if got is None else got
+        return changed
 
-    def _applies(self, signal: Signal, wire: bytes, api_key: str | None) -> bytes | None:
-        """Per item, per action, whether the action applies (None: every action, every item)."""
+    def _applies(self, signal: Signal, wire: bytes, api_key: str | None, start: int, end: int) -> bytes | None:
+        """Per item, per action, whether the action applies: those of the block [start, end)
+        whose rules hold (None: every action, every item)."""
         if self._rules is None:
             return None
         choices, groups, _ = self._rules.route(signal.name, wire, api_key, None, event_name)
@@ -103,8 +114,9 @@ class AttributeActions:
         for matched in choices:
             hit = set(matched)
             per_choice.append(bytes(
-                (a.include is None or self._rule_of[id(a.include)] in hit)
-                and (a.exclude is None or self._rule_of[id(a.exclude)] not in hit) for a in self.actions))
+                start <= i < end
+                and (a.include is None or self._rule_of[id(a.include)] in hit)
+                and (a.exclude is None or self._rule_of[id(a.exclude)] not in hit) for i, a in enumerate(self.actions)))
         return b"".join(per_choice[g] for g in groups)
 
     def apply(self, message: Message, signal: Signal, api_key: str | None = None) -> None:
