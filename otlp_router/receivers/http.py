@@ -1,4 +1,5 @@
-"""OTLP/HTTP receiver: POST /v1/{signal} with protobuf or JSON bodies (Starlette on uvicorn).
+"""OTLP/HTTP receiver: POST /v1/{signal} with protobuf or JSON bodies (uvicorn; Starlette for
+every other path).
 
 The export endpoint is a plain ASGI callable rather than a Starlette request
 handler: it reads headers straight from the scope and answers with two sends,
@@ -188,13 +189,27 @@ class _ClientGone(Exception):
     pass
 
 
+class _Dispatch:
+    """The export paths straight to their endpoints, everything else through Starlette (its
+    404s, and its redirect of a trailing slash): Starlette's middleware and routing cost about
+    a tenth of the CPU of a small request, for nothing the endpoints use."""
+
+    def __init__(self, endpoints: dict[str, ExportEndpoint]) -> None:
+        self._endpoints = endpoints
+        self._fallback = Starlette(routes=[Route(path, endpoint) for path, endpoint in endpoints.items()])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self._endpoints.get(scope["path"]) if scope["type"] == "http" else None
+        await (endpoint or self._fallback)(scope, receive, send)
+
+
 class HttpReceiver(AsgiServer):
     """Serves the export paths of `signals` on one socket until stopped."""
 
     def __init__(self, settings: HttpSettings, intake: Intake, signals: list[Signal], reuse_port: bool = False
                  ) -> None:
         self.settings = settings
-        routes = [Route(s.http_path, ExportEndpoint(s, intake, settings.max_request_body_size)) for s in signals]
+        endpoints = {s.http_path: ExportEndpoint(s, intake, settings.max_request_body_size) for s in signals}
         by_path = {s.http_path.encode(): s.name for s in signals}
 
         def refused(path: bytes | None, status: int) -> None:
@@ -202,5 +217,5 @@ class HttpReceiver(AsgiServer):
             signal = by_path.get(path or b"", "unknown")
             telemetry.receiver_refused_requests.labels("otlp", "http", signal, str(status)).inc()
 
-        super().__init__(Starlette(routes=routes), "OTLP/HTTP receiver", settings.host, settings.port,
+        super().__init__(_Dispatch(endpoints), "OTLP/HTTP receiver", settings.host, settings.port,
                          tls=settings.tls, reuse_port=reuse_port, limits=settings.limits, on_refused=refused)

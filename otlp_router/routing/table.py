@@ -13,6 +13,7 @@ The native core evaluates the routes' rules on the request's protobuf bytes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from otlp_router import _native, telemetry
 from otlp_router.model.batch import Batch, on_wire, split
@@ -90,6 +91,8 @@ class RoutingTable:
         self.accepts = accepts or {}
         # (signal, route set) → plan, memoised: few distinct sets occur.
         self._plans: dict[tuple[str, tuple[int, ...]], Plan] = {}
+        # and → its routed / unrouted counter children
+        self._counters: dict[tuple[str, tuple[int, ...]], list[Any]] = {}
         self._static: dict[str, tuple[int, ...] | None] = {}
         self._native = _native.Routes([(sorted(r.signals), r.match.tree if r.match else None, r.stop)
                                        for r in self.routes])
@@ -180,10 +183,14 @@ class RoutingTable:
     def _count(self, batch: Batch, counts: dict[tuple[int, ...], int]) -> None:
         name = batch.signal.name
         for chosen, n in counts.items():
-            routes = self.routes_of(name, chosen)
-            if not routes:
-                telemetry.unrouted.labels(name).inc(n)
-            for route in routes:
-                telemetry.routed.labels(route.name, name).inc(n)
+            # The counter children of a route set, memoised as plans are (labels() is
+            # a few µs a call, paid per request otherwise).
+            children = self._counters.get((name, chosen))
+            if children is None:
+                routes = self.routes_of(name, chosen)
+                children = self._counters[(name, chosen)] = (
+                    [telemetry.routed.labels(r.name, name) for r in routes] or [telemetry.unrouted.labels(name)])
+            for child in children:
+                child.inc(n)
 
 
