@@ -173,7 +173,8 @@ def decode(signal: Signal, kind: str, data: bytes) -> tuple[Batch, Rejection]:
         except otlp_json.JsonDecodeError as e:
             raise PayloadError(f"invalid OTLP JSON: {e}") from None
     json_body = data if kind == JSON else None
-    items = _native.inspect(signal.name, wire)
+    # The transcoder's bytes need no UTF-8 or structure check, only the way to the items.
+    items = _native.inspect(signal.name, wire, kind != PROTOBUF)
     if items >= 0:
         return Batch(signal, None, items, wire, json_body=json_body), Rejection()
     try:

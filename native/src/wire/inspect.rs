@@ -156,6 +156,8 @@ fn op_of(index: usize, role: Role, number: u64, wire_type: u32) -> Op {
 
 struct Plan {
     role: Role,
+    /// whether items can be found inside (it is an item, a Metric or a Points, or reaches one)
+    holds_items: bool,
     /// the op of every one-byte tag (field numbers 1 to 15)
     ops: [Op; 128],
 }
@@ -186,9 +188,31 @@ fn roles() -> &'static Roles {
                 };
                 let ops =
                     std::array::from_fn(|t| op_of(index, role, (t >> 3) as u64, (t & 7) as u32));
-                Plan { role, ops }
+                Plan {
+                    role,
+                    holds_items: role != Role::Other,
+                    ops,
+                }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut plans = plans;
+        // Reaching an item, to a fixed point (message types refer to each other).
+        loop {
+            let mut grew = false;
+            for (index, m) in MESSAGES.iter().enumerate() {
+                if !plans[index].holds_items
+                    && m.fields
+                        .iter()
+                        .any(|f| f.kind == Kind::Message && plans[f.message].holds_items)
+                {
+                    plans[index].holds_items = true;
+                    grew = true;
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
         let root = MESSAGES
             .iter()
             .map(|m| {
@@ -207,9 +231,23 @@ fn roles() -> &'static Roles {
 /// Items of the request `wire` when it is certainly valid protobuf with no item to reject;
 /// `None` otherwise (see the module's documentation).
 pub fn inspect(signal: Signal, wire: &[u8]) -> Option<u64> {
+    walk(signal, wire, false)
+}
+
+/// `inspect` of what the JSON transcoder wrote (`json::transcode`): its strings are UTF-8
+/// (checked as the JSON was scanned), its tags, lengths and nesting are its own and within
+/// upb's limits, so only what decides the answer is read: the way down to the items, their
+/// ids, and each Metric's `data` (the attributes, resources, events and the rest are stepped
+/// over). The same answer as `inspect` on those bytes (tests/test_native_inspect.py).
+pub fn inspect_transcoded(signal: Signal, wire: &[u8]) -> Option<u64> {
+    walk(signal, wire, true)
+}
+
+fn walk(signal: Signal, wire: &[u8], transcoded: bool) -> Option<u64> {
     let mut walk = Walk {
         items: 0,
         plans: &roles().plans,
+        transcoded,
     };
     walk.message(signal.0, wire, 0).ok()?;
     Some(walk.items)
@@ -316,6 +354,8 @@ fn utf8(data: &[u8]) -> bool {
 struct Walk {
     items: u64,
     plans: &'static [Plan],
+    /// the transcoder's bytes: strings not checked, messages without items not entered
+    transcoded: bool,
 }
 
 impl Walk {
@@ -343,7 +383,8 @@ impl Walk {
                     varint(b, &mut i)?;
                 }
                 Op::Str => {
-                    if !utf8(delimited(b, &mut i)?) {
+                    let data = delimited(b, &mut i)?;
+                    if !self.transcoded && !utf8(data) {
                         return Err(Bail);
                     }
                 }
@@ -355,7 +396,11 @@ impl Walk {
                     if depth >= MAX_DEPTH {
                         return Err(Bail);
                     }
-                    let n = self.message(inner as usize, data, depth + 1)?;
+                    let n = if self.transcoded && !self.plans[inner as usize].holds_items {
+                        0 // a data point is counted here, by its `data_points` field
+                    } else {
+                        self.message(inner as usize, data, depth + 1)?
+                    };
                     match count {
                         1 => {
                             members += 1;

@@ -30,20 +30,30 @@ pub mod python {
     /// `wire` are certainly what upb parses and no item has an id the receiver rejects;
     /// else -1: the caller then parses with upb and inspects in Python, as before (also for a
     /// `wire` that is not `bytes`, whose buffer could change while the GIL is released).
-    /// Runs without the GIL.
+    /// `transcoded`: `wire` is what `json_to_proto` wrote (`inspect_transcoded`). Runs without
+    /// the GIL.
     #[pyfunction]
-    pub fn inspect(py: Python<'_>, kind: &str, wire: &Bound<'_, PyAny>) -> PyResult<i64> {
+    #[pyo3(signature = (kind, wire, transcoded=false))]
+    pub fn inspect(
+        py: Python<'_>,
+        kind: &str,
+        wire: &Bound<'_, PyAny>,
+        transcoded: bool,
+    ) -> PyResult<i64> {
         let signal = super::inspect::Signal::of(kind)
             .ok_or_else(|| PyTypeError::new_err(format!("not an OTLP export request: {kind}")))?;
         let Ok(wire) = wire.downcast::<PyBytes>() else {
             return Ok(-1);
         };
         let wire = wire.as_bytes();
-        Ok(
-            match py.allow_threads(|| super::inspect::inspect(signal, wire)) {
-                Some(n) => n as i64,
-                None => -1,
-            },
-        )
+        let check = if transcoded {
+            super::inspect::inspect_transcoded
+        } else {
+            super::inspect::inspect
+        };
+        Ok(match py.allow_threads(|| check(signal, wire)) {
+            Some(n) => n as i64,
+            None => -1,
+        })
     }
 }
