@@ -171,7 +171,7 @@ fn roles() -> &'static Roles {
     static ROLES: OnceLock<Roles> = OnceLock::new();
     ROLES.get_or_init(|| {
         assert!(MESSAGES.len() <= 256, "message indexes must fit an Op");
-        let plans = MESSAGES
+        let mut plans: Vec<Plan> = MESSAGES
             .iter()
             .enumerate()
             .map(|(index, m)| {
@@ -194,8 +194,7 @@ fn roles() -> &'static Roles {
                     ops,
                 }
             })
-            .collect::<Vec<_>>();
-        let mut plans = plans;
+            .collect();
         // Reaching an item, to a fixed point (message types refer to each other).
         loop {
             let mut grew = false;
