@@ -1,10 +1,12 @@
 //! The JSON transcoder on arbitrary bytes: it never panics; an error renders; what it accepts
 //! is valid protobuf that the JSON writer reads back, and JSON -> wire -> JSON is stable after
-//! one round (the written JSON decodes again to JSON identical to itself).
+//! one round (the written JSON decodes again to JSON identical to itself); the receiver's check
+//! of transcoded bytes answers as the full intake check on them.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use otlp_router_native::json::error::approx_python_str_repr;
+use otlp_router_native::wire::inspect::{inspect, inspect_transcoded, Signal};
 use otlp_router_native::{json_to_wire, message_index, wire_to_json, DecodeError};
 
 const ROOTS: [&str; 5] = [
@@ -22,6 +24,9 @@ fuzz_target!(|data: &[u8]| {
     let root = message_index(ROOTS[selector as usize % ROOTS.len()]).unwrap();
     match json_to_wire(root, body) {
         Ok(wire) => {
+            if let Some(signal) = Signal::of(ROOTS[selector as usize % ROOTS.len()]) {
+                assert_eq!(inspect_transcoded(signal, &wire), inspect(signal, &wire));
+            }
             let json = wire_to_json(root, &wire)
                 .expect("the transcoder wrote wire bytes its reader refuses");
             let again = json_to_wire(root, &json).expect("written JSON does not decode");
