@@ -89,9 +89,9 @@ class RoutingTable:
         self.routes = [r for r in routes if not r.default]
         self.default = next((r for r in routes if r.default), None)
         self.accepts = accepts or {}
-        # (signal, route set) → plan, memoised: few distinct sets occur.
+        # (signal, route set) → plan, and → its routed / unrouted counter children, memoised:
+        # few distinct sets occur, and labels() costs a few µs a call.
         self._plans: dict[tuple[str, tuple[int, ...]], Plan] = {}
-        # and → its routed / unrouted counter children
         self._counters: dict[tuple[str, tuple[int, ...]], list[Any]] = {}
         self._static: dict[str, tuple[int, ...] | None] = {}
         self._native = _native.Routes([(sorted(r.signals), r.match.tree if r.match else None, r.stop)
@@ -183,8 +183,6 @@ class RoutingTable:
     def _count(self, batch: Batch, counts: dict[tuple[int, ...], int]) -> None:
         name = batch.signal.name
         for chosen, n in counts.items():
-            # The counter children of a route set, memoised as plans are (labels() is
-            # a few µs a call, paid per request otherwise).
             children = self._counters.get((name, chosen))
             if children is None:
                 routes = self.routes_of(name, chosen)
