@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from otlp_router.destinations.formats.aperture import API_PATHS, decode_records, encode_records, record
+from otlp_router.destinations.formats.aperture import (API_PATHS, RecordStream, compress_records, decode_records,
+                                                       encode_records, record)
 from otlp_router.destinations.formats.trace_json import SpanRef
 from otlp_router.model import otlp_json
 from otlp_router.model.attributes import set_value, to_dict
@@ -133,6 +134,37 @@ def test_export_is_a_cbor_sequence_of_maps_not_one_array() -> None:
     records = [{"id": 1, "ver": 2}, {"id": 2, "ver": 2}]
     raw = zstandard.ZstdDecompressor().decompressobj().decompress(encode_records(records))
     assert raw == cbor2.dumps(records[0]) + cbor2.dumps(records[1])
+
+
+def _cbor_records(n: int) -> list[bytes]:
+    return [cbor2.dumps({"id": i, "requestBody": f"prompt {i} " * (50 + i)}) for i in range(n)]
+
+
+def test_an_object_compressed_as_its_records_come_is_the_object_compressed_at_once() -> None:
+    records = _cbor_records(300)
+    stream = RecordStream()
+    for rec in records:
+        stream.append(rec)
+    assert len(stream) == 300
+    assert stream.finish() == compress_records(records)
+    assert stream.finish() == compress_records(records), "a retried export encodes the same bytes"
+    assert stream.records() == records
+    assert RecordStream().finish() == compress_records([]) and RecordStream().records() == []
+
+
+def test_a_record_replaced_before_the_object_is_finished_is_the_one_written() -> None:
+    records = _cbor_records(5)
+    stream = RecordStream()
+    for rec in records:
+        stream.append(rec)
+    joined = cbor2.dumps({"id": 3, "requestBody": "prompt 3 with the events of its span" * 40})
+    stream.replace(3, joined)
+    expected = records[:3] + [joined] + records[4:]
+    assert stream.finish() == compress_records(expected)
+    assert stream.records() == expected
+    assert [r["id"] for r in decode_records(stream.finish())] == [0, 1, 2, 3, 4]
+    with pytest.raises(AssertionError):
+        stream.append(records[0])
 
 
 def test_decode_reads_concatenated_exports_and_refuses_a_cut_one() -> None:

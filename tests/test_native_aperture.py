@@ -279,7 +279,7 @@ def _gathered(request: ExportTraceServiceRequest, privacy: bool) -> tuple[list[b
     batcher = assembly.RecordBatcher(every=60.0, limit=10_000, privacy=privacy)
     poisoned = batcher.add(_entry(request), 0.0, lambda e: None)
     groups = batcher.due(0.0, everything=True)
-    records = [r for g in groups for r in g.records]
+    records = [r for g in groups for r in g.records.records()]
     ids = [i for g in groups for i in g.record_ids]
     return records, ids, poisoned
 

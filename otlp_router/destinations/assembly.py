@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from otlp_router import _native
-from otlp_router.destinations.formats.aperture import encode_record
+from otlp_router.destinations.formats.aperture import RecordStream, encode_record
 from otlp_router.destinations.formats.aperture import record as aperture_record
 from otlp_router.destinations.formats.trace_json import KeptSpan, LogRef, SpanRef, joined, span_refs
 from otlp_router.model import genai, otlp_json
@@ -325,7 +325,7 @@ class TraceAssembler:
 
 @dataclass(eq=False)
 class RecordGroup(Group):
-    records: list[bytes] = field(default_factory=list)           # CBOR, encoded as they come
+    records: RecordStream = field(default_factory=RecordStream)   # CBOR, encoded and compressed as they come
     record_ids: list[int] = field(default_factory=list)
     members: dict[int, set[int]] = field(default_factory=dict)   # id(entry) -> positions of the items in it
     # Each record's span as (entry, position, span id): found again only if a log event joins it,
@@ -454,7 +454,7 @@ class RecordBatcher:
                             exc_info=True)
                 continue
             if encoded is not None:
-                group.records[i] = encoded
+                group.records.replace(i, encoded)
         if not unjoined:
             return [group]
         left = {id(log) for log in unjoined}

@@ -22,7 +22,6 @@ from otlp_router.destinations import paths
 from otlp_router.destinations.assembly import (Assembler, Group, LineBatcher, LineGroup, OpenTrace, RecordBatcher,
                                                RecordGroup, TraceAssembler)
 from otlp_router.destinations.base import CheckResult, Destination, ExportError
-from otlp_router.destinations.formats.aperture import compress_records
 from otlp_router.destinations.formats.trace_json import encode_trace
 from otlp_router.destinations.stores.base import Store, StoreError
 from otlp_router.destinations.stores.local import LocalStore
@@ -122,7 +121,7 @@ class StorageDestination(Destination):
             return (lambda ts: self._trace_key(group.trace_id, key_name, ts)), data
         if isinstance(group, RecordGroup):
             base = f"{self.prefix}/" if self.prefix else ""
-            return (lambda ts: f"{base}ts-aperture-export-{ts}.cbor.zstd"), compress_records(group.records)
+            return (lambda ts: f"{base}ts-aperture-export-{ts}.cbor.zstd"), group.records.finish()
         assert isinstance(group, LineGroup)
         data, suffix = self._compress(b"".join(group.lines))
         return (lambda ts: self._lines_key(group.signal, ts, suffix)), data

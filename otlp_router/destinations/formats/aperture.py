@@ -246,10 +246,67 @@ def encode_record(record: dict[str, Any]) -> bytes:
 
 def compress_records(encoded: Sequence[bytes]) -> bytes:
     """One zstd frame holding these CBOR-encoded records, in order."""
-    compressor = zstandard.ZstdCompressor().compressobj()
-    chunks = [compressor.compress(rec) for rec in encoded]
-    chunks.append(compressor.flush())
-    return b"".join(chunks)
+    stream = RecordStream()
+    for rec in encoded:
+        stream.append(rec)
+    return stream.finish()
+
+
+class RecordStream:
+    """An object's records, compressed as they come: an object filling with thousands of
+    records holds their compressed bytes (a few percent of them), not the records. Until
+    it is finished a record can still be replaced (a log event joined its span); only then
+    is the object decompressed and compressed again. The bytes are those of
+    `compress_records` of the same records."""
+
+    def __init__(self) -> None:
+        self._compressor = zstandard.ZstdCompressor().compressobj()
+        self._chunks: list[bytes] = []
+        self._lengths: list[int] = []
+        self._replaced: dict[int, bytes] = {}
+        self._finished: bytes | None = None
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def append(self, record: bytes) -> None:
+        assert self._finished is None, "an object is not added to once finished"
+        chunk = self._compressor.compress(record)
+        if chunk:
+            self._chunks.append(chunk)
+        self._lengths.append(len(record))
+
+    def replace(self, index: int, record: bytes) -> None:
+        assert self._finished is None, "an object is not changed once finished"
+        self._replaced[index] = record
+
+    def finish(self) -> bytes:
+        """The object's bytes: one zstd frame of the records in order (the same bytes every
+        time: an export that is retried encodes the object again)."""
+        if self._finished is None:
+            self._chunks.append(self._compressor.flush())
+            data = b"".join(self._chunks)
+            self._chunks = []
+            if self._replaced:
+                records = self._split(data)
+                for index, record in self._replaced.items():
+                    records[index] = record
+                    self._lengths[index] = len(record)
+                data = compress_records(records)
+            self._finished = data
+        return self._finished
+
+    def records(self) -> list[bytes]:
+        """The records, as the finished object holds them."""
+        return self._split(self.finish()) if self._lengths else []
+
+    def _split(self, data: bytes) -> list[bytes]:
+        raw = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        out, at = [], 0
+        for length in self._lengths:
+            out.append(raw[at:at + length])
+            at += length
+        return out
 
 
 def decode_records(data: bytes) -> Iterator[dict[str, Any]]:
