@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from otlp_router.destinations.assembly import Group, RecordBatcher, Runs
+from otlp_router.destinations.assembly import Group, OpenTrace, RecordBatcher, Runs, TraceAssembler
 from otlp_router.destinations.base import Destination, ExportError
 from otlp_router.destinations.delivery import BatchSettings, Delivery, RetrySettings
 from otlp_router.model.batch import Batch
@@ -360,4 +361,78 @@ def test_reloads_under_load_never_hang_and_lose_nothing() -> None:
         await until(lambda: d.spool.pending_items == 0)
         await asyncio.wait_for(d.stop(1.0), 3)
         assert set(delivered) == set(span_ids(*seeds))
+    run(go())
+
+
+# -- a destination that gathers copies: the payloads wait on disk ---------------------------------
+
+class PerTrace(Scripted):
+    """Gathers whole traces, as per-trace JSON does: it exports the spans' own bytes."""
+
+    def assembler(self, max_items: int, max_bytes: int, flush_interval: float) -> TraceAssembler:
+        return TraceAssembler(idle=0.01, max_age=60.0, max_traces=1000, max_bytes=1 << 30)
+
+    async def export(self, group: Group) -> None:
+        assert isinstance(group, OpenTrace)
+        self.attempts += 1
+        self.on_disk = [e.on_disk is not None for e in group.entries.values()]
+        outcome = self.behaviour(group, self.attempts)
+        if asyncio.iscoroutine(outcome):
+            await outcome
+        self.delivered.extend(Span.FromString(wire).span_id for wire, *_ in group.parts)
+
+
+def _disk_spool(directory: Path) -> DiskSpool:
+    spool = DiskSpool("scripted", directory, 1 << 24)
+    spool.open()
+    return spool
+
+
+def test_while_its_traces_are_open_a_requests_payload_waits_on_disk_not_in_memory(tmp_path: Path) -> None:
+    async def go() -> None:
+        dest = PerTrace()
+        d = delivery(dest, _disk_spool(tmp_path / "spool"))
+        await d.start()
+        await d.spool.append(batch(1))
+        await until(lambda: d.spool.pending_items == 0)
+        await d.stop(1.0)
+        assert dest.on_disk == [True] and sorted(dest.delivered) == sorted(span_ids(1))
+    run(go())
+
+
+def test_a_refused_trace_is_dead_lettered_whole_from_the_payload_read_back(tmp_path: Path) -> None:
+    async def go() -> None:
+        dest = PerTrace(lambda g, a: (_ for _ in ()).throw(ExportError("HTTP 400: bad", permanent=True)))
+        dead = DeadLetters(tmp_path / "dead", 3600)
+        d = delivery(dest, _disk_spool(tmp_path / "spool"), dead=dead)
+        await d.start()
+        await d.spool.append(batch(1))
+        await until(lambda: d.spool.pending_items == 0)
+        await d.stop(1.0)
+        assert dest.on_disk == [True]
+        [letter] = dead.list()
+        assert [s.span_id for b in letter.batches for s in b.message.resource_spans[0].scope_spans[0].spans] == \
+            span_ids(1)
+    run(go())
+
+
+def test_a_payload_that_cannot_be_read_back_for_its_dead_letter_is_reported_and_the_spool_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def go() -> None:
+        def corrupt_then_refuse(group: Group, attempt: int) -> None:
+            [entry] = group.entries.values()
+            path, offset = entry.on_disk
+            with open(path, "r+b") as f:
+                f.seek(offset + 20)
+                f.write(b"\xff\xff\xff")
+            raise ExportError("HTTP 400: bad", permanent=True)
+        dest = PerTrace(corrupt_then_refuse)
+        dead = DeadLetters(tmp_path / "dead", 3600)
+        d = delivery(dest, _disk_spool(tmp_path / "spool"), dead=dead)
+        await d.start()
+        await d.spool.append(batch(1))
+        await until(lambda: d.spool.pending_items == 0)
+        await d.stop(1.0)
+        assert any("cannot read back record" in r.getMessage() for r in caplog.records)
+        assert dead.list() == []
     run(go())

@@ -604,6 +604,61 @@ def test_past_the_resident_budget_payloads_wait_on_disk_and_come_back_whole(tmp_
     assert all(e.on_disk is None for e in entries)
 
 
+def test_a_batch_two_destinations_share_keeps_its_payload_for_the_one_that_did_not_evict_it(tmp_path) -> None:
+    # Routed to two destinations without shaping, one Batch goes into both spools: the one past its
+    # budget must let go of its own copy only.
+    async def go():
+        full = _spool(tmp_path / "full", resident_bytes=1)
+        roomy = _spool(tmp_path / "roomy")
+        shared = _batch(1)
+        await full.append(shared)
+        await roomy.append(shared)
+        [kept] = await roomy.read(100, 1 << 30)
+        [read_back] = await full.read(100, 1 << 30)
+        full.release()
+        roomy.release()
+        return shared, kept, read_back
+    shared, kept, read_back = run(go())
+    assert kept.batch is shared and shared.wire == _batch(1).wire
+    assert read_back.batch is not shared and read_back.batch.message == make_request(spans=3, seed=1)
+    assert read_back.batch.api_key_name == "key-1" and read_back.batch.received == shared.received
+
+
+def test_a_payload_let_go_of_after_reading_is_read_back_when_wanted(tmp_path) -> None:
+    async def go():
+        spool = _spool(tmp_path)
+        await spool.append(_batch(1))
+        await spool.append(_batch(2))
+        entries = await spool.read(100, 1 << 30)
+        before = [e.batch for e in entries]
+        assert all(spool.let_go(e) for e in entries)
+        assert all(e.on_disk is not None for e in entries)
+        assert await spool.reload(entries) == []
+        spool.release()
+        return before, entries
+    before, entries = run(go())
+    assert [e.batch.message for e in entries] == [make_request(spans=3, seed=n) for n in (1, 2)]
+    assert all(e.on_disk is None for e in entries)
+    assert [b.wire for b in before] == [_batch(n).wire for n in (1, 2)], "the batch read out is left whole"
+
+
+def test_a_payload_that_cannot_be_read_back_is_reported_not_handed_on_empty(tmp_path) -> None:
+    async def go():
+        spool = _spool(tmp_path)
+        await spool.append(_batch(1))
+        [entry] = await spool.read(100, 1 << 30)
+        spool.let_go(entry)
+        path, offset = entry.on_disk
+        with open(path, "r+b") as f:
+            f.seek(offset + 20)
+            f.write(b"\xff\xff\xff")
+        lost = await spool.reload([entry])
+        spool.release()
+        return entry, lost
+    entry, lost = run(go())
+    assert lost == [entry]
+
+
 def test_entries_recovered_after_a_restart_respect_the_budget_too(tmp_path) -> None:
     async def first():
         spool = _spool(tmp_path)

@@ -114,8 +114,15 @@ class Holds:
     def __len__(self) -> int:
         return len(self._open)
 
+    def __contains__(self, entry: Entry) -> bool:
+        return id(entry) in self._open
+
 
 class Assembler(Protocol):
+    # True when what `add` gathers is a copy (span bytes, encoded lines): an entry's payload is then
+    # only wanted again for a dead letter, and a disk spool may keep it on disk only meanwhile.
+    copies: bool
+
     def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
         """Gather an entry's items; returns what could not be gathered."""
 
@@ -134,6 +141,8 @@ class Run(Group):
 class Runs:
     """Entries of one signal in arrival order, a run per `max_items` /
     `max_bytes`, or `flush_interval` after its first entry."""
+
+    copies = False   # a run exports its entries' batches
 
     def __init__(self, max_items: int, max_bytes: int, flush_interval: float) -> None:
         self.max_items, self.max_bytes, self.flush_interval = max_items, max_bytes, flush_interval
@@ -239,6 +248,8 @@ class TraceAssembler:
     A trace is open per API key: trace ids come from clients, so a span sent
     with one key never joins (or is written under the name of) a trace sent
     with another, even with the same trace id; each gets its own document."""
+
+    copies = True   # each span as its bytes
 
     def __init__(self, idle: float, max_age: float, max_traces: int, max_bytes: int) -> None:
         self.idle, self.max_age = idle, max_age
@@ -355,6 +366,8 @@ class RecordBatcher:
     a model call, see trace_json.joined) wait in the object of their API key
     and join their span's record when the object closes; one whose span is not
     in that object has no record to go in, and goes to the dead letter."""
+
+    copies = False   # log events join their span's record from the entry when the object closes
 
     def __init__(self, every: float, limit: int, privacy: bool) -> None:
         self.every, self.limit, self.privacy = every, limit, privacy
@@ -494,6 +507,8 @@ class LineGroup(Group):
 class LineBatcher:
     """OTLP JSON lines (one export request each) per signal, an object per
     `max_bytes` or `max_age`."""
+
+    copies = True   # each request as its JSON line
 
     def __init__(self, max_bytes: int, max_age: float) -> None:
         self.max_bytes, self.max_age = max_bytes, max_age

@@ -269,6 +269,9 @@ class Delivery:
                 for group in poisoned:
                     self._start(self._dead_letter_group(group, group.reason))
                 self._done([entry])
+                if self._assembler.copies and not poisoned and entry in self._holds:
+                    # Its groups hold copies of its items: the payload waits on disk for a dead letter.
+                    self.spool.let_go(entry)
             self._wake.set()
 
     async def _write_loop(self) -> None:
@@ -364,6 +367,13 @@ class Delivery:
         # The reason often quotes the backend's answer, which can echo a secret
         # header back; it goes to a file, the status page and the log: masked.
         reason = logs.mask(reason)
+        unreadable = await self.spool.reload(list(group.entries.values()))
+        if unreadable:   # logged and counted as lost by the spool; what can be read is kept
+            for entry in unreadable:
+                del group.entries[id(entry)]
+            if not group.entries and not isinstance(group, Poison):
+                self._done(unreadable)
+                return
         attempt = 0
         while True:
             try:
@@ -384,7 +394,7 @@ class Delivery:
         log.error("destination %s: %s %d %s (%s); %s (otlp-router replay)", self.name,
                   {"rejected": "rejected", "exhausted": "gave up on", "poison": "could not handle"}[kind],
                   group.items, group.signal, reason, where)
-        self._done(list(group.entries.values()))
+        self._done([*group.entries.values(), *unreadable])
 
     async def _put_dead_letter(self, group: Group, reason: str) -> str | None:
         if self.dead_letters is None:

@@ -70,10 +70,15 @@ class Batch:
         if self._wire is not None:
             self._message = None
 
-    def evict(self) -> None:
-        """Drop bytes and message both (a disk spool holds them on disk); `replace_wire` before use."""
-        self._wire = None
-        self._message = None
+    def evicted(self) -> "Batch":
+        """This batch without its payload, bytes and message (a disk spool holding them on disk
+        only keeps this); `replace_wire` before use. The batch itself stays whole: the spools of
+        other destinations may hold it too."""
+        copy = Batch.__new__(Batch)
+        for name in self.__slots__:
+            setattr(copy, name, getattr(self, name))
+        copy._wire = copy._message = None
+        return copy
 
     def modified(self) -> None:
         """Call after changing `message` in place: the arrival bytes no longer match it."""

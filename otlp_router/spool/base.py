@@ -44,6 +44,8 @@ class Entry:
     seq: int
     # Where a disk spool left the payload instead of memory (segment, offset of the record); None: in memory.
     on_disk: tuple[Path, int] | None = None
+    # Where a disk spool wrote the record, payload in memory or not.
+    stored_at: tuple[Path, int] | None = None
 
 
 class Spool(ABC):
@@ -76,6 +78,17 @@ class Spool(ABC):
     @abstractmethod
     def ack(self, entries: list[Entry]) -> None:
         """The destination has them: forget these entries."""
+
+    def let_go(self, entry: Entry) -> bool:
+        """Keep a handed-out entry's payload on disk only, until `reload`: for a destination that
+        gathered its own copy of what it needs and wants the entry again only for a dead letter.
+        False where the spool cannot (a memory spool keeps every payload)."""
+        return False
+
+    async def reload(self, entries: list[Entry]) -> list[Entry]:
+        """Read back the payloads of these entries held on disk only; returns those that cannot be
+        read (logged and counted here; still the caller's to acknowledge)."""
+        return []
 
     @abstractmethod
     def requeue(self, entries: list[Entry]) -> None:

@@ -586,9 +586,10 @@ class DiskSpool(MemorySpool):
 
     def _keep(self, entry: Entry, segment: Path, offset: int) -> None:
         """Queue an entry, its payload in memory while the resident budget lasts, else on disk only."""
+        entry.stored_at = (segment, offset)
         if self._resident + entry.size > self.resident_bytes:
-            entry.batch.evict()
-            entry.on_disk = (segment, offset)
+            entry.batch = entry.batch.evicted()
+            entry.on_disk = entry.stored_at
         else:
             self._resident += entry.size
         self._enqueue(entry)
@@ -596,17 +597,29 @@ class DiskSpool(MemorySpool):
     async def read(self, max_items: int, max_bytes: int) -> list[Entry]:
         entries = await super().read(max_items, max_bytes)
         self._resident -= sum(e.size for e in entries if e.on_disk is None)
-        evicted = [e for e in entries if e.on_disk is not None]
-        if evicted:
-            lost = await asyncio.get_running_loop().run_in_executor(self._executor, self._load, evicted)
-            if lost:
-                self.ack(lost)   # unreadable now (counted and logged in _load): given up, the rest goes on
-                gone = {id(e) for e in lost}
-                entries = [e for e in entries if id(e) not in gone]
+        lost = await self.reload(entries)
+        if lost:
+            self.ack(lost)   # unreadable now (counted and logged in _load): given up, the rest goes on
+            gone = {id(e) for e in lost}
+            entries = [e for e in entries if id(e) not in gone]
         return entries
 
+    def let_go(self, entry: Entry) -> bool:
+        if entry.stored_at is None:
+            return False
+        if entry.on_disk is None:
+            entry.batch = entry.batch.evicted()
+            entry.on_disk = entry.stored_at
+        return True
+
+    async def reload(self, entries: list[Entry]) -> list[Entry]:
+        evicted = [e for e in entries if e.on_disk is not None]
+        if not evicted:
+            return []
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._load, evicted)
+
     def requeue(self, entries: list[Entry]) -> None:
-        self._resident += sum(e.size for e in entries)   # they come back with their payloads read
+        self._resident += sum(e.size for e in entries if e.on_disk is None)   # the rest is read back first
         super().requeue(entries)
 
     def _load(self, entries: list[Entry]) -> list[Entry]:
