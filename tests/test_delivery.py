@@ -382,57 +382,45 @@ class PerTrace(Scripted):
         self.delivered.extend(Span.FromString(wire).span_id for wire, *_ in group.parts)
 
 
-def _disk_spool(directory: Path) -> DiskSpool:
-    spool = DiskSpool("scripted", directory, 1 << 24)
-    spool.open()
-    return spool
+def _one_trace(dest: PerTrace, directory: Path, dead: DeadLetters | None = None) -> None:
+    """One request through a delivery on a disk spool, until the spool has none of it left."""
+    async def go() -> None:
+        spool = DiskSpool("scripted", directory, 1 << 24)
+        spool.open()
+        d = delivery(dest, spool, dead=dead)
+        await d.start()
+        await d.spool.append(batch(1))
+        await until(lambda: d.spool.pending_items == 0)
+        await d.stop(1.0)
+    run(go())
 
 
 def test_while_its_traces_are_open_a_requests_payload_waits_on_disk_not_in_memory(tmp_path: Path) -> None:
-    async def go() -> None:
-        dest = PerTrace()
-        d = delivery(dest, _disk_spool(tmp_path / "spool"))
-        await d.start()
-        await d.spool.append(batch(1))
-        await until(lambda: d.spool.pending_items == 0)
-        await d.stop(1.0)
-        assert dest.on_disk == [True] and sorted(dest.delivered) == sorted(span_ids(1))
-    run(go())
+    dest = PerTrace()
+    _one_trace(dest, tmp_path / "spool")
+    assert dest.on_disk == [True] and sorted(dest.delivered) == sorted(span_ids(1))
 
 
 def test_a_refused_trace_is_dead_lettered_whole_from_the_payload_read_back(tmp_path: Path) -> None:
-    async def go() -> None:
-        dest = PerTrace(lambda g, a: (_ for _ in ()).throw(ExportError("HTTP 400: bad", permanent=True)))
-        dead = DeadLetters(tmp_path / "dead", 3600)
-        d = delivery(dest, _disk_spool(tmp_path / "spool"), dead=dead)
-        await d.start()
-        await d.spool.append(batch(1))
-        await until(lambda: d.spool.pending_items == 0)
-        await d.stop(1.0)
-        assert dest.on_disk == [True]
-        [letter] = dead.list()
-        assert [s.span_id for b in letter.batches for s in b.message.resource_spans[0].scope_spans[0].spans] == \
-            span_ids(1)
-    run(go())
+    dest = PerTrace(lambda g, a: (_ for _ in ()).throw(ExportError("HTTP 400: bad", permanent=True)))
+    dead = DeadLetters(tmp_path / "dead", 3600)
+    _one_trace(dest, tmp_path / "spool", dead)
+    assert dest.on_disk == [True]
+    [letter] = dead.list()
+    assert [s.span_id for b in letter.batches for s in b.message.resource_spans[0].scope_spans[0].spans] == \
+        span_ids(1)
 
 
 def test_a_payload_that_cannot_be_read_back_for_its_dead_letter_is_reported_and_the_spool_goes_on(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    async def go() -> None:
-        def corrupt_then_refuse(group: Group, attempt: int) -> None:
-            [entry] = group.entries.values()
-            path, offset = entry.on_disk
-            with open(path, "r+b") as f:
-                f.seek(offset + 20)
-                f.write(b"\xff\xff\xff")
-            raise ExportError("HTTP 400: bad", permanent=True)
-        dest = PerTrace(corrupt_then_refuse)
-        dead = DeadLetters(tmp_path / "dead", 3600)
-        d = delivery(dest, _disk_spool(tmp_path / "spool"), dead=dead)
-        await d.start()
-        await d.spool.append(batch(1))
-        await until(lambda: d.spool.pending_items == 0)
-        await d.stop(1.0)
-        assert any("cannot read back record" in r.getMessage() for r in caplog.records)
-        assert dead.list() == []
-    run(go())
+    def corrupt_then_refuse(group: Group, attempt: int) -> None:
+        [entry] = group.entries.values()
+        path, offset = entry.on_disk
+        with open(path, "r+b") as f:
+            f.seek(offset + 20)
+            f.write(b"\xff\xff\xff")
+        raise ExportError("HTTP 400: bad", permanent=True)
+    dead = DeadLetters(tmp_path / "dead", 3600)
+    _one_trace(PerTrace(corrupt_then_refuse), tmp_path / "spool", dead)
+    assert any("cannot read back record" in r.getMessage() for r in caplog.records)
+    assert dead.list() == []
