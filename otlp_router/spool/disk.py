@@ -591,8 +591,7 @@ class DiskSpool(MemorySpool):
         """Queue an entry, its payload in memory while the resident budget lasts, else on disk only."""
         entry.stored_at = (segment, offset)
         if self._resident + entry.size > self.resident_bytes:
-            entry.batch = entry.batch.evicted()
-            entry.on_disk = entry.stored_at
+            self.let_go(entry)
         else:
             self._resident += entry.size
         self._enqueue(entry)

@@ -21,10 +21,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
-    let root = message_index(ROOTS[selector as usize % ROOTS.len()]).unwrap();
+    let name = ROOTS[selector as usize % ROOTS.len()];
+    let root = message_index(name).unwrap();
     match json_to_wire(root, body) {
         Ok(wire) => {
-            if let Some(signal) = Signal::of(ROOTS[selector as usize % ROOTS.len()]) {
+            if let Some(signal) = Signal::of(name) {
                 assert_eq!(inspect_transcoded(signal, &wire), inspect(signal, &wire));
             }
             let json = wire_to_json(root, &wire)
