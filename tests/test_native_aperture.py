@@ -262,10 +262,33 @@ def test_long_containers_and_strings_take_longer_heads() -> None:
 # --- the batcher -----------------------------------------------------------------------------------
 
 class _PythonOnly:
-    """A core that leaves every span to Python."""
+    """A core that leaves every request to Python."""
 
-    def aperture_record(self, *args: Any) -> None:
+    def aperture_records(self, *args: Any) -> None:
         return None
+
+
+class _LeavesToPython:
+    """The real core, except that it leaves the spans `leave` picks to Python, as it does those
+    only Python can record: its answer cut short before the first of them."""
+
+    def __init__(self, leave: Any) -> None:
+        self.core, self.leave, self.calls = genai.native_table(), leave, 0
+
+    def aperture_records(self, request: bytes, start: int, *args: Any) -> Any:
+        self.calls += 1
+        cbor, made, stop = self.core.aperture_records(request, start, *args)
+        end = stop if stop is not None else len(_span_ids(request))
+        positions = [p for p in range(start, end) if self.leave(request, p)]
+        if not positions:
+            return cbor, made, stop
+        cut = [m for m in made if m[0] < positions[0]]
+        return cbor[:sum(length for _, _, length, _ in cut)], cut, positions[0]
+
+
+def _span_ids(request: bytes) -> list[bytes]:
+    return [s.span_id for rs in ExportTraceServiceRequest.FromString(request).resource_spans
+            for ss in rs.scope_spans for s in ss.spans]
 
 
 def _entry(request: ExportTraceServiceRequest, api_key_name: str | None = "team-a") -> Entry:
@@ -306,17 +329,42 @@ def test_the_batcher_numbers_records_alike_whichever_makes_them(monkeypatch: pyt
     """Spans the core leaves to Python, between spans it records, take the same ids."""
     request = _all_fixtures()
     want = _gathered(request, False)
-    core = genai.native_table()
-    calls = 0
-
-    class _EveryOther:
-        def aperture_record(self, *args: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            return None if calls % 2 else core.aperture_record(*args)
-
-    monkeypatch.setattr(assembly.genai, "native_table", lambda: _EveryOther())
+    count = len(_span_ids(request.SerializeToString()))
+    core = _LeavesToPython(lambda request, position: position % 2 == 1)
+    monkeypatch.setattr(assembly.genai, "native_table", lambda: core)
     assert _gathered(request, False) == want
+    assert core.calls > count // 2   # one call per run of spans between those left to Python
+
+
+def test_spans_only_python_can_record_are_left_to_it_mid_request() -> None:
+    """A status code in other digits than ASCII ones is Python's to read (what int() makes of
+    them): the core stops before such a span, Python records it, and the core goes on after it."""
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for n in range(5):
+        span, _ = _span({"http.response.status_code": "\u0662\u0660\u0661" if n in (1, 3) else "201"})
+        span.span_id = bytes([n + 1]) * 8
+        spans.append(span)
+    wire = request.SerializeToString()
+    cbor, made, stop = genai.native_table().aperture_records(wire, 0, 0, 100, False, None)
+    assert stop == 1 and [m[0] for m in made] == [0] and len(cbor) == made[0][2]
+    records, ids, poisoned = _gathered(request, False)
+    assert len(records) == 5 and not poisoned
+    assert ids == [1_700_000_000_500_000 + n for n in range(1, 6)]
+    refs = [SpanRef(span, {}, "", "") for span in spans]
+    assert records == [python(ref, record_id, False, "team-a") for ref, record_id in zip(refs, ids)]
+
+
+def test_an_object_full_in_the_middle_of_a_request_takes_the_rest_into_the_next() -> None:
+    request = _all_fixtures()
+    records, ids, _ = _gathered(request, False)
+    batcher = assembly.RecordBatcher(every=60.0, limit=3, privacy=False)
+    batcher.add(_entry(request), 0.0, lambda e: None)
+    groups = batcher.due(0.0, everything=True)
+    assert [len(g.records) for g in groups] == [3] * (len(records) // 3) + ([len(records) % 3] if len(records) % 3 else [])
+    assert [r for g in groups for r in g.records.records()] == records
+    assert [i for g in groups for i in g.record_ids] == ids
+    assert all(sum(len(p) for p in g.members.values()) == len(g.records) for g in groups)
 
 
 def test_a_span_python_cannot_record_poisons_that_span_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -336,12 +384,9 @@ def test_a_span_python_cannot_record_poisons_that_span_only(monkeypatch: pytest.
             raise ValueError("cannot record")
         return real(ref, *args, **kwargs)
 
-    class _LeavesTheVictim:
-        def aperture_record(self, span: bytes, *args: Any) -> Any:
-            return None if Span.FromString(span).span_id == victim else core.aperture_record(span, *args)
-
+    leaves = _LeavesToPython(lambda request, position: _span_ids(request)[position:position + 1] == [victim])
     monkeypatch.setattr(assembly, "aperture_record", failing)
-    monkeypatch.setattr(assembly.genai, "native_table", lambda: _LeavesTheVictim())
+    monkeypatch.setattr(assembly.genai, "native_table", lambda: leaves)
     records, _, poisoned = _gathered(request, False)
     assert len(records) == len(good) - 1
     assert len(poisoned) == 1 and poisoned[0].parts[0].items == 1

@@ -385,65 +385,118 @@ class RecordBatcher:
     def add(self, entry: Entry, now: float, hold: Hold) -> list[Poison]:
         self._hold = hold
         batch = entry.batch
-        split = _native.trace_spans(batch.wire) if batch.signal.name == "traces" else None
         poisoned: list[Poison] = []
+        if batch.signal.name != "traces" or not self._add_spans(entry, now, hold, poisoned):
+            self._add_items(entry, now, hold, poisoned)
+        batch.compact()   # its records are made: keep the bytes, not the decoded request (several times larger)
+        return poisoned
+
+    # Record ids come from the arrival time (microseconds) and the rank of the record in its
+    # request, so a replay after a restart numbers the same records the same; increasing.
+
+    def _add_spans(self, entry: Entry, now: float, hold: Hold, poisoned: list[Poison]) -> bool:
+        """A traces request's records, made by the core from its bytes: one call for the whole
+        request, or one per run of spans between those Python is to make. False when Python
+        is to split the request."""
+        batch = entry.batch
+        core = genai.native_table()
+        base = int(batch.received * 1_000_000)
+        start = count = 0
+        split: Any = None
         bad: set[int] = set()
         first_error: BaseException | None = None
-        index = 0
-        if split is not None:   # spans cut from the request's bytes, each record made by the core
+        while True:
+            try:
+                answer = core.aperture_records(batch.wire, start, self._last_id, base + count, self.privacy,
+                                               batch.api_key_name)
+            except Exception:  # noqa: BLE001 - what the core cannot make, Python does
+                log.warning("destination: the core could not make Aperture records", exc_info=True)
+                answer = None
+            if answer is None and start == 0 and split is None:
+                return False
+            cbor, made, stop = answer if answer is not None else (b"", [], start)
+            self._gather(entry, cbor, made, now, hold)
+            count += len(made)
+            if stop is None:
+                break
+            # The span at `stop` is Python's to make.
+            split = split or _native.trace_spans(batch.wire)
+            assert split is not None, "the core split this request already"
             resources, spans = split
-            items: list[tuple[int, bytes, Any]] = [(position, span_id, (wire, resources[r], name, version))
-                                                   for position, (_, span_id, wire, r, name, version) in enumerate(spans)]
-        else:
-            items = [(position, item.span_id if ref.__class__ is SpanRef else b"", (item, ref))
-                     for position, item, ref, _ in _spans(entry, now, hold, poisoned)]
-        core = genai.native_table()
-        for position, span_id, kept in items:
-            if split is None and kept[1].__class__ is LogRef:
+            _, span_id, wire, r, name, version = spans[stop]
+            record_id = max(self._last_id + 1, base + count + 1)
+            try:
+                encoded = self._make(span_refs([(wire, resources[r], name, version)])[0], record_id,
+                                     batch.api_key_name)
+            except Exception as e:  # noqa: BLE001 - one bad span must not stop the destination
+                bad.add(stop)
+                first_error = first_error or e
+            else:
+                if encoded is not None:
+                    self._gather(entry, encoded, [(stop, span_id, len(encoded), record_id)], now, hold)
+                    count += 1
+            start = stop + 1
+        if bad:
+            assert first_error is not None
+            poisoned.append(poison(entry, _only(batch, bad), first_error, now, hold))
+        return True
+
+    def _add_items(self, entry: Entry, now: float, hold: Hold, poisoned: list[Poison]) -> None:
+        """An entry's records made by Python from its decoded request, and its log records."""
+        batch = entry.batch
+        base = int(batch.received * 1_000_000)
+        count = 0
+        bad: set[int] = set()
+        first_error: BaseException | None = None
+        for position, item, ref, _ in _spans(entry, now, hold, poisoned):
+            if ref.__class__ is LogRef:
                 group = self._group(batch.api_key_name, now)
                 group.take(entry, 0, 0, now, hold)
-                group.logs.append((kept[1], entry, position))
+                group.logs.append((ref, entry, position))
                 group.members.setdefault(id(entry), set()).add(position)
                 continue
-            # The id this record gets if the span is a model call (taken only then): from the arrival
-            # time (microseconds) and the position in the request, so a replay after a restart
-            # numbers the same records the same; increasing.
-            record_id = max(self._last_id + 1, int(batch.received * 1_000_000) + index + 1)
+            record_id = max(self._last_id + 1, base + count + 1)
             try:
-                encoded = None
-                if split is not None:
-                    encoded = core.aperture_record(*kept, record_id, self.privacy, batch.api_key_name)
-                    if encoded is False:
-                        continue
-                if encoded is None:   # Python's to make
-                    ref = kept[1] if split is None else span_refs([kept])[0]
-                    view_ = view(ref.span, ref.resource, ref.scope_name, ref.scope_version)
-                    if not view_.is_genai:
-                        continue
-                    rec = aperture_record(ref, view_, record_id=record_id, privacy=self.privacy,
-                                          api_key_name=batch.api_key_name)
-                    if rec is None:
-                        continue
-                    encoded = encode_record(rec)
+                encoded = self._make(ref, record_id, batch.api_key_name)
             except Exception as e:  # noqa: BLE001 - one bad span must not stop the destination
                 bad.add(position)
                 first_error = first_error or e
                 continue
-            index += 1
-            self._last_id = record_id
-            group = self._group(batch.api_key_name, now)
-            group.take(entry, 1, 1, now, hold)
-            group.records.append(encoded)
-            group.record_ids.append(record_id)
-            group.spans.append((entry, position, span_id))
-            group.members.setdefault(id(entry), set()).add(position)
-            if len(group.records) >= self.limit:
-                self.full.extend(self._close(self.current.pop(batch.api_key_name), now))
+            if encoded is not None:
+                self._gather(entry, encoded, [(position, item.span_id, len(encoded), record_id)], now, hold)
+                count += 1
         if bad:
             assert first_error is not None
             poisoned.append(poison(entry, _only(batch, bad), first_error, now, hold))
-        batch.compact()   # its records are made: keep the bytes, not the decoded request (several times larger)
-        return poisoned
+
+    def _make(self, ref: SpanRef, record_id: int, api_key_name: str | None) -> bytes | None:
+        """A span's record as Python makes it; None when the span is no model call."""
+        genai_view = view(ref.span, ref.resource, ref.scope_name, ref.scope_version)
+        rec = aperture_record(ref, genai_view, record_id=record_id, privacy=self.privacy, api_key_name=api_key_name)
+        return encode_record(rec) if rec is not None else None
+
+    def _gather(self, entry: Entry, cbor: bytes, made: list[tuple[int, bytes, int, int]], now: float,
+                hold: Hold) -> None:
+        """Records of an entry's spans, one after another in `cbor`, each `(position, span id,
+        length, record id)`: into the open object of the entry's API key, a new one past `limit`."""
+        key_name = entry.batch.api_key_name
+        data = memoryview(cbor)
+        at = done = 0
+        while done < len(made):
+            group = self._group(key_name, now)
+            part = made[done:done + self.limit - len(group.records)]
+            lengths = [length for _, _, length, _ in part]
+            size = sum(lengths)
+            group.take(entry, len(part), len(part), now, hold)
+            group.records.extend(data[at:at + size], lengths)
+            group.record_ids.extend(record_id for _, _, _, record_id in part)
+            group.spans.extend((entry, position, span_id) for position, span_id, _, _ in part)
+            group.members.setdefault(id(entry), set()).update(position for position, _, _, _ in part)
+            self._last_id = part[-1][3]
+            at += size
+            done += len(part)
+            if len(group.records) >= self.limit:
+                self.full.extend(self._close(self.current.pop(key_name), now))
 
     def _close(self, group: RecordGroup, now: float) -> list[Group]:
         """The object, its records joined with their log events; and the log records no record took."""
@@ -458,10 +511,7 @@ class RecordBatcher:
             if ref is before:
                 continue   # no event joined it
             try:
-                genai = view(ref.span, ref.resource, ref.scope_name, ref.scope_version)
-                rec = aperture_record(ref, genai, record_id=group.record_ids[i], privacy=self.privacy,
-                                      api_key_name=group.api_key_name)
-                encoded = encode_record(rec) if rec is not None else None
+                encoded = self._make(ref, group.record_ids[i], group.api_key_name)
             except Exception:  # noqa: BLE001 - the record as the span alone makes it stays
                 log.warning("destination: cannot join log events to the record of span %s", ref.span.span_id.hex(),
                             exc_info=True)

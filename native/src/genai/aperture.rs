@@ -6,7 +6,7 @@ use super::document::{hex, parse_span, resource_attributes, span_view, SpanPart}
 use super::read::{self, Python};
 use super::table::Table;
 use super::value::{self, Map, Value};
-use super::view::{Pricer, View};
+use super::view::{Attrs, Pricer, View};
 use crate::wire::fields::parse_kv;
 
 const VERSION: i128 = 2;
@@ -334,11 +334,38 @@ pub fn record(
     api_key_name: Option<&str>,
     pricer: &mut Pricer,
 ) -> Result<Option<Vec<u8>>, Python> {
-    let span = parse_span(part.span)?;
     let resource = resource_attributes(part.resource)?;
-    let (_, v) = span_view(table, &span, part, &resource, pricer)?;
+    let mut cbor = Vec::new();
+    let made = record_into(
+        &mut cbor,
+        table,
+        part,
+        &resource,
+        record_id,
+        privacy,
+        api_key_name,
+        pricer,
+    )?;
+    Ok(made.then_some(cbor))
+}
+
+/// `record` of a span whose resource is read already (the spans of a request share a few),
+/// written at the end of `cbor`; false when the span is not a model call.
+#[allow(clippy::too_many_arguments)]
+pub fn record_into(
+    cbor: &mut Vec<u8>,
+    table: &Table,
+    part: &SpanPart,
+    resource: &Attrs,
+    record_id: i128,
+    privacy: bool,
+    api_key_name: Option<&str>,
+    pricer: &mut Pricer,
+) -> Result<bool, Python> {
+    let span = parse_span(part.span)?;
+    let (_, v) = span_view(table, &span, part, resource, pricer)?;
     if !v.is_genai {
-        return Ok(None);
+        return Ok(false);
     }
 
     let mut found = Map::new();
@@ -513,9 +540,9 @@ pub fn record(
             ])),
         );
     }
-    let mut cbor = Vec::with_capacity(part.span.len() * 2 + 256);
-    write_cbor(&Value::Map(out), &mut cbor);
-    Ok(Some(cbor))
+    cbor.reserve(part.span.len() * 2 + 256);
+    write_cbor(&Value::Map(out), cbor);
+    Ok(true)
 }
 
 /// genai.py's `rfc3339` with 9 digits.

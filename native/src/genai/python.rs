@@ -11,12 +11,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use super::aperture;
-use super::document::{split_traces, trace_document, SpanPart};
+use super::document::{resource_attributes, split_traces, trace_document, SpanPart};
 use super::prices::{self, Band, Key, Rates};
 use super::read::Python as InPython;
 use super::table::{role_of, Case, Field, Read, Source, Suppress, Table, TypeRule};
 use super::value::{Map, Value};
-use super::view::{Estimate, Priced};
+use super::view::{Attrs, Estimate, Priced};
 
 /// A Python value (from the table: constants, value maps; from the test hooks) as a Value.
 fn value_of(v: &Bound<'_, PyAny>) -> PyResult<Value> {
@@ -452,9 +452,92 @@ impl GenAI {
             },
         )
     }
+
+    /// The Aperture records of a traces request's spans from position `start` on, in one call
+    /// (what the batcher asks per request): `(cbor, made, stop)`, see `RecordsOut`. Record ids
+    /// go on as the batcher numbers them: each the larger of the previous id + 1 (`last_id`
+    /// before the first) and `base` + the record's rank in this call + 1. `stop` is the first
+    /// span Python is to make (None: the core made every span it was given). None when Python
+    /// is to split the request, or the ids are past what the core writes.
+    #[pyo3(signature = (request, start, last_id, base, privacy, api_key_name))]
+    #[allow(clippy::too_many_arguments)]
+    fn aperture_records<'py>(
+        &self,
+        py: Python<'py>,
+        request: &[u8],
+        start: usize,
+        last_id: &Bound<'py, PyAny>,
+        base: &Bound<'py, PyAny>,
+        privacy: bool,
+        api_key_name: Option<&str>,
+    ) -> PyResult<Option<RecordsOut<'py>>> {
+        let (Ok(mut last), Ok(base)) = (last_id.extract::<i128>(), base.extract::<i128>()) else {
+            return Ok(None);
+        };
+        let Ok(split) = split_traces(request) else {
+            return Ok(None);
+        };
+        // Each Resource read once, when a span of it is first met (None: Python's to read).
+        let mut resources: Vec<Option<Option<Attrs>>> = vec![None; split.resources.len()];
+        let mut pricer = |q: &Priced| self.price(py, q);
+        let mut cbor = Vec::with_capacity(request.len());
+        let mut made = Vec::new();
+        let mut stop = None;
+        for (position, (_, span_id, span, r, name, version)) in
+            split.spans.iter().enumerate().skip(start)
+        {
+            let resource =
+                resources[*r].get_or_insert_with(|| resource_attributes(split.resources[*r]).ok());
+            let id = (made.len() as i128)
+                .checked_add(base)
+                .and_then(|n| n.checked_add(1))
+                .zip(last.checked_add(1))
+                .map(|(ranked, next)| ranked.max(next));
+            let (Some(resource), Some(id)) = (resource.as_ref(), id) else {
+                stop = Some(position);
+                break;
+            };
+            let part = SpanPart {
+                span,
+                resource: split.resources[*r],
+                scope_name: name,
+                scope_version: version,
+            };
+            let at = cbor.len();
+            match aperture::record_into(
+                &mut cbor,
+                &self.table,
+                &part,
+                resource,
+                id,
+                privacy,
+                api_key_name,
+                &mut pricer,
+            ) {
+                Ok(true) => {
+                    made.push((position, PyBytes::new(py, span_id), cbor.len() - at, id));
+                    last = id;
+                }
+                Ok(false) => {}
+                Err(InPython) => {
+                    stop = Some(position);
+                    break;
+                }
+            }
+        }
+        Ok(Some((PyBytes::new(py, &cbor), made, stop)))
+    }
 }
 
 type SplitOut<'py> = (Vec<Bound<'py, PyBytes>>, Vec<Bound<'py, PyTuple>>);
+
+/// `aperture_records`' answer: the records' CBOR one after another, per record `(position,
+/// span id, length, record id)`, and the position of the span Python is to make.
+type RecordsOut<'py> = (
+    Bound<'py, PyBytes>,
+    Vec<(usize, Bound<'py, PyBytes>, usize, i128)>,
+    Option<usize>,
+);
 
 /// A traces request's spans as the trace assembler keeps them: `(resources, spans)`, the
 /// Resource messages' bytes and, per span, `(trace id, span id, span bytes, resource index,

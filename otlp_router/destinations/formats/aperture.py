@@ -270,11 +270,16 @@ class RecordStream:
         return len(self._lengths)
 
     def append(self, record: bytes) -> None:
+        self.extend(record, (len(record),))
+
+    def extend(self, records: bytes, lengths: Sequence[int]) -> None:
+        """Records one after another, `lengths` saying where each ends (one compress call for
+        a request's records)."""
         assert self._finished is None, "an object is not added to once finished"
-        chunk = self._compressor.compress(record)
+        chunk = self._compressor.compress(records)
         if chunk:
             self._chunks.append(chunk)
-        self._lengths.append(len(record))
+        self._lengths.extend(lengths)
 
     def replace(self, index: int, record: bytes) -> None:
         assert self._finished is None, "an object is not changed once finished"
