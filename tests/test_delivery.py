@@ -10,14 +10,17 @@ import asyncio
 from pathlib import Path
 from typing import Any, Callable
 
+import cbor2
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from otlp_router import _native
 
 from otlp_router.destinations.assembly import Group, OpenTrace, RecordBatcher, Runs, TraceAssembler
 from otlp_router.destinations.base import Destination, ExportError
 from otlp_router.destinations.delivery import BatchSettings, Delivery, RetrySettings
-from otlp_router.model.batch import Batch
-from otlp_router.model.signals import TRACES
+from otlp_router.model.batch import Batch, items_of
+from otlp_router.model.signals import SIGNALS, TRACES
 from otlp_router.settings import Section
 from otlp_router.spool.deadletter import DeadLetters
 from otlp_router.spool.disk import DiskSpool
@@ -238,8 +241,8 @@ def test_a_span_that_cannot_be_gathered_is_dead_lettered_alone(tmp_path: Path, m
     monkeypatch.setattr(assembly, "aperture_record", record)
     monkeypatch.setattr(assembly, "view", lambda span, resource, *_: type("GenAI", (), {"is_genai": True})())
 
-    class LeftToPython:   # the core leaves every span to Python, whose record fails for span-1
-        def aperture_record(self, *args: Any) -> None:
+    class LeftToPython:   # the core leaves every request to Python, whose record fails for span-1
+        def aperture_records(self, *args: Any) -> None:
             return None
     monkeypatch.setattr(assembly.genai, "native_table", LeftToPython)
 
@@ -424,3 +427,104 @@ def test_a_payload_that_cannot_be_read_back_for_its_dead_letter_is_reported_and_
     _one_trace(PerTrace(corrupt_then_refuse), tmp_path / "spool", dead)
     assert any("cannot read back record" in r.getMessage() for r in caplog.records)
     assert dead.list() == []
+
+
+# -- Aperture objects: the payloads wait on disk, and come back for a log event's join ------------
+
+class Objects(Scripted):
+    """Gathers Aperture records, as `format: cbor_zstd` does: it exports the records."""
+
+    def assembler(self, max_items: int, max_bytes: int, flush_interval: float) -> RecordBatcher:
+        return RecordBatcher(0.3, 100, False)
+
+    async def export(self, group: Group) -> None:
+        self.attempts += 1
+        self.records = [cbor2.loads(r) for r in group.records.records()]
+
+
+def _on_the_wire(kind: str, body: bytes) -> Batch:
+    signal = SIGNALS[kind]
+    wire = _native.json_to_proto(kind, body)
+    message = signal.request_type.FromString(wire)
+    return Batch(signal, None, sum(1 for _ in items_of(Batch(signal, message, 0, wire))), wire)
+
+
+def _an_object_with_a_log_event(directory: Path, while_open: Callable[[Delivery], None] = lambda d: None,
+                                dead: DeadLetters | None = None) -> Objects:
+    """A log event (GenAI details, with one record that has no span), then its span, through an
+    Aperture delivery on a disk spool; `while_open` sees the delivery once both are gathered."""
+    from tests.test_storage_destinations import _details_log_json, _genai_span_json
+    trace_id, span_id = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
+    dest = Objects()
+
+    async def go() -> None:
+        spool = DiskSpool("scripted", directory, 1 << 24)
+        spool.open()
+        d = delivery(dest, spool, dead=dead)
+        await d.start()
+        await d.spool.append(_on_the_wire("logs", _details_log_json(trace_id, span_id)))
+        await d.spool.append(_on_the_wire("traces", _genai_span_json(trace_id, span_id)))
+        await until(lambda: sum(len(g.logs) + len(g.spans) for g in d._assembler.current.values()) == 3)
+        while_open(d)
+        await until(lambda: d.spool.pending_items == 0)
+        await d.stop(1.0)
+    run(go())
+    return dest
+
+
+def _open_entries(d: Delivery) -> list[Any]:
+    [group] = d._assembler.current.values()
+    return [entry for entry, _, _ in group.spans] + [entry for _, entry, _ in group.logs]
+
+
+def test_while_an_object_fills_its_entries_wait_on_disk_and_a_log_event_still_joins_its_record(
+        tmp_path: Path) -> None:
+    seen: list[bool] = []
+    dest = _an_object_with_a_log_event(tmp_path / "spool",
+                                       lambda d: seen.extend(e.on_disk is not None for e in _open_entries(d)))
+    assert seen == [True, True, True]
+    [record] = dest.records
+    assert record["model"] == "gpt-4o-mini"
+    assert "secret prompt" in record["capture"]["requestBody"]
+    assert "secret answer" in record["capture"]["responseBody"]
+
+
+def _corrupt(index: int) -> Callable[[Delivery], None]:
+    """Damage the record of the object's entry at `index` (spans first, then log events)."""
+    def corrupt(d: Delivery) -> None:
+        path, offset = _open_entries(d)[index].on_disk
+        with open(path, "r+b") as f:
+            f.seek(offset + 20)
+            f.write(b"\xff\xff\xff")
+    return corrupt
+
+
+def test_a_span_that_cannot_be_read_back_keeps_its_record_and_its_events_go_to_the_dead_letter(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    dead = DeadLetters(tmp_path / "dead", 3600)
+    dest = _an_object_with_a_log_event(tmp_path / "spool", _corrupt(0), dead)
+    [record] = dest.records
+    assert record["model"] == "gpt-4o-mini" and record["capture"]["requestBody"] is None
+    assert any("cannot read back record" in r.getMessage() for r in caplog.records)
+    [letter] = dead.list()
+    assert len(letter.batches[0].message.resource_logs[0].scope_logs[0].log_records) == 2
+
+
+def test_log_events_that_cannot_be_read_back_still_join_from_what_the_object_kept(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The events an object waits with are kept decoded; only the one with no span, for the dead
+    letter, needed the payload: the spool reports it lost."""
+    dead = DeadLetters(tmp_path / "dead", 3600)
+    dest = _an_object_with_a_log_event(tmp_path / "spool", _corrupt(-1), dead)
+    assert "secret prompt" in dest.records[0]["capture"]["requestBody"]
+    assert any("cannot read back record" in r.getMessage() for r in caplog.records)
+    assert dead.list() == []
+
+
+def test_the_log_record_without_a_span_goes_to_the_dead_letter_read_back_from_disk(tmp_path: Path) -> None:
+    dead = DeadLetters(tmp_path / "dead", 3600)
+    dest = _an_object_with_a_log_event(tmp_path / "spool", dead=dead)
+    assert "secret prompt" in dest.records[0]["capture"]["requestBody"]
+    [letter] = dead.list()
+    [log_record] = letter.batches[0].message.resource_logs[0].scope_logs[0].log_records
+    assert log_record.body.string_value == "no trace here"

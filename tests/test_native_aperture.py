@@ -361,7 +361,8 @@ def test_an_object_full_in_the_middle_of_a_request_takes_the_rest_into_the_next(
     batcher = assembly.RecordBatcher(every=60.0, limit=3, privacy=False)
     batcher.add(_entry(request), 0.0, lambda e: None)
     groups = batcher.due(0.0, everything=True)
-    assert [len(g.records) for g in groups] == [3] * (len(records) // 3) + ([len(records) % 3] if len(records) % 3 else [])
+    sizes = [3] * (len(records) // 3) + ([len(records) % 3] if len(records) % 3 else [])
+    assert [len(g.records) for g in groups] == sizes
     assert [r for g in groups for r in g.records.records()] == records
     assert [i for g in groups for i in g.record_ids] == ids
     assert all(sum(len(p) for p in g.members.values()) == len(g.records) for g in groups)

@@ -132,6 +132,15 @@ class Assembler(Protocol):
     def next_due(self) -> float | None:
         """When the next group comes due (monotonic), None when nothing is open."""
 
+    def wanted(self, now: float, everything: bool = False) -> list[Entry]:
+        """Entries whose payloads went to disk that `due(now, everything)` reads again:
+        the engine reads them back first."""
+
+
+def nothing_wanted(self: Any, now: float, everything: bool = False) -> list[Entry]:
+    """`Assembler.wanted` of an assembler that never reads an entry's payload again."""
+    return []
+
 
 @dataclass(eq=False)
 class Run(Group):
@@ -143,6 +152,7 @@ class Runs:
     `max_bytes`, or `flush_interval` after its first entry."""
 
     copies = False   # a run exports its entries' batches
+    wanted = nothing_wanted
 
     def __init__(self, max_items: int, max_bytes: int, flush_interval: float) -> None:
         self.max_items, self.max_bytes, self.flush_interval = max_items, max_bytes, flush_interval
@@ -250,6 +260,7 @@ class TraceAssembler:
     with another, even with the same trace id; each gets its own document."""
 
     copies = True   # each span as its bytes
+    wanted = nothing_wanted
 
     def __init__(self, idle: float, max_age: float, max_traces: int, max_bytes: int) -> None:
         self.idle, self.max_age = idle, max_age
@@ -367,12 +378,14 @@ class RecordBatcher:
     and join their span's record when the object closes; one whose span is not
     in that object has no record to go in, and goes to the dead letter."""
 
-    copies = False   # log events join their span's record from the entry when the object closes
+    # The records are made as entries come, so an entry's payload is only wanted again when a log
+    # event joins a record of its spans: `wanted` names those entries before their object closes.
+    copies = True
 
     def __init__(self, every: float, limit: int, privacy: bool) -> None:
         self.every, self.limit, self.privacy = every, limit, privacy
         self.current: dict[str | None, RecordGroup] = {}   # by API key name
-        self.full: list[Group] = []
+        self.full: list[RecordGroup] = []                  # objects at `limit`, closed when taken
         self._last_id = 0
         self._hold: Hold = lambda entry: None
 
@@ -496,7 +509,7 @@ class RecordBatcher:
             at += size
             done += len(part)
             if len(group.records) >= self.limit:
-                self.full.extend(self._close(self.current.pop(key_name), now))
+                self.full.append(self.current.pop(key_name))
 
     def _close(self, group: RecordGroup, now: float) -> list[Group]:
         """The object, its records joined with their log events; and the log records no record took."""
@@ -504,7 +517,8 @@ class RecordBatcher:
             return [group]
         logs = [log for log, _, _ in group.logs]
         wanted = {log.record.span_id for log in logs}
-        at = [i for i, (_, _, span_id) in enumerate(group.spans) if span_id in wanted]
+        # (A span whose entry could not be read back joins nothing: its events go to the dead letter.)
+        at = [i for i, (entry, _, span_id) in enumerate(group.spans) if span_id in wanted and entry.on_disk is None]
         spans = [_span_at(*group.spans[i][:2]) for i in at]
         refs, unjoined = joined(spans, logs)
         for i, ref, before in zip(at, refs, spans):
@@ -529,6 +543,8 @@ class RecordBatcher:
         out: list[Group] = [group] if group.records else []
         hold = self._hold if group.records else (lambda entry: None)
         for entry, positions in stray.values():
+            if entry.on_disk is not None:
+                continue   # could not be read back: the spool reported it lost
             part = _only(entry.batch, positions)
             lost = Poison(now, now, signal="logs", parts=[part],
                           reason="log records whose span has no record in this Aperture object")
@@ -537,11 +553,27 @@ class RecordBatcher:
         return out
 
     def due(self, now: float, everything: bool = False) -> list[Group]:
-        ready, self.full = self.full, []
-        for key_name, group in list(self.current.items()):
-            if everything or now - group.opened >= self.every:
-                ready.extend(self._close(self.current.pop(key_name), now))
-        return ready
+        closing = self._closing(now, everything)
+        self.full = []
+        for group in closing:
+            if self.current.get(group.api_key_name) is group:
+                del self.current[group.api_key_name]
+        return [out for group in closing for out in self._close(group, now)]
+
+    def wanted(self, now: float, everything: bool = False) -> list[Entry]:
+        entries: dict[int, Entry] = {}
+        for group in self._closing(now, everything):
+            if group.logs:   # the spans they join, and themselves for those that join none
+                joining = {log.record.span_id for log, _, _ in group.logs}
+                wanted = [entry for entry, _, span_id in group.spans if span_id in joining]
+                wanted += [entry for _, entry, _ in group.logs]
+                entries.update((id(entry), entry) for entry in wanted if entry.on_disk is not None)
+        return list(entries.values())
+
+    def _closing(self, now: float, everything: bool) -> list[RecordGroup]:
+        """The objects `due` closes now."""
+        due = [group for group in self.current.values() if everything or now - group.opened >= self.every]
+        return [*self.full, *due]
 
     def next_due(self) -> float | None:
         if self.full:
@@ -559,6 +591,7 @@ class LineBatcher:
     `max_bytes` or `max_age`."""
 
     copies = True   # each request as its JSON line
+    wanted = nothing_wanted
 
     def __init__(self, max_bytes: int, max_age: float) -> None:
         self.max_bytes, self.max_age = max_bytes, max_age

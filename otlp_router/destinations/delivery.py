@@ -41,6 +41,7 @@ log = logging.getLogger("otlp_router.delivery")
 # waits in memory (its bytes, held), not in the spool, so the bound is in bytes as well.
 READ_AHEAD_ENTRIES = 4096
 READ_AHEAD_BYTES = 32 * 1024 * 1024
+READ_BACK_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,9 @@ class Delivery:
                 except TimeoutError:
                     pass
             self._wake.clear()
-            due = self._assembler.due(time.monotonic(), everything=not self._reading)
+            now, everything = time.monotonic(), not self._reading
+            await self._read_back(now, everything)
+            due = self._assembler.due(now, everything)   # at once: nothing is let go in between
             due.reverse()
             while due:
                 group = due.pop()   # let go of each as it starts: thousands of traces may come due at once
@@ -301,6 +304,18 @@ class Delivery:
                 self._start(self._deliver(group), release_slot=True)
         while self._exports:
             await asyncio.wait(set(self._exports))
+
+    async def _read_back(self, now: float, everything: bool) -> None:
+        """Read back from the spool the payloads the groups coming due need again (log events
+        joining records made from them). A payload that cannot be read is reported by the spool
+        and left out (what needed it goes to the dead letter); new ones may be let go meanwhile,
+        so this asks again, a few times."""
+        unreadable: set[int] = set()
+        for _ in range(READ_BACK_ROUNDS):
+            entries = [e for e in self._assembler.wanted(now, everything) if id(e) not in unreadable]
+            if not entries:
+                return
+            unreadable.update(id(e) for e in await self.spool.reload(entries))
 
     def _start(self, work: object, release_slot: bool = False) -> None:
         task = asyncio.ensure_future(work)  # type: ignore[arg-type]
