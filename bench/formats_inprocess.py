@@ -9,8 +9,10 @@ Rows: `per-trace JSON` is trace_json.trace_document + encode_document for each t
 spans as the assembler keeps them (one protobuf per span, parsed again at close); `native
 per-trace JSON` is the same document written by the core from those bytes (trace_json.encode_trace:
 native/src/genai); `Aperture` is
-the canonical view + aperture.record + encode_record for each model call, and `native Aperture`
-the record made by the core from the span's bytes (what the RecordBatcher does). `--profile` prints
+the canonical view + aperture.record + encode_record for each model call, `native Aperture`
+the records of the whole request made by the core from its bytes in one call (what the
+RecordBatcher asks), and `Aperture batcher` all the destination does with the request: the
+batcher's records, compressed into an object, and the object's bytes. `--profile` prints
 where the per-trace JSON time goes (cProfile, by own time), the map of what to move into the
 native core next.
 """
@@ -32,8 +34,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 import pipeline_payloads  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
+from otlp_router.destinations import assembly  # noqa: E402
 from otlp_router.destinations.formats import aperture, trace_json  # noqa: E402
 from otlp_router.model import genai  # noqa: E402
+from otlp_router.model.batch import Batch  # noqa: E402
+from otlp_router.model.signals import TRACES  # noqa: E402
+from otlp_router.spool.base import Entry  # noqa: E402
 
 SPANS = pipeline_payloads.ITEMS
 
@@ -75,13 +81,19 @@ def aperture_records(traces: dict[bytes, Kept]) -> None:
                     aperture.encode_record(record)
 
 
-def native_aperture_records(traces: dict[bytes, Kept]) -> None:
-    core = genai.native_table()
-    record_id = 0
-    for parts in traces.values():
-        for part in parts:
-            record_id += 1
-            assert core.aperture_record(*part, record_id, False, None) is not None
+def native_aperture_records(wire: bytes) -> None:
+    """The records of the whole request in one call, as the batcher asks for them."""
+    _, made, stop = genai.native_table().aperture_records(wire, 0, 0, 1, False, None)
+    assert made and stop is None
+
+
+def aperture_batcher(batcher: assembly.RecordBatcher, wire: bytes) -> None:
+    """What the destination does with a request: its records into the open object, and the
+    bytes of each object that fills (10,000 records)."""
+    batch = Batch(TRACES, None, SPANS, wire)
+    batcher.add(Entry(batch, batch.size, 1), 0.0, lambda entry: None)
+    for group in batcher.due(0.0):
+        group.records.finish()
 
 
 def cpu_per_span(run: Callable[[], None], rounds: int) -> float:
@@ -103,6 +115,7 @@ def main() -> None:
     args = parser.parse_args()
     wire = pipeline_payloads.genai_request().SerializeToString()
     traces = kept_spans(wire)
+    batcher = assembly.RecordBatcher(every=float("inf"), limit=10_000, privacy=False)
     floor = cpu_per_span(lambda: ExportTraceServiceRequest.FromString(wire), args.rounds * 20)
     print(f"payload: {len(wire):,} B protobuf, {SPANS} spans in {len(traces)} traces")
     print(f"{'case':<24}{'µs CPU / span':>15}{'× upb parse':>13}")
@@ -112,7 +125,8 @@ def main() -> None:
     for name, run in (("per-trace JSON", lambda: per_trace_json(traces)),
                       ("native per-trace JSON", lambda: native_per_trace_json(traces)),
                       ("Aperture", lambda: aperture_records(traces)),
-                      ("native Aperture", lambda: native_aperture_records(traces))):
+                      ("native Aperture", lambda: native_aperture_records(wire)),
+                      ("Aperture batcher", lambda: aperture_batcher(batcher, wire))):
         us = cpu_per_span(run, args.rounds)
         print(f"{name:<24}{us:>15.2f}{us / floor:>13.1f}")
     if args.profile:

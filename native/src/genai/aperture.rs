@@ -547,11 +547,10 @@ pub fn record_into(
 
 /// genai.py's `rfc3339` with 9 digits.
 fn rfc3339_nanos(unix_nano: u64) -> String {
-    let micro = read::rfc3339(unix_nano);
-    format!(
-        "{}{:09}Z",
-        &micro[..micro.len() - 7],
-        unix_nano % 1_000_000_000
+    read::format_utc_fraction(
+        (unix_nano / 1_000_000_000) as i64,
+        (unix_nano % 1_000_000_000) as i64,
+        9,
     )
 }
 

@@ -137,6 +137,7 @@ fn event_of(b: &[u8]) -> Result<Event, Python> {
 /// `attributes_of`: KeyValues as a dict (the last of repeated keys wins, at the first place),
 /// added to `out` as the span's own.
 pub fn attributes_of(kvs: &[&[u8]], mut out: Attrs) -> Result<Attrs, Python> {
+    out.reserve(kvs.len());
     for body in kvs {
         let kv = parse_kv(body).map_err(|_| Python)?;
         let key = utf8(kv.key)?.to_string();

@@ -507,14 +507,53 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 /// "YYYY-MM-DDTHH:MM:SS.ffffffZ" of unix seconds and microseconds.
 pub fn format_utc(seconds: i64, micros: i64) -> String {
+    format_utc_fraction(seconds, micros, 6)
+}
+
+/// "YYYY-MM-DDTHH:MM:SS.<fraction>Z", the fraction given in `digits` digits (at least).
+pub fn format_utc_fraction(seconds: i64, fraction: i64, digits: usize) -> String {
     let (y, m, d) = civil_from_days(seconds.div_euclid(86_400));
     let s = seconds.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    if !(0..=9999).contains(&y) || fraction < 0 {
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{fraction:0digits$}Z",
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        );
+    }
+    // Digit by digit: format! is a tenth of an Aperture record's time otherwise.
+    let mut out = String::with_capacity(21 + digits);
+    for (n, width, then) in [
+        (y, 4, '-'),
+        (m, 2, '-'),
+        (d, 2, 'T'),
+        (s / 3600, 2, ':'),
+        (s / 60 % 60, 2, ':'),
+        (s % 60, 2, '.'),
+        (fraction, digits, 'Z'),
+    ] {
+        push_padded(&mut out, n as u64, width);
+        out.push(then);
+    }
+    out
+}
+
+fn push_padded(out: &mut String, mut n: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for _ in digits.len() - at..width {
+        out.push('0');
+    }
+    out.extend(digits[at..].iter().map(|&b| b as char));
 }
 
 /// genai.py's `rfc3339` with 6 digits: a span time (unix nanoseconds).

@@ -19,6 +19,11 @@ pub struct Attrs {
 }
 
 impl Attrs {
+    /// Room for `n` more attributes (a span's own, over its resource's).
+    pub fn reserve(&mut self, n: usize) {
+        self.map.0.reserve(n);
+        self.index.reserve(n);
+    }
     pub fn insert(&mut self, key: String, v: Value) {
         self.put(key, v);
     }
