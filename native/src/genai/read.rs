@@ -539,17 +539,8 @@ pub fn format_utc_fraction(seconds: i64, fraction: i64, digits: usize) -> String
     out
 }
 
-fn push_padded(out: &mut String, mut n: u64, width: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
+fn push_padded(out: &mut String, n: u64, width: usize) {
+    let (digits, at) = crate::json::encode::decimal(n);
     for _ in digits.len() - at..width {
         out.push('0');
     }

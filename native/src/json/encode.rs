@@ -110,7 +110,13 @@ fn fixed<const N: usize>(data: &[u8]) -> Res<[u8; N]> {
         .map_err(|_| WireError("truncated fixed-size value"))
 }
 
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn push_u64(out: &mut Vec<u8>, v: u64) {
+    let (buf, i) = decimal(v);
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// The decimal digits of `v`: they are `buf[i..]` of `(buf, i)`.
+pub(crate) fn decimal(mut v: u64) -> ([u8; 20], usize) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
@@ -121,7 +127,7 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    (buf, i)
 }
 
 pub(crate) fn push_i64(out: &mut Vec<u8>, v: i64) {
