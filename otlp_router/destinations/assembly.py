@@ -425,7 +425,7 @@ class RecordBatcher:
             except Exception:  # noqa: BLE001 - what the core cannot make, Python does
                 log.warning("destination: the core could not make Aperture records", exc_info=True)
                 answer = None
-            if answer is None and start == 0 and split is None:
+            if answer is None and start == 0:
                 return False
             cbor, made, stop = answer if answer is not None else (b"", [], start)
             self._gather(entry, cbor, made, now, hold)

@@ -413,7 +413,8 @@ impl GenAI {
     }
 
     /// The Aperture record (CBOR) of a span: its bytes; False when the span is no model call;
-    /// None when Python is to make it.
+    /// None when Python is to make it. The batcher asks `aperture_records` once per request;
+    /// this one span at a time is what the differential tests hold against Python's format.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (span, resource, scope_name, scope_version, record_id, privacy, api_key_name))]
     fn aperture_record<'py>(
