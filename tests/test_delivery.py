@@ -439,6 +439,7 @@ class Objects(Scripted):
 
     async def export(self, group: Group) -> None:
         self.attempts += 1
+        self.behaviour(group, self.attempts)
         self.records = [cbor2.loads(r) for r in group.records.records()]
 
 
@@ -528,3 +529,26 @@ def test_the_log_record_without_a_span_goes_to_the_dead_letter_read_back_from_di
     [letter] = dead.list()
     [log_record] = letter.batches[0].message.resource_logs[0].scope_logs[0].log_records
     assert log_record.body.string_value == "no trace here"
+
+
+def test_a_refused_object_is_dead_lettered_whole_from_the_payloads_read_back(tmp_path: Path) -> None:
+    from tests.test_storage_destinations import _genai_span_json
+    span_ids_sent = ["eee19b7ec3c1b174", "eee19b7ec3c1b175"]
+    dest = Objects(lambda g, a: (_ for _ in ()).throw(ExportError("HTTP 403: AccessDenied", permanent=True)))
+    dead = DeadLetters(tmp_path / "dead", 3600)
+
+    async def go() -> None:
+        spool = DiskSpool("scripted", tmp_path / "spool", 1 << 24)
+        spool.open()
+        d = delivery(dest, spool, dead=dead)
+        await d.start()
+        for span_id in span_ids_sent:
+            await d.spool.append(_on_the_wire("traces", _genai_span_json("5b8efff798038103d269b633813fc60c", span_id)))
+        await until(lambda: sum(len(g.spans) for g in d._assembler.current.values()) == 2)
+        assert all(e.on_disk is not None for e in _open_entries(d))
+        await until(lambda: d.spool.pending_items == 0)
+        await d.stop(1.0)
+    run(go())
+    [letter] = dead.list()
+    assert [s.span_id.hex() for b in letter.batches for s in b.message.resource_spans[0].scope_spans[0].spans] == \
+        span_ids_sent
