@@ -565,9 +565,9 @@ class RecordBatcher:
         for group in self._closing(now, everything):
             if group.logs:   # the spans they join, and themselves for those that join none
                 joining = {log.record.span_id for log, _, _ in group.logs}
-                wanted = [entry for entry, _, span_id in group.spans if span_id in joining]
-                wanted += [entry for _, entry, _ in group.logs]
-                entries.update((id(entry), entry) for entry in wanted if entry.on_disk is not None)
+                needed = [entry for entry, _, span_id in group.spans if span_id in joining]
+                needed += [entry for _, entry, _ in group.logs]
+                entries.update((id(entry), entry) for entry in needed if entry.on_disk is not None)
         return list(entries.values())
 
     def _closing(self, now: float, everything: bool) -> list[RecordGroup]:
