@@ -57,6 +57,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
+import file_create  # noqa: E402
 import harness  # noqa: E402
 import ingest  # noqa: E402
 import payloads  # noqa: E402
@@ -454,6 +455,11 @@ def measure_target(run: Run, target: Target) -> Measurement:
     directory = run.workdir / target.key.replace(" ", "_").replace("/", "-").replace(">", "")
     directory.mkdir(parents=True, exist_ok=True)
     log(f"{target.key}:")
+    files = target.kind == "router" and target.setup in ("json", "cbor_zstd")
+    # What creating a file costs here: ext4 after many recent deletions (a test suite, an earlier
+    # run) scans past the deleted inodes on every create (bench/file_create.py). The probe's files
+    # stay until the run ends: deleting them would do just that to the row.
+    create_us = file_create.create(directory / "file-probe", 200) if files else None
     server, config = start_target(run, target, directory)
     try:
         measurement = measure_started(run, target, bench, server, directory)
@@ -468,8 +474,10 @@ def measure_target(run: Run, target: Target) -> Measurement:
         tail = "\n".join(server.log_text().splitlines()[-30:])
         run.failures.append(f"{target.key}: died with code {died}\n--- log tail ---\n{tail}")
         measurement.note = join(measurement.note, f"DIED with code {died}")
-    if target.kind == "router" and target.setup in ("json", "cbor_zstd"):
-        shutil.rmtree(directory / "out", ignore_errors=True)
+    if create_us is not None:
+        measurement.note = join(measurement.note, f"creating a file here took {create_us:.0f} us CPU")
+    # The written files stay until the run ends (the workdir goes then): deleting tens of
+    # thousands here would slow every file the next rows create.
     shutil.rmtree(directory / "spool", ignore_errors=True)
     log(f"  -> {measurement.spans_per_s:,.0f} spans/s ({target.figure}), "
         f"{fmt(measurement.cpu_s_per_m, '.1f')} CPU-s/M, {fmt(measurement.rss_mb, '.0f')} MB; {measurement.note}")
