@@ -50,7 +50,7 @@ type Res<T, E> = Result<T, Error<E>>;
 
 /// A small multiplicative hasher (FxHash's): keys are short attribute names, hashed often.
 #[derive(Default, Clone, Copy)]
-pub struct Fx(u64);
+struct Fx(u64);
 
 impl Hasher for Fx {
     #[inline]
@@ -209,8 +209,8 @@ const MAX_CLASSIFIED: usize = 4096;
 /// signature (span name, scope, the typed attributes' bytes, the resource's typed bytes).
 #[derive(Default)]
 pub struct Caches {
-    decided: FxMap<Box<[u8]>, Decision>,
-    classified: FxMap<Box<[u8]>, bool>,
+    decided: crate::ClientMap<Box<[u8]>, Decision>,
+    classified: crate::ClientMap<Box<[u8]>, bool>,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -181,7 +181,7 @@ pub fn resource_attributes(b: &[u8]) -> Result<Attrs, Python> {
         }
     }
     let mut attrs = attributes_of(&kvs, Attrs::default())?;
-    attrs.own.clear();
+    attrs.disown();
     Ok(attrs)
 }
 
@@ -216,10 +216,12 @@ fn observation_metadata(
     };
     let mut metadata = metadata.clone();
     if !part.scope_name.starts_with(LANGFUSE_SDK_SCOPE) {
+        // The span's own keys are distinct already: pushed, not inserted (a linear search each,
+        // quadratic for a span of thousands of attributes).
         let mut shown = Map::new();
         for (k, x) in attrs.own() {
             if table.key_info(k).shown {
-                shown.insert(k.clone(), Value::Str(value::stringified(x)));
+                shown.0.push((k.clone(), Value::Str(value::stringified(x))));
             }
         }
         metadata.insert("attributes".into(), Value::Map(shown));
@@ -347,7 +349,7 @@ pub fn trace_document(
 ) -> Result<Vec<u8>, Python> {
     // a span delivered twice is one observation: the last copy, at the first one's place
     let mut spans: Vec<(Span, &SpanPart)> = Vec::with_capacity(parts.len());
-    let mut at: HashMap<&[u8], usize> = HashMap::default();
+    let mut at: crate::ClientMap<&[u8], usize> = crate::ClientMap::default();
     for part in parts {
         let span = parse_span(part.span)?;
         match at.get(span.span_id) {

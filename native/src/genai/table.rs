@@ -10,7 +10,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use super::value::{Map, Value};
 
 /// FNV-1a: attribute keys are short, and SipHash's defence against chosen keys buys nothing for
-/// a table's own keys (client keys are only looked up, never inserted).
+/// a table's own keys (client keys are only looked up in these, never inserted: maps that keep
+/// what clients send are `crate::ClientMap`s).
 #[derive(Default, Clone, Copy)]
 pub struct Fnv(u64);
 
@@ -33,6 +34,7 @@ impl Hasher for Fnv {
 
 pub type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<Fnv>>;
 pub type HashSet<K> = StdHashSet<K, BuildHasherDefault<Fnv>>;
+pub use crate::ClientMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Read {
@@ -289,6 +291,21 @@ pub struct KeyInfo {
 
 const MAX_KEYS: usize = 20_000; // distinct keys remembered; past it, decided each time
 
+/// Each table's own number, so a thread's cache of key decisions knows whose they are.
+static TABLES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The key decisions of the last table a thread asked, per thread: no lock, no atomic count per
+/// attribute (a span asks for each of its attributes twice).
+#[derive(Default)]
+struct KeyCache {
+    table: u64,
+    keys: ClientMap<String, std::rc::Rc<KeyInfo>>,
+}
+
+thread_local! {
+    static KEY_CACHE: std::cell::RefCell<KeyCache> = std::cell::RefCell::new(KeyCache::default());
+}
+
 pub struct Table {
     pub fields: Vec<Field>,
     pub sources: Vec<Source>,
@@ -310,7 +327,7 @@ pub struct Table {
     pub events: HashMap<String, Vec<usize>>,
     pub span_name_sources: Vec<usize>,
     pub name_rule_scopes: HashSet<String>,
-    keys: std::sync::Mutex<HashMap<String, std::sync::Arc<KeyInfo>>>,
+    id: u64,
 }
 
 impl Table {
@@ -377,16 +394,31 @@ impl Table {
             events,
             span_name_sources,
             name_rule_scopes,
-            keys: Default::default(),
+            id: TABLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
-    /// What `key` feeds, remembered for the few hundred distinct keys a deployment sends.
-    pub fn key_info(&self, key: &str) -> std::sync::Arc<KeyInfo> {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(info) = keys.get(key) {
-            return info.clone();
-        }
+    /// What `key` feeds, remembered (per thread) for the few hundred distinct keys a deployment
+    /// sends.
+    pub fn key_info(&self, key: &str) -> std::rc::Rc<KeyInfo> {
+        KEY_CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.table != self.id {
+                cache.table = self.id;
+                cache.keys.clear();
+            }
+            if let Some(info) = cache.keys.get(key) {
+                return info.clone();
+            }
+            let info = std::rc::Rc::new(self.decide(key));
+            if cache.keys.len() < MAX_KEYS {
+                cache.keys.insert(key.to_string(), info.clone());
+            }
+            info
+        })
+    }
+
+    fn decide(&self, key: &str) -> KeyInfo {
         let exact = self.exact.get(key).cloned().unwrap_or_default();
         let families = self
             .prefix_sources
@@ -398,16 +430,12 @@ impl Table {
                     .then_some((rank, prefix.len()))
             })
             .collect();
-        let info = std::sync::Arc::new(KeyInfo {
+        KeyInfo {
             exact,
             families,
             typed: self.type_keys.contains(key),
             shown: self.shown(key),
-        });
-        if keys.len() < MAX_KEYS {
-            keys.insert(key.to_string(), info.clone());
         }
-        info
     }
 
     /// Whether metadata.attributes shows the span attribute `key`: not content, and not read
@@ -435,5 +463,40 @@ pub fn scope_ok(scopes: &Option<Vec<String>>, scope_name: &str) -> bool {
         Some(list) => list.iter().any(|s| {
             s == scope_name || (s.ends_with('*') && scope_name.starts_with(&s[..s.len() - 1]))
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HashSet, Table};
+
+    fn table_typing(key: &str) -> Table {
+        let typed: HashSet<String> = [key.to_string()].into_iter().collect();
+        Table::new(
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            typed,
+            vec![],
+            false,
+            (HashSet::default(), vec![], HashSet::default()),
+            (HashSet::default(), vec![]),
+        )
+    }
+
+    #[test]
+    fn a_threads_key_decisions_are_each_tables_own() {
+        // Two tables asked in turn on one thread: the cache never answers for the other one.
+        let (a, b) = (table_typing("gen_ai.system"), table_typing("llm.system"));
+        for _ in 0..3 {
+            assert!(a.key_info("gen_ai.system").typed && !a.key_info("llm.system").typed);
+            assert!(b.key_info("llm.system").typed && !b.key_info("gen_ai.system").typed);
+        }
+        // Past the cache's size, keys are still decided (each time).
+        for n in 0..super::MAX_KEYS + 10 {
+            assert!(!a.key_info(&format!("k{n}")).typed);
+        }
+        assert!(a.key_info("gen_ai.system").typed);
     }
 }

@@ -6,7 +6,9 @@
 use std::borrow::Cow;
 
 use super::read::{self, Python, INT64_MAX};
-use super::table::{scope_ok, Case, Direct, HashMap, Read, Role, Source, Special, Table, TypeRule};
+use super::table::{
+    scope_ok, Case, ClientMap, Direct, Read, Role, Source, Special, Table, TypeRule,
+};
 use super::value::{self, Map, Value};
 
 /// A span's attributes (resource ones first, the span's own over them, as `{**resource, **own}`),
@@ -14,8 +16,11 @@ use super::value::{self, Map, Value};
 #[derive(Default, Clone)]
 pub struct Attrs {
     pub map: Map,
-    index: HashMap<String, usize>,
-    pub own: Vec<usize>,
+    index: ClientMap<String, usize>,
+    own: Vec<usize>,
+    /// per entry of `map`, whether it is in `own` (a search of `own` for each attribute would be
+    /// quadratic in a span of thousands)
+    is_own: Vec<bool>,
 }
 
 impl Attrs {
@@ -23,14 +28,21 @@ impl Attrs {
     pub fn reserve(&mut self, n: usize) {
         self.map.0.reserve(n);
         self.index.reserve(n);
+        self.is_own.reserve(n);
     }
     pub fn insert(&mut self, key: String, v: Value) {
         self.put(key, v);
     }
+    /// None of them is the span's own (a resource's, read with `insert_own`).
+    pub fn disown(&mut self) {
+        self.own.clear();
+        self.is_own.iter_mut().for_each(|own| *own = false);
+    }
     /// Inserts one of the span's own attributes.
     pub fn insert_own(&mut self, key: String, v: Value) {
         let at = self.put(key, v);
-        if !self.own.contains(&at) {
+        if !self.is_own[at] {
+            self.is_own[at] = true;
             self.own.push(at);
         }
     }
@@ -44,6 +56,7 @@ impl Attrs {
                 let at = self.map.0.len();
                 self.index.insert(key.clone(), at);
                 self.map.0.push((key, v));
+                self.is_own.push(false);
                 at
             }
         }
@@ -175,7 +188,7 @@ impl Raw<'_> {
 
 struct Ctx<'a> {
     attributes: &'a Attrs,
-    parsed: HashMap<String, Option<Value>>,
+    parsed: ClientMap<String, Option<Value>>,
 }
 
 impl Ctx<'_> {
@@ -913,11 +926,10 @@ pub fn view(
             );
         }
         for &(rank, cut) in &info.families {
+            // a family has one prefix, and the keys are distinct: so are the rests (pushed)
             let rest = key[cut..].to_string();
             match families.iter_mut().find(|(r, _)| *r == rank) {
-                Some((_, flat)) => {
-                    flat.insert(rest, v.clone());
-                }
+                Some((_, flat)) => flat.0.push((rest, v.clone())),
                 None => families.push((rank, Map(vec![(rest, v.clone())]))),
             }
         }
@@ -983,7 +995,7 @@ pub fn view(
 
     let mut ctx = Ctx {
         attributes: attrs,
-        parsed: HashMap::default(),
+        parsed: ClientMap::default(),
     };
     let mut found: Vec<(Direct, Value)> = Vec::new();
     let mut reported: Vec<(String, i128)> = Vec::new();
@@ -1472,4 +1484,35 @@ fn cost_of(special: &[(Special, Value)]) -> Result<(Option<f64>, Map), Python> {
         details.insert("total".into(), Value::Float(sum));
     }
     Ok((cost, details))
+}
+
+#[cfg(test)]
+mod attrs_tests {
+    use super::{Attrs, Value};
+
+    fn s(text: &str) -> Value {
+        Value::Str(text.to_string())
+    }
+
+    #[test]
+    fn own_attributes_over_a_resources_list_as_a_dict_of_them_would() {
+        // {**resource, **own}: an own key over a resource one keeps the resource's place in the
+        // merged map; own() lists the span's keys in their first order, with their last value.
+        let mut resource = Attrs::default();
+        for (k, v) in [("service.name", "a"), ("host", "h")] {
+            resource.insert_own(k.into(), s(v));
+        }
+        resource.disown();
+        assert_eq!(resource.own().count(), 0);
+        let mut span = resource.clone();
+        for (k, v) in [("x", "1"), ("host", "own"), ("x", "2"), ("y", "3")] {
+            span.insert_own(k.into(), s(v));
+        }
+        let merged: Vec<_> = span.map.0.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(merged, ["service.name", "host", "x", "y"]);
+        let own: Vec<_> = span.own().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        assert_eq!(own, [("x", s("2")), ("host", s("own")), ("y", s("3"))]);
+        assert_eq!(span.get("host"), Some(&s("own")));
+        assert!(resource.get("x").is_none() && resource.get("host") == Some(&s("h")));
+    }
 }

@@ -9,11 +9,9 @@
 //! AnyValue bytes upb writes for them, given when the actions are compiled.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 
 use crate::json::decode::put_varint;
-use crate::privacy::{Error, Fx};
+use crate::privacy::Error;
 use crate::wire::fields::{parse_kv, push_len_prefixed, rewrite, Fields};
 use crate::wire::otlp::{numbers, Signal, N_KV_KEY, N_KV_VALUE};
 
@@ -52,7 +50,7 @@ const MAX_MATCHED: usize = 20_000;
 /// Pattern answers remembered between requests, per (action, key).
 #[derive(Default)]
 pub struct Cache {
-    matched: HashMap<(usize, Box<[u8]>), bool, BuildHasherDefault<Fx>>,
+    matched: crate::ClientMap<(usize, Box<[u8]>), bool>,
 }
 
 /// One attribute of the list being changed.

@@ -9,11 +9,8 @@
 //! all (`Masks::maybe`: an `@` for an email, 13 digits for a card, `bearer` for a token, a
 //! provider prefix for an API key, anything for a user pattern), which most values never are.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
-
 use crate::json::decode::put_varint;
-use crate::privacy::{Error, Fx};
+use crate::privacy::Error;
 use crate::wire::fields::{close, open, parse_kv, Fields, F};
 use crate::wire::inspect::MAX_DEPTH;
 use crate::wire::otlp::{numbers, Numbers, Signal, N_KV_VALUE};
@@ -89,7 +86,7 @@ const MAX_DECIDED: usize = 20_000;
 /// Key decisions remembered between requests.
 #[derive(Default)]
 pub struct Cache {
-    decided: HashMap<Box<[u8]>, bool, BuildHasherDefault<Fx>>,
+    decided: crate::ClientMap<Box<[u8]>, bool>,
 }
 
 /// What a message is, for how its fields are rewritten.

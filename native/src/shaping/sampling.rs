@@ -9,10 +9,8 @@
 //! trace id (decided by their content, which Python reads).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 
-use crate::privacy::{Error, Fx};
+use crate::privacy::Error;
 use crate::wire::fields::{parse_kv, rewrite, Fields};
 use crate::wire::otlp::{numbers, Signal};
 
@@ -53,7 +51,7 @@ pub fn sample<'a, D: Decide>(
     // which trace (index into `traces`) or lone item (!index into `lone`) each item follows
     let mut follows: Vec<usize> = Vec::new();
     let mut traces: Vec<&'a [u8]> = Vec::new();
-    let mut index: HashMap<&'a [u8], usize, BuildHasherDefault<Fx>> = HashMap::default();
+    let mut index: crate::ClientMap<&'a [u8], usize> = crate::ClientMap::default();
     let mut lone: Vec<&'a [u8]> = Vec::new();
     let mut sessions: Vec<Session<'a>> = Vec::new();
     items(signal, wire, &mut |item| {
