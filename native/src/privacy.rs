@@ -48,7 +48,8 @@ impl<E> From<WireError> for Error<E> {
 
 type Res<T, E> = Result<T, Error<E>>;
 
-/// A small multiplicative hasher (FxHash's): keys are short attribute names, hashed often.
+/// A small multiplicative hasher (FxHash's) for the compiled key sets: short attribute names,
+/// hashed often. Unseeded: what clients send is kept in `crate::ClientMap`s.
 #[derive(Default, Clone, Copy)]
 struct Fx(u64);
 

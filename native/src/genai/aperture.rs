@@ -2,6 +2,8 @@
 //! `encode_record`): one CBOR map per model call, byte for byte what cbor2 writes for the
 //! record Python builds from the same view.
 
+use std::rc::Rc;
+
 use super::document::{hex, parse_span, resource_attributes, span_view, SpanPart};
 use super::read::{self, Python};
 use super::table::Table;
@@ -356,7 +358,7 @@ pub fn record_into(
     cbor: &mut Vec<u8>,
     table: &Table,
     part: &SpanPart,
-    resource: &Attrs,
+    resource: &Rc<Attrs>,
     record_id: i128,
     privacy: bool,
     api_key_name: Option<&str>,

@@ -3,6 +3,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 use super::read::{self, Python};
 use super::table::{HashMap, HashSet, Table};
@@ -152,10 +153,10 @@ pub fn span_view(
     table: &Table,
     span: &Span,
     part: &SpanPart,
-    resource: &Attrs,
+    resource: &Rc<Attrs>,
     pricer: &mut Pricer,
 ) -> Result<(Attrs, View), Python> {
-    let attrs = attributes_of(&span.attributes, resource.clone())?;
+    let attrs = attributes_of(&span.attributes, Attrs::over(resource))?;
     let info = SpanInfo {
         name: span.name,
         scope_name: part.scope_name,
@@ -165,12 +166,12 @@ pub fn span_view(
         start_unix_nano: span.start,
         events: &span.events,
     };
-    let v = view::view(table, &attrs, &info, Some(resource), pricer)?;
+    let v = view::view(table, &attrs, &info, Some(&**resource), pricer)?;
     Ok((attrs, v))
 }
 
-/// A Resource message's attributes.
-pub fn resource_attributes(b: &[u8]) -> Result<Attrs, Python> {
+/// A Resource message's attributes, for its spans to share.
+pub fn resource_attributes(b: &[u8]) -> Result<Rc<Attrs>, Python> {
     let mut kvs = Vec::new();
     for f in Fields::new(b) {
         let f = f.map_err(|_| Python)?;
@@ -182,7 +183,7 @@ pub fn resource_attributes(b: &[u8]) -> Result<Attrs, Python> {
     }
     let mut attrs = attributes_of(&kvs, Attrs::default())?;
     attrs.disown();
-    Ok(attrs)
+    Ok(Rc::new(attrs))
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {
@@ -363,7 +364,7 @@ pub fn trace_document(
     spans.sort_by(|a, b| (a.0.start, a.0.span_id).cmp(&(b.0.start, b.0.span_id)));
     let ids: HashSet<&[u8]> = spans.iter().map(|(s, _)| s.span_id).collect();
 
-    let mut resources: HashMap<*const u8, (Attrs, Value)> = HashMap::default();
+    let mut resources: HashMap<*const u8, (Rc<Attrs>, Value)> = HashMap::default();
     let mut views: Vec<View> = Vec::with_capacity(spans.len());
     let mut span_attrs: Vec<Attrs> = Vec::with_capacity(spans.len());
     for (span, part) in &spans {
@@ -372,7 +373,6 @@ pub fn trace_document(
             Entry::Vacant(e) => {
                 let attrs = resource_attributes(part.resource)?;
                 let shown = Value::Map(Map(attrs
-                    .map
                     .iter()
                     .map(|(k, x)| (k.clone(), Value::Str(value::stringified(x))))
                     .collect()));

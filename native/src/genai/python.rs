@@ -2,6 +2,7 @@
 //! `native_table` builds the spec it is given), and the per-trace JSON document made from it.
 
 use std::collections::HashMap as StdHashMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use super::table::{HashMap, HashSet};
@@ -479,7 +480,7 @@ impl GenAI {
             return Ok(None);
         };
         // Each Resource read once, when a span of it is first met (None: Python's to read).
-        let mut resources: Vec<Option<Option<Attrs>>> = vec![None; split.resources.len()];
+        let mut resources: Vec<Option<Option<Rc<Attrs>>>> = vec![None; split.resources.len()];
         let mut pricer = |q: &Priced| self.price(py, q);
         let mut cbor = Vec::with_capacity(request.len());
         let mut made = Vec::new();
