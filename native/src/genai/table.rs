@@ -34,7 +34,6 @@ impl Hasher for Fnv {
 
 pub type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<Fnv>>;
 pub type HashSet<K> = StdHashSet<K, BuildHasherDefault<Fnv>>;
-pub use crate::ClientMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Read {
@@ -299,7 +298,7 @@ static TABLES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(
 #[derive(Default)]
 struct KeyCache {
     table: u64,
-    keys: ClientMap<String, std::rc::Rc<KeyInfo>>,
+    keys: crate::ClientMap<String, std::rc::Rc<KeyInfo>>,
 }
 
 thread_local! {

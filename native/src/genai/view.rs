@@ -7,15 +7,14 @@ use std::borrow::Cow;
 use std::rc::Rc;
 
 use super::read::{self, Python, INT64_MAX};
-use super::table::{
-    scope_ok, Case, ClientMap, Direct, Read, Role, Source, Special, Table, TypeRule,
-};
+use super::table::{scope_ok, Case, Direct, Read, Role, Source, Special, Table, TypeRule};
 use super::value::{self, Map, Value};
+use crate::ClientMap;
 
 /// A span's attributes: its resource's first, its own over them, as `{**resource, **own}`. The
 /// resource's are shared by its spans (`over`), not copied into each: a typical SDK resource has
 /// a dozen, which cost a fifth of a record's time copied per span.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct Attrs {
     base: Option<Rc<Attrs>>,
     /// the span's own attributes (a resource's when `owned` is false), in their first order,
