@@ -89,7 +89,7 @@ def open_bench(options: ingest.Options) -> Iterator[ingest.Bench]:
     workdir = Path(tempfile.mkdtemp(prefix="otlp-pipeline-bench-"))
     try:
         built, bodies = ingest.prepare(workdir)
-        cpus = choose_cpus()
+        cpus = choose_cpus(workdir)
         if cpus.loadgen is not None:
             os.sched_setaffinity(0, {cpus.loadgen})
         busy = idle_check(cpus)

@@ -475,7 +475,7 @@ def run(options: Options) -> Report:
     workdir = Path(tempfile.mkdtemp(prefix="otlp-ingest-bench-"))
     try:
         built, bodies = prepare(workdir)
-        bench = Bench(options, children, choose_cpus(), workdir, bodies, built)
+        bench = Bench(options, children, choose_cpus(workdir), workdir, bodies, built)
         busy = idle_check(bench.cpus)
         if busy > OTHER_CPU_WARNING:
             log(f"warning: the bench cores are already {busy:.0%} busy before any load; rows will read low")

@@ -5,8 +5,9 @@ Every case is measured on this machine, in this run, with the same payload,
 the same load and the same pinning for each server:
 
   - each server (router, Rotel, floor) with all its threads and child
-    processes on the first core (`taskset -c`; the router with `workers: 1`),
-    wrk (8 keep-alive connections, 1 thread) on the second, all on 127.0.0.1;
+    processes on one core (`taskset -c`; the router with `workers: 1`), the
+    one taking the disk's interrupts if one does (`procs.choose_cpus`), wrk
+    (8 keep-alive connections, 1 thread) on the other, all on 127.0.0.1;
     the forwarding sink (bench/sink_http.py) shares the load core with wrk;
   - per server: spans/s, CPU seconds per million spans (the server's whole
     process group, from /proc), peak RSS of that group (sampled every 100 ms);
@@ -760,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_tool("wrk", "wrk")
         agent, version = ensure_rotel(args.rotel_agent)
         log(f"rotel: {version} at {agent}")
-        cpus = choose_cpus()
+        cpus = choose_cpus(workdir)
         if cpus.loadgen is not None:
             os.sched_setaffinity(0, {cpus.loadgen})  # this process's samplers stay off the server core
         busy = idle_check(cpus)

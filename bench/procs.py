@@ -101,14 +101,56 @@ class Cpus:
     loadgen: int | None
 
 
-def choose_cpus() -> Cpus:
-    """Server on the first allowed core, load generator on the second, so they
-    never compete for a core and the server's share is exactly one core."""
+def choose_cpus(disk_of: Path | None = None) -> Cpus:
+    """Server and load generator on two allowed cores, so they never compete for
+    a core and the server's share is exactly one core. The server gets the core
+    that takes the interrupts of the disk holding `disk_of` (where its spool and
+    files go), if one of them does: then the server's own disk completions land
+    on the server's core. On the load generator's they wait for it: on the 2-core
+    dev VM the disk's interrupts all go to cpu 1 (its affinity cannot be changed
+    in the guest), and an fdatasync from cpu 0 takes ~16 ms while wrk keeps cpu 1
+    busy, against 0.3 ms from cpu 1 while cpu 0 is busy."""
     allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) >= 2 and shutil.which("taskset"):
-        return Cpus(allowed[0], allowed[1])
-    log("warning: fewer than 2 cores (or no taskset): processes are not pinned")
-    return Cpus(None, None)
+    if len(allowed) < 2 or not shutil.which("taskset"):
+        log("warning: fewer than 2 cores (or no taskset): processes are not pinned")
+        return Cpus(None, None)
+    server, loadgen = allowed[0], allowed[1]
+    counts = disk_interrupts(disk_of) if disk_of is not None else {}
+    busiest = max((cpu for cpu in allowed if counts.get(cpu)), key=lambda cpu: counts[cpu], default=None)
+    if busiest is not None and busiest != server:
+        server, loadgen = busiest, server
+    return Cpus(server, loadgen)
+
+
+def disk_interrupts(path: Path) -> dict[int, int]:
+    """Interrupts taken so far per cpu by the device of the disk holding `path`
+    (found through sysfs: the block device's nearest ancestor with MSI vectors or
+    an `irq`); empty where there is none (tmpfs, overlay) or it cannot be read."""
+    try:
+        st = os.stat(path)
+        device = Path(os.path.realpath(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"))
+        irqs: set[str] = set()
+        for node in (device, *device.parents):
+            if (node / "msi_irqs").is_dir():
+                irqs = {entry.name for entry in (node / "msi_irqs").iterdir()}
+            elif (node / "irq").is_file():
+                irqs = {(node / "irq").read_text().strip()} - {"0"}
+            if irqs or node == Path("/sys/devices"):
+                break
+        lines = Path("/proc/interrupts").read_text().splitlines()
+    except OSError:
+        return {}
+    if not irqs or not lines:
+        return {}
+    cpus = [int(name[3:]) for name in lines[0].split()]   # "CPU0 CPU1 ..."
+    counts: dict[int, int] = {}
+    for line in lines[1:]:
+        number, _, rest = line.partition(":")
+        if number.strip() in irqs:
+            for cpu, field in zip(cpus, rest.split()):
+                if field.isdigit():
+                    counts[cpu] = counts.get(cpu, 0) + int(field)
+    return counts
 
 
 def pinned(argv: Sequence[str], cpu: int | None) -> list[str]:
