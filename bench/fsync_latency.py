@@ -6,12 +6,12 @@ busy: why the durable rows of bench/peers.py wait for the disk rather than the C
 Writes `--size` bytes over blocks a preallocated file already has (as the spool's reused
 segments do), then fdatasyncs, `--syncs` times with a short pause between (a group commit's
 rhythm), pinned to the first core; four times: the machine idle, a CPU-bound process on the
-same core, one on the other core, and one there at the lowest priority (nice 19). Prints p50 / p90 / p99 in milliseconds and each p90 against
-the idle one measured in the same run.
+same core, one on the other core, and one there at the lowest priority (nice 19). Prints p50
+/ p90 / p99 in milliseconds and each p90 against the idle one measured in the same run.
 
-If the last two of those are alike, the wait is not for CPU time (a nice-19 process gives its core to
-anything that wants it) but for the disk's completion to reach a busy virtual CPU: on the
-2-core dev VM (a Firecracker guest, HZ=250) both take ~8.7 ms, about two ticks, against
+If the last two of those are alike, the wait is not for CPU time (a nice-19 process gives its
+core to anything that wants it) but for the disk's completion to reach a busy virtual CPU: on
+the 2-core dev VM (a Firecracker guest, HZ=250) both take ~8.3 ms, about two ticks, against
 0.3 ms idle. A fifth case swaps the cores: synced from the second, the first busy. It prints
 which cores take the disk's interrupts; on the dev VM all go to cpu 1 (the guest cannot move
 them), and synced from there with cpu 0 busy an fdatasync takes 0.24 ms: a busy core delays
@@ -73,7 +73,7 @@ def main() -> int:
     path = Path(args.dir) / f".fsync-latency-{os.getpid()}"
     idle_p90 = None
     interrupts = disk_interrupts(Path(args.dir))
-    print(f"fdatasync of {args.size:,} B over existing blocks, {args.syncs} times, on cpu {here} ({args.dir}); "
+    print(f"fdatasync of {args.size:,} B over existing blocks, {args.syncs} times ({args.dir}); "
           f"the disk's interrupts so far per cpu: {interrupts or 'unknown'}")
     print(f"{'machine':<40}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'p90 / idle':>12}")
     for label, sync_cpu, burner_cpu, niceness in (

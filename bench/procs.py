@@ -108,8 +108,8 @@ def choose_cpus(disk_of: Path | None = None) -> Cpus:
     files go), if one of them does: then the server's own disk completions land
     on the server's core. On the load generator's they wait for it: on the 2-core
     dev VM the disk's interrupts all go to cpu 1 (its affinity cannot be changed
-    in the guest), and an fdatasync from cpu 0 takes ~16 ms while wrk keeps cpu 1
-    busy, against 0.3 ms from cpu 1 while cpu 0 is busy."""
+    in the guest), and an fdatasync from cpu 0 takes 8-16 ms while wrk keeps cpu 1
+    busy, against 0.24 ms from cpu 1 while cpu 0 is busy (bench/fsync_latency.py)."""
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) < 2 or not shutil.which("taskset"):
         log("warning: fewer than 2 cores (or no taskset): processes are not pinned")
