@@ -4,6 +4,7 @@ stop receiving, finish the requests in flight, drain the spools, stop."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -277,6 +278,11 @@ async def serve(config: RouterConfig) -> None:
             task.cancel()
         raise
     started.set()
+    # What start-up made (the config, the conventions and price tables, the imported modules)
+    # lives as long as the process: out of the collector's sight, a full collection does not
+    # walk it again and again under load.
+    gc.collect()
+    gc.freeze()
     try:
         await stop.wait()
         log.info("shutting down: draining receivers and destinations")

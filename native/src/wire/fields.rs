@@ -71,7 +71,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn read(&mut self) -> Result<F<'a>, WireError> {
         let b = self.b;
         let start = self.i;
