@@ -179,6 +179,23 @@ def test_records_of_odd_spans(attrs: dict[str, Any], privacy: bool) -> None:
         assert_same(native(part, 1, privacy, api_key_name), python(ref, 1, privacy, api_key_name))
 
 
+def test_a_repeated_key_is_read_by_its_last_value_only() -> None:
+    """As Python's dict of the attributes holds them: the last value at the first place, so a
+    header first given as a map (no text of it) and then as a string is a header, not a refusal."""
+    span, resource = _span({})
+    for key, value in (("http.request.header.x-a", {"m": 1}), ("http.route", "/v1/messages"),
+                       ("http.request.header.x-b", "b"), ("http.request.header.x-a", "a"),
+                       ("http.route", "/v1/embeddings")):
+        set_value(span.attributes.add(key=key).value, value)
+    ref = SpanRef(span, resource, "scope", "1")
+    part: Part = (span.SerializeToString(), b"", "scope", "1", ref)
+    record = native(part, 1, False, None)
+    assert_same(record, python(ref, 1, False, None))
+    decoded = cbor2.loads(record)
+    assert decoded["path"] == "/v1/embeddings" and decoded["api_type"] == "oai_embeddings"
+    assert decoded["capture"]["requestHeaders"] == {"x-a": ["a"], "x-b": ["b"]}
+
+
 def test_extreme_times_ids_and_node_ids() -> None:
     from opentelemetry.proto.resource.v1.resource_pb2 import Resource
     for start, end in ((0, 0), (2**64 - 1, 2**64 - 1), (5, 2**64 - 1), (10, 5), (1_000, 500_999)):

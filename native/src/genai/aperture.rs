@@ -9,7 +9,6 @@ use super::read::{self, Python};
 use super::table::Table;
 use super::value::{self, Map, Value};
 use super::view::{Attrs, Pricer, View};
-use crate::wire::fields::parse_kv;
 
 const VERSION: i128 = 2;
 
@@ -273,17 +272,43 @@ fn tool_uses(output: &Value) -> Vec<Value> {
     uses
 }
 
-/// `_body`: a body as text and as bytes.
-fn body(v: &Value) -> Result<(Value, Value), Python> {
+/// `_body`: a body as text (None for none) and as bytes, the same bytes for both.
+enum Body<'a> {
+    None,
+    Text(&'a str),
+    Json(Vec<u8>),
+}
+
+impl Body<'_> {
+    fn write_text(&self, out: &mut Vec<u8>) {
+        match self {
+            Body::None => out.push(0xf6),
+            Body::Text(x) => text(out, x),
+            Body::Json(raw) => {
+                head(out, 3, raw.len() as u64);
+                out.extend_from_slice(raw);
+            }
+        }
+    }
+    fn write_raw(&self, out: &mut Vec<u8>) {
+        let raw: &[u8] = match self {
+            Body::None => &[],
+            Body::Text(x) => x.as_bytes(),
+            Body::Json(raw) => raw,
+        };
+        head(out, 2, raw.len() as u64);
+        out.extend_from_slice(raw);
+    }
+}
+
+fn body(v: &Value) -> Result<Body<'_>, Python> {
     Ok(match v {
-        Value::Null => (Value::Null, Value::Bytes(vec![])),
-        Value::Str(x) => (v.clone(), Value::Bytes(x.as_bytes().to_vec())),
+        Value::Null => Body::None,
+        Value::Str(x) => Body::Text(x),
         other => {
             let raw = value::dumps(other).ok_or(Python)?;
-            (
-                Value::Str(String::from_utf8(raw.clone()).map_err(|_| Python)?),
-                Value::Bytes(raw),
-            )
+            std::str::from_utf8(&raw).map_err(|_| Python)?;
+            Body::Json(raw)
         }
     })
 }
@@ -365,38 +390,37 @@ pub fn record_into(
     pricer: &mut Pricer,
 ) -> Result<bool, Python> {
     let span = parse_span(part.span)?;
-    let (_, v) = span_view(table, &span, part, resource, pricer)?;
+    let (attrs, v) = span_view(table, &span, part, resource, pricer)?;
     if !v.is_genai {
         return Ok(false);
     }
 
+    // The span's own attributes, as read for its view (each key once, with its last value).
     let mut found = Map::new();
     let mut request_headers = Map::new();
     let mut response_headers = Map::new();
     let mut tool = Map::new();
-    for body in &span.attributes {
-        let kv = parse_kv(body).map_err(|_| Python)?;
-        let key = std::str::from_utf8(kv.key).map_err(|_| Python)?;
+    for (key, value) in attrs.own() {
+        let key = key.as_str();
         if !(key.starts_with("http.") || key.starts_with("url.") || key.starts_with("gen_ai.tool."))
         {
             continue;
         }
-        let value = || value::from_any_value(&kv.value_wire()).map_err(|_| Python);
         if PATH_KEYS.contains(&key) || STATUS_KEYS.contains(&key) {
-            found.insert(key.to_string(), value()?);
+            found.0.push((key.to_string(), value.clone()));
         } else if privacy {
             continue;
         } else if let Some(name) = key.strip_prefix(REQUEST_HEADER) {
-            add_header(&mut request_headers, name, &value()?)?;
+            add_header(&mut request_headers, name, value)?;
         } else if let Some(name) = key.strip_prefix(RESPONSE_HEADER) {
-            add_header(&mut response_headers, name, &value()?)?;
+            add_header(&mut response_headers, name, value)?;
         } else if let Some(short) = match key {
             "gen_ai.tool.call.id" => Some("id"),
             "gen_ai.tool.name" => Some("name"),
             "gen_ai.tool.call.arguments" => Some("arguments"),
             _ => None,
         } {
-            tool.insert(short.to_string(), value()?);
+            tool.insert(short.to_string(), value.clone());
         }
     }
 
@@ -427,31 +451,32 @@ pub fn record_into(
     }
     let status_code = status_code.unwrap_or(if span.status_code == 2 { 500 } else { 200 });
 
-    let mut usage = Map::new();
-    for (key, count) in [
+    let usage: Vec<(&str, i128)> = [
         ("input_tokens", v.counts[0]),
         ("output_tokens", v.counts[1]),
         ("cached_tokens", v.counts[3]),
         ("reasoning_tokens", v.counts[4]),
-    ] {
-        if let Some(n) = count {
-            usage.insert(key.into(), Value::Int(n));
-        }
-    }
+    ]
+    .into_iter()
+    .filter_map(|(key, count)| count.map(|n| (key, n)))
+    .collect();
     let Value::Map(metadata) = &v.metadata else {
         return Err(Python);
     };
+    let api_key_name_value;
     let login_name = if v.user_id.truthy() {
-        v.user_id.clone()
+        &v.user_id
     } else if let Some(name) = api_key_name.filter(|n| !n.is_empty()) {
-        s(name)
+        api_key_name_value = s(name);
+        &api_key_name_value
     } else {
-        read::text(
+        api_key_name_value = read::text(
             metadata
                 .get("openrouter.api_key_name")
                 .unwrap_or(&Value::Null),
         )
-        .unwrap_or_else(|| s(""))
+        .unwrap_or_else(|| s(""));
+        &api_key_name_value
     };
     let stable_node_id = NODE_KEYS
         .iter()
@@ -459,53 +484,26 @@ pub fn record_into(
         .unwrap_or_else(|| s(""));
     let timestamp = rfc3339_nanos(span.start);
     let capture_id = hex(span.span_id);
+    let no_session = s("");
     let session_id = if v.session_id.truthy() {
-        v.session_id.clone()
+        &v.session_id
     } else {
-        s("")
+        &no_session
     };
     let elapsed = span.end as i128 - span.start as i128;
-
-    let mut out = Map(vec![
-        ("id".into(), Value::Int(record_id)),
-        ("ver".into(), Value::Int(VERSION)),
-        ("timestamp".into(), s(&timestamp)),
-        (
-            "identity".into(),
-            Value::Map(Map(vec![
-                ("login_name".into(), login_name.clone()),
-                ("stable_node_id".into(), stable_node_id.clone()),
-            ])),
-        ),
-        ("model".into(), s(&model)),
-        ("api_type".into(), s(api_type)),
-        ("usage".into(), Value::Map(usage.clone())),
-    ]);
-    if let Some(cost) = v.cost {
-        let basis = match &v.estimate {
-            Some(e) => e.model.clone(),
-            None => model.clone(),
-        };
-        out.insert(
-            "estimated_cost".into(),
-            Value::Map(Map(vec![
-                ("dollars".into(), Value::Float(cost)),
-                ("cost_basis".into(), s(&basis)),
-                ("usage".into(), Value::Map(usage)),
-            ])),
-        );
-    }
     let duration = if span.end != 0 && elapsed > 0 {
         (elapsed + 500_000).div_euclid(1_000_000)
     } else {
         0
     };
-    out.insert("duration_ms".into(), Value::Int(duration));
-    out.insert("capture_id".into(), s(&capture_id));
-    out.insert("session_id".into(), session_id.clone());
-    out.insert("path".into(), s(&path));
-    out.insert("status_code".into(), Value::Int(status_code));
-    if !privacy {
+    let cost_basis = v.cost.map(|_| match &v.estimate {
+        Some(e) => e.model.as_str(),
+        None => model.as_str(),
+    });
+    // What only the capture holds, read (and refused where Python's) before a byte is written.
+    let capture = if privacy {
+        None
+    } else {
         let mut uses = tool_uses(&v.output);
         if tool.contains_key("id") || tool.contains_key("name") {
             let get = |k: &str| tool.get(k).cloned().unwrap_or(Value::Null);
@@ -515,36 +513,109 @@ pub fn record_into(
                 ("arguments".into(), get("arguments")),
             ])));
         }
-        let (request_body, raw_request) = body(&v.input)?;
-        let (response_body, raw_response) = body(&v.output)?;
         let Value::List(tags) = &v.tags else {
             return Err(Python);
         };
-        out.insert(
-            "capture".into(),
-            Value::Map(Map(vec![
-                ("id".into(), s(&capture_id)),
-                ("model".into(), s(&model)),
-                ("startTime".into(), s(&timestamp)),
-                ("loginName".into(), login_name),
-                ("stableNodeId".into(), stable_node_id),
-                ("tags".into(), Value::List(tags.clone())),
-                ("statusCode".into(), Value::Int(status_code)),
-                ("path".into(), s(&path)),
-                ("toolUseData".into(), Value::List(uses)),
-                ("requestHeaders".into(), Value::Map(request_headers)),
-                ("responseHeaders".into(), Value::Map(response_headers)),
-                ("requestBody".into(), request_body),
-                ("responseBody".into(), response_body),
-                ("rawRequestBody".into(), raw_request),
-                ("rawResponseBody".into(), raw_response),
-                ("sessionId".into(), session_id),
-            ])),
-        );
-    }
+        Some((uses, tags, body(&v.input)?, body(&v.output)?))
+    };
+
+    // The record, written as cbor2 writes the dict Python builds, keys in its order.
     cbor.reserve(part.span.len() * 2 + 256);
-    write_cbor(&Value::Map(out), cbor);
+    let out = cbor;
+    head(
+        out,
+        5,
+        12 + u64::from(cost_basis.is_some()) + u64::from(capture.is_some()),
+    );
+    key(out, "id");
+    int(out, record_id);
+    key(out, "ver");
+    int(out, VERSION);
+    key(out, "timestamp");
+    text(out, &timestamp);
+    key(out, "identity");
+    head(out, 5, 2);
+    key(out, "login_name");
+    write_cbor(login_name, out);
+    key(out, "stable_node_id");
+    write_cbor(&stable_node_id, out);
+    key(out, "model");
+    text(out, &model);
+    key(out, "api_type");
+    text(out, api_type);
+    key(out, "usage");
+    write_usage(out, &usage);
+    if let (Some(cost), Some(basis)) = (v.cost, cost_basis) {
+        key(out, "estimated_cost");
+        head(out, 5, 3);
+        key(out, "dollars");
+        write_cbor(&Value::Float(cost), out);
+        key(out, "cost_basis");
+        text(out, basis);
+        key(out, "usage");
+        write_usage(out, &usage);
+    }
+    key(out, "duration_ms");
+    int(out, duration);
+    key(out, "capture_id");
+    text(out, &capture_id);
+    key(out, "session_id");
+    write_cbor(session_id, out);
+    key(out, "path");
+    text(out, &path);
+    key(out, "status_code");
+    int(out, status_code);
+    if let Some((uses, tags, request, response)) = capture {
+        key(out, "capture");
+        head(out, 5, 16);
+        key(out, "id");
+        text(out, &capture_id);
+        key(out, "model");
+        text(out, &model);
+        key(out, "startTime");
+        text(out, &timestamp);
+        key(out, "loginName");
+        write_cbor(login_name, out);
+        key(out, "stableNodeId");
+        write_cbor(&stable_node_id, out);
+        key(out, "tags");
+        head(out, 4, tags.len() as u64);
+        for tag in tags {
+            write_cbor(tag, out);
+        }
+        key(out, "statusCode");
+        int(out, status_code);
+        key(out, "path");
+        text(out, &path);
+        key(out, "toolUseData");
+        head(out, 4, uses.len() as u64);
+        for call in &uses {
+            write_cbor(call, out);
+        }
+        key(out, "requestHeaders");
+        write_map(out, &request_headers);
+        key(out, "responseHeaders");
+        write_map(out, &response_headers);
+        key(out, "requestBody");
+        request.write_text(out);
+        key(out, "responseBody");
+        response.write_text(out);
+        key(out, "rawRequestBody");
+        request.write_raw(out);
+        key(out, "rawResponseBody");
+        response.write_raw(out);
+        key(out, "sessionId");
+        write_cbor(session_id, out);
+    }
     Ok(true)
+}
+
+fn write_usage(out: &mut Vec<u8>, usage: &[(&str, i128)]) {
+    head(out, 5, usage.len() as u64);
+    for (name, n) in usage {
+        key(out, name);
+        int(out, *n);
+    }
 }
 
 /// genai.py's `rfc3339` with 9 digits.
@@ -580,26 +651,7 @@ pub fn write_cbor(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Null => out.push(0xf6),
         Value::Bool(b) => out.push(if *b { 0xf5 } else { 0xf4 }),
-        Value::Int(n) => {
-            let (major, magnitude) = if *n >= 0 {
-                (0, *n as u128)
-            } else {
-                (1, (-1 - *n) as u128)
-            };
-            match u64::try_from(magnitude) {
-                Ok(m) => head(out, major, m),
-                Err(_) => {
-                    out.push(0xc2 + major); // tag 2 (positive) or 3 (negative) bignum
-                    let bytes = magnitude.to_be_bytes();
-                    let first = bytes
-                        .iter()
-                        .position(|&b| b != 0)
-                        .unwrap_or(bytes.len() - 1);
-                    head(out, 2, (bytes.len() - first) as u64);
-                    out.extend_from_slice(&bytes[first..]);
-                }
-            }
-        }
+        Value::Int(n) => int(out, *n),
         Value::Float(f) => {
             if f.is_nan() {
                 out.extend_from_slice(&[0xf9, 0x7e, 0x00]);
@@ -614,10 +666,7 @@ pub fn write_cbor(v: &Value, out: &mut Vec<u8>) {
                 out.extend_from_slice(&f.to_be_bytes());
             }
         }
-        Value::Str(x) => {
-            head(out, 3, x.len() as u64);
-            out.extend_from_slice(x.as_bytes());
-        }
+        Value::Str(x) => text(out, x),
         Value::Bytes(b) => {
             head(out, 2, b.len() as u64);
             out.extend_from_slice(b);
@@ -628,13 +677,45 @@ pub fn write_cbor(v: &Value, out: &mut Vec<u8>) {
                 write_cbor(x, out);
             }
         }
-        Value::Map(m) => {
-            head(out, 5, m.len() as u64);
-            for (k, x) in m.iter() {
-                head(out, 3, k.len() as u64);
-                out.extend_from_slice(k.as_bytes());
-                write_cbor(x, out);
-            }
+        Value::Map(m) => write_map(out, m),
+    }
+}
+
+fn write_map(out: &mut Vec<u8>, m: &Map) {
+    head(out, 5, m.len() as u64);
+    for (k, x) in m.iter() {
+        key(out, k);
+        write_cbor(x, out);
+    }
+}
+
+fn text(out: &mut Vec<u8>, x: &str) {
+    head(out, 3, x.len() as u64);
+    out.extend_from_slice(x.as_bytes());
+}
+
+/// A map's key (always a text).
+fn key(out: &mut Vec<u8>, k: &str) {
+    text(out, k)
+}
+
+fn int(out: &mut Vec<u8>, n: i128) {
+    let (major, magnitude) = if n >= 0 {
+        (0, n as u128)
+    } else {
+        (1, (-1 - n) as u128)
+    };
+    match u64::try_from(magnitude) {
+        Ok(m) => head(out, major, m),
+        Err(_) => {
+            out.push(0xc2 + major); // tag 2 (positive) or 3 (negative) bignum
+            let bytes = magnitude.to_be_bytes();
+            let first = bytes
+                .iter()
+                .position(|&b| b != 0)
+                .unwrap_or(bytes.len() - 1);
+            head(out, 2, (bytes.len() - first) as u64);
+            out.extend_from_slice(&bytes[first..]);
         }
     }
 }

@@ -14,12 +14,16 @@ use crate::ClientMap;
 /// A span's attributes: its resource's first, its own over them, as `{**resource, **own}`. The
 /// resource's are shared by its spans (`over`), not copied into each: a typical SDK resource has
 /// a dozen, which cost a fifth of a record's time copied per span.
+const SCANNED: usize = 16;
+
 #[derive(Default)]
 pub struct Attrs {
     base: Option<Rc<Attrs>>,
     /// the span's own attributes (a resource's when `owned` is false), in their first order,
     /// with the last value of each
     map: Map,
+    /// where each key of `map` is, once it holds more than `SCANNED` (a short list is searched
+    /// faster than its keys are hashed and copied into an index)
     index: ClientMap<String, usize>,
     owned: bool,
 }
@@ -41,16 +45,33 @@ impl Attrs {
     /// Room for `n` more attributes.
     pub fn reserve(&mut self, n: usize) {
         self.map.0.reserve(n);
-        self.index.reserve(n);
     }
     /// Inserts one of the span's own attributes (a repeated key keeps its place, takes the value).
     pub fn insert_own(&mut self, key: String, v: Value) {
-        match self.index.get(&key) {
-            Some(&i) => self.map.0[i].1 = v,
-            None => {
-                self.index.insert(key.clone(), self.map.0.len());
-                self.map.0.push((key, v));
-            }
+        if let Some(i) = self.position(&key) {
+            self.map.0[i].1 = v;
+            return;
+        }
+        let at = self.map.0.len();
+        if at == SCANNED {
+            self.index = self
+                .map
+                .0
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.clone(), i))
+                .collect();
+        }
+        if at >= SCANNED {
+            self.index.insert(key.clone(), at);
+        }
+        self.map.0.push((key, v));
+    }
+    fn position(&self, key: &str) -> Option<usize> {
+        if self.map.0.len() > SCANNED {
+            self.index.get(key).copied()
+        } else {
+            self.map.0.iter().position(|(k, _)| k == key)
         }
     }
     /// The span's own attributes, as a dict of them would list them.
@@ -75,14 +96,14 @@ impl Attrs {
         under.chain(rest)
     }
     fn own_value(&self, key: &str) -> Option<&Value> {
-        self.index.get(key).map(|&i| &self.map.0[i].1)
+        self.position(key).map(|i| &self.map.0[i].1)
     }
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.own_value(key)
             .or_else(|| self.base.as_deref().and_then(|b| b.get(key)))
     }
     pub fn contains(&self, key: &str) -> bool {
-        self.index.contains_key(key) || self.base.as_deref().is_some_and(|b| b.contains(key))
+        self.position(key).is_some() || self.base.as_deref().is_some_and(|b| b.contains(key))
     }
 }
 
@@ -1539,5 +1560,27 @@ mod attrs_tests {
         assert_eq!(span.get("service.name"), Some(&s("a")));
         assert!(span.contains("service.name") && span.contains("y") && !span.contains("z"));
         assert!(resource.get("x").is_none() && resource.get("host") == Some(&s("h")));
+    }
+
+    #[test]
+    fn a_long_list_is_found_by_its_index_as_a_short_one_by_searching() {
+        // Past SCANNED keys the index takes over: every key stays where it was first put, a
+        // repeated one (before and after the index is built) takes its last value.
+        let mut span = Attrs::over(&Rc::new(Attrs::default()));
+        for round in 0..2 {
+            for i in 0..(2 * super::SCANNED) {
+                span.insert_own(format!("k{i}"), Value::Int((round * 100 + i) as i128));
+            }
+        }
+        let keys: Vec<String> = span.own().map(|(k, _)| k.clone()).collect();
+        let want: Vec<String> = (0..2 * super::SCANNED).map(|i| format!("k{i}")).collect();
+        assert_eq!(keys, want);
+        for i in 0..(2 * super::SCANNED) {
+            assert_eq!(
+                span.get(&format!("k{i}")),
+                Some(&Value::Int(100 + i as i128))
+            );
+        }
+        assert!(span.contains("k0") && !span.contains("k999"));
     }
 }
