@@ -113,13 +113,18 @@ fn s(text: &str) -> Value {
     Value::Str(text.to_string())
 }
 
-/// `x or y` of two values.
-fn or<'a>(a: Option<&'a Value>, b: Option<&'a Value>) -> Value {
-    if a.is_some_and(Value::truthy) {
-        a.cloned().unwrap_or(Value::Null)
-    } else {
-        b.cloned().unwrap_or(Value::Null)
+static NULL: Value = Value::Null;
+
+/// `x or y` of two values (None for a missing one).
+fn either<'a>(a: Option<&'a Value>, b: Option<&'a Value>) -> &'a Value {
+    match a {
+        Some(x) if x.truthy() => x,
+        _ => b.unwrap_or(&NULL),
     }
+}
+
+fn or(a: Option<&Value>, b: Option<&Value>) -> Value {
+    either(a, b).clone()
 }
 
 /// A non-empty string of the view (its text readers give strings), as `view.x or ""` reads it.
@@ -223,23 +228,24 @@ fn tool_use(call: &Map) -> Value {
 
 /// `_tool_uses`: the tool calls in a span's output, whichever message shape holds them.
 fn tool_uses(output: &Value) -> Vec<Value> {
-    let messages: Vec<Value> = match output {
-        Value::List(items) => items.clone(),
+    // Borrowed: an output's messages hold its content, copied for nothing but a look.
+    let messages: Vec<&Value> = match output {
+        Value::List(items) => items.iter().collect(),
         Value::Map(m) => match (m.get("choices"), m.get("output")) {
             (Some(Value::List(choices)), _) => choices
                 .iter()
                 .filter_map(|c| match c {
-                    Value::Map(c) => Some(or(c.get("message"), c.get("delta"))),
+                    Value::Map(c) => Some(either(c.get("message"), c.get("delta"))),
                     _ => None,
                 })
                 .collect(),
-            (_, Some(Value::List(items))) => items.clone(),
-            _ => vec![output.clone()],
+            (_, Some(Value::List(items))) => items.iter().collect(),
+            _ => vec![output],
         },
         _ => return vec![],
     };
     let mut uses = Vec::new();
-    for message in &messages {
+    for message in messages {
         let message = match message {
             Value::Map(m) => match m.get("message") {
                 Some(Value::Map(inner)) => inner,
