@@ -37,6 +37,7 @@ system's libpython) for processors. `--rotel-agent PATH` uses another build.
     python bench/peers.py                          # every case, 10 s each
     python bench/peers.py --seconds 5 --only ingest-json-durable,forward-durable
     python bench/peers.py --json                   # machine-readable on stdout
+    python bench/peers.py --seconds 5 --rounds 3   # each case's targets 3 times in turn: median ratios
 
 Not a test: nothing in tests/ imports it.
 """
@@ -182,6 +183,7 @@ class Outcome:
     cpu_vs_rotel: float | None = None
     cpu_vs_floor: float | None = None
     aims: list[dict[str, object]] = field(default_factory=list)
+    rounds: list[dict[str, float | None]] = field(default_factory=list)  # each round's ratios (--rounds)
 
 
 # --- payloads ---------------------------------------------------------------
@@ -577,32 +579,63 @@ def rotel_after_load(sink: Server, at_end: int, extra: dict[str, object], settle
 # --- cases, ratios and aims -------------------------------------------------
 
 
-def run_cases(run: Run, names: tuple[str, ...]) -> list[Outcome]:
-    measured: dict[str, Measurement | None] = {}
+def run_cases(run: Run, names: tuple[str, ...], rounds: int = 1) -> list[Outcome]:
+    """Each case's targets measured `rounds` times in turn (floor, Rotel, router, floor, ...):
+    on a host whose speed drifts over minutes, each ratio is the median of its rounds' ratios."""
+    measured: dict[tuple[int, str], Measurement | None] = {}
 
-    def get(target: Target | None) -> Measurement | None:
+    def get(target: Target | None, round_: int) -> Measurement | None:
         if target is None:
             return None
-        if target.key not in measured:
+        if (round_, target.key) not in measured:
             try:
-                measured[target.key] = measure_target(run, target)
+                measured[(round_, target.key)] = measure_target(run, target)
             except BenchError as error:
                 log(f"  {target.key} FAILED: {str(error).splitlines()[0]}")
                 if not any(f.startswith(target.key + ":") for f in run.failures):
                     run.failures.append(f"{target.key}: {error}")
-                measured[target.key] = None
-        return measured[target.key]
+                measured[(round_, target.key)] = None
+        return measured[(round_, target.key)]
 
     outcomes = []
     for spec in CASES:
         if spec.name not in names:
             continue
         log(f"== {spec.name}: {spec.label}")
-        floor, rotel = get(spec.floor), get(spec.rotel)  # peers first, then the router
-        outcome = Outcome(spec.name, spec.label, get(spec.router), rotel, floor)
+        each = []
+        for round_ in range(rounds):
+            if rounds > 1:
+                log(f"  round {round_ + 1} of {rounds}")
+            floor, rotel = get(spec.floor, round_), get(spec.rotel, round_)  # peers first, then the router
+            each.append(Outcome(spec.name, spec.label, get(spec.router, round_), rotel, floor))
+            set_ratios(each[-1])
+        outcome = median_outcome(each)
         judge(spec, outcome)
         outcomes.append(outcome)
     return outcomes
+
+
+RATIOS = {"vs_rotel": "r/Rotel", "vs_floor": "r/floor", "cpu_vs_rotel": "per CPU-s r/Rotel",
+          "cpu_vs_floor": "per CPU-s r/floor"}
+
+
+def median_outcome(each: list[Outcome]) -> Outcome:
+    """One outcome of a case's rounds: each ratio the median of the rounds' (the lower middle one
+    of an even count), the measurements shown those of the round whose main ratio is that median."""
+    if len(each) == 1:
+        return each[0]
+
+    def median(values: list[float]) -> float | None:
+        return sorted(values)[(len(values) - 1) // 2] if values else None
+
+    main = "vs_floor" if any(o.vs_floor is not None for o in each) else "vs_rotel"
+    middle = median([v for o in each if (v := getattr(o, main)) is not None])
+    shown = next((o for o in each if getattr(o, main) == middle), each[0])
+    out = replace(shown, aims=[])
+    for name in RATIOS:
+        setattr(out, name, median([v for o in each if (v := getattr(o, name)) is not None]))
+    out.rounds = [{name: getattr(o, name) for name in RATIOS} for o in each]
+    return out
 
 
 def ratio(a: Measurement | None, b: Measurement | None) -> float | None:
@@ -617,11 +650,15 @@ def cpu_ratio(a: Measurement | None, b: Measurement | None) -> float | None:
     return b.cpu_s_per_m / a.cpu_s_per_m
 
 
-def judge(spec: CaseSpec, outcome: Outcome) -> None:
+def set_ratios(outcome: Outcome) -> None:
     outcome.vs_rotel = ratio(outcome.router, outcome.rotel)
     outcome.vs_floor = ratio(outcome.router, outcome.floor)
     outcome.cpu_vs_rotel = cpu_ratio(outcome.router, outcome.rotel)
     outcome.cpu_vs_floor = cpu_ratio(outcome.router, outcome.floor)
+
+
+def judge(spec: CaseSpec, outcome: Outcome) -> None:
+    """The case's aims, on its ratios (set_ratios, or the medians of its rounds)."""
     for peer, least in spec.aims:
         value = outcome.vs_rotel if peer == "rotel" else outcome.vs_floor
         outcome.aims.append({"aim": f"router/{'Rotel' if peer == 'rotel' else 'floor'} >= {least:g}x",
@@ -672,7 +709,9 @@ FIGURES = {"in": "acknowledged", "sink": "at the sink", "written": "written"}
 
 def format_report(run: Run, outcomes: list[Outcome], header: dict[str, object]) -> str:
     lines = [
-        f"peers: {header['seconds']}s per case after {WARMUP}s warm-up, wrk {CONNECTIONS} keep-alive connections "
+        f"peers: {header['seconds']}s per case after {WARMUP}s warm-up"
+        + (f", {header['rounds']} rounds of each case's targets in turn" if header["rounds"] > 1 else "")
+        + f", wrk {CONNECTIONS} keep-alive connections "
         f"on cpu {header['loadgen_cpu']}, each server with all its threads and children on cpu "
         f"{header['server_cpu']}; cores {header['busy_before']:.0%} busy before load, load average "
         f"{header['load_average']}",
@@ -696,7 +735,14 @@ def format_report(run: Run, outcomes: list[Outcome], header: dict[str, object]) 
     if any(m is not None and m.noisy for o in outcomes for m in (o.router, o.rotel, o.floor)):
         lines.append(f"* NOISY: other processes took > {ingest.OTHER_CPU_WARNING:.0%} of the server's or the load "
                      "generator's core while it was measured (shares below); rerun on a quiet machine")
-    lines += ["", "aims (issue 17), each a ratio in this run:"]
+    if any(o.rounds for o in outcomes):
+        lines += ["", "ratios of each round (measured in turn; the table shows their medians, and the "
+                  "measurements of the round whose ratio to the floor, or else to Rotel, is that median):"]
+        for o in outcomes:
+            lines.append(f"  {o.case:<22} " + "; ".join(
+                f"{label} " + " ".join(fmt(r[name], ".2f") for r in o.rounds)
+                for name, label in RATIOS.items() if any(r[name] is not None for r in o.rounds)))
+    lines += ["", f"aims (issue 17), each a ratio in this run{' (medians of its rounds)' if header['rounds'] > 1 else ''}:"]
     for o in outcomes:
         if o.aims:
             lines.append(f"  {o.case:<22} " + "; ".join(aim_text(a) for a in o.aims))
@@ -733,6 +779,9 @@ def format_report(run: Run, outcomes: list[Outcome], header: dict[str, object]) 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds per case (default 10)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure each case's targets this many times in turn and judge the median "
+                             "ratios (default 1)")
     parser.add_argument("--only", default=",".join(CASE_NAMES), help=f"cases, comma separated: {','.join(CASE_NAMES)}")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     parser.add_argument("--rotel-agent", help="a rotel-agent binary to use instead of the PyPI one")
@@ -746,6 +795,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--only takes {','.join(CASE_NAMES)}; got {args.only!r}")
     if args.seconds < 1:
         parser.error("--seconds is at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds is at least 1")
     return args
 
 
@@ -786,11 +837,11 @@ def main(argv: list[str] | None = None) -> int:
                 run.genai_share = pipeline.genai_share()
             except Exception as error:  # the router's tree is being edited
                 log(f"warning: could not compute the GenAI share of the payload: {error}")
-        header = {"seconds": args.seconds, "server_cpu": cpus.server, "loadgen_cpu": cpus.loadgen,
+        header = {"seconds": args.seconds, "rounds": args.rounds, "server_cpu": cpus.server, "loadgen_cpu": cpus.loadgen,
                   "busy_before": busy, "load_average": " ".join(f"{v:.2f}" for v in os.getloadavg()),
                   "plain_bytes": len(built.protobuf), "plain_json_bytes": len(built.json),
                   "genai_bytes": len(genai_built.protobuf)}  # fmt: skip
-        outcomes = run_cases(run, args.cases)
+        outcomes = run_cases(run, args.cases, args.rounds)
     except BenchError as error:
         log(f"peers benchmark failed: {error}")
         return 1
