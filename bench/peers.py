@@ -453,9 +453,10 @@ class Mark:
     counters: harness.Counters | None
 
 
-def measure_target(run: Run, target: Target) -> Measurement:
+def measure_target(run: Run, target: Target, round_: int = 0) -> Measurement:
     bench = run.benches[target.payload]
-    directory = run.workdir / target.key.replace(" ", "_").replace("/", "-").replace(">", "")
+    name = target.key.replace(" ", "_").replace("/", "-").replace(">", "")
+    directory = run.workdir / (f"{name}-round{round_ + 1}" if round_ else name)
     directory.mkdir(parents=True, exist_ok=True)
     log(f"{target.key}:")
     files = target.kind == "router" and target.setup in ("json", "cbor_zstd")
@@ -589,7 +590,7 @@ def run_cases(run: Run, names: tuple[str, ...], rounds: int = 1) -> list[Outcome
             return None
         if (round_, target.key) not in measured:
             try:
-                measured[(round_, target.key)] = measure_target(run, target)
+                measured[(round_, target.key)] = measure_target(run, target, round_)
             except BenchError as error:
                 log(f"  {target.key} FAILED: {str(error).splitlines()[0]}")
                 if not any(f.startswith(target.key + ":") for f in run.failures):

@@ -2,6 +2,7 @@
 //! `encode_record`): one CBOR map per model call, byte for byte what cbor2 writes for the
 //! record Python builds from the same view.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use super::document::{hex, parse_span, resource_attributes, span_view, SpanPart};
@@ -278,45 +279,29 @@ fn tool_uses(output: &Value) -> Vec<Value> {
     uses
 }
 
-/// `_body`: a body as text (None for none) and as bytes, the same bytes for both.
-enum Body<'a> {
-    None,
-    Text(&'a str),
-    Json(Vec<u8>),
-}
-
-impl Body<'_> {
-    fn write_text(&self, out: &mut Vec<u8>) {
-        match self {
-            Body::None => out.push(0xf6),
-            Body::Text(x) => text(out, x),
-            Body::Json(raw) => {
-                head(out, 3, raw.len() as u64);
-                out.extend_from_slice(raw);
-            }
-        }
-    }
-    fn write_raw(&self, out: &mut Vec<u8>) {
-        let raw: &[u8] = match self {
-            Body::None => &[],
-            Body::Text(x) => x.as_bytes(),
-            Body::Json(raw) => raw,
-        };
-        head(out, 2, raw.len() as u64);
-        out.extend_from_slice(raw);
-    }
-}
-
-fn body(v: &Value) -> Result<Body<'_>, Python> {
+/// `_body`: a body as text, whose UTF-8 is its bytes too; None for none (`None, b""`).
+fn body(v: &Value) -> Result<Option<Cow<'_, str>>, Python> {
     Ok(match v {
-        Value::Null => Body::None,
-        Value::Str(x) => Body::Text(x),
+        Value::Null => None,
+        Value::Str(x) => Some(Cow::Borrowed(x)),
         other => {
             let raw = value::dumps(other).ok_or(Python)?;
-            std::str::from_utf8(&raw).map_err(|_| Python)?;
-            Body::Json(raw)
+            Some(Cow::Owned(String::from_utf8(raw).map_err(|_| Python)?))
         }
     })
+}
+
+fn write_body(out: &mut Vec<u8>, body: &Option<Cow<str>>) {
+    match body {
+        Some(x) => text(out, x),
+        None => out.push(0xf6),
+    }
+}
+
+fn write_raw_body(out: &mut Vec<u8>, body: &Option<Cow<str>>) {
+    let raw = body.as_deref().unwrap_or("").as_bytes();
+    head(out, 2, raw.len() as u64);
+    out.extend_from_slice(raw);
 }
 
 fn api_type(v: &View, path: Option<&str>) -> Result<&'static str, Python> {
@@ -603,13 +588,13 @@ pub fn record_into(
         key(out, "responseHeaders");
         write_map(out, &response_headers);
         key(out, "requestBody");
-        request.write_text(out);
+        write_body(out, &request);
         key(out, "responseBody");
-        response.write_text(out);
+        write_body(out, &response);
         key(out, "rawRequestBody");
-        request.write_raw(out);
+        write_raw_body(out, &request);
         key(out, "rawResponseBody");
-        response.write_raw(out);
+        write_raw_body(out, &response);
         key(out, "sessionId");
         write_cbor(session_id, out);
     }

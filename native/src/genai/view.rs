@@ -11,11 +11,12 @@ use super::table::{scope_ok, Case, Direct, Read, Role, Source, Special, Table, T
 use super::value::{self, Map, Value};
 use crate::ClientMap;
 
+/// The most attributes `Attrs` searches one by one before it keeps an index of them.
+const SCANNED: usize = 16;
+
 /// A span's attributes: its resource's first, its own over them, as `{**resource, **own}`. The
 /// resource's are shared by its spans (`over`), not copied into each: a typical SDK resource has
 /// a dozen, which cost a fifth of a record's time copied per span.
-const SCANNED: usize = 16;
-
 #[derive(Default)]
 pub struct Attrs {
     base: Option<Rc<Attrs>>,
