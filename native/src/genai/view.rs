@@ -245,17 +245,23 @@ fn as_text(v: &Value) -> Result<Option<&str>, Python> {
     }
 }
 
+/// A candidate for `field`: `order` lists fields as first met, `candidates` holds (the field's
+/// place in `order`, rank, raw) in the order met (one list for all fields, not one per field).
 fn add<'a>(
     order: &mut Vec<usize>,
-    buckets: &mut [Bucket<'a>],
+    candidates: &mut Vec<(usize, usize, Raw<'a>)>,
     field: usize,
     rank: usize,
     raw: Raw<'a>,
 ) {
-    if buckets[field].is_empty() {
-        order.push(field);
-    }
-    buckets[field].push((rank, raw));
+    let at = match order.iter().position(|&f| f == field) {
+        Some(at) => at,
+        None => {
+            order.push(field);
+            order.len() - 1
+        }
+    };
+    candidates.push((at, rank, raw));
 }
 
 fn some(v: Option<Value>) -> Option<Value> {
@@ -728,7 +734,8 @@ fn prepend_instructions(input: Value, instructions: Option<&Value>) -> Result<Va
     Ok(Value::List(out))
 }
 
-type Bucket<'a> = Vec<(usize, Raw<'a>)>;
+/// A field's candidates: (rank, raw).
+type Bucket<'a> = [(usize, Raw<'a>)];
 
 /// `_best`: the best-ranked candidate that reads as a usable value (merged fields: all).
 fn best(
@@ -946,7 +953,7 @@ pub fn view(
 ) -> Result<View, Python> {
     // candidates by field, in the order fields are first met (usage buckets keep that order)
     let mut order: Vec<usize> = Vec::new();
-    let mut buckets: Vec<Bucket> = (0..table.fields.len()).map(|_| Vec::new()).collect();
+    let mut candidates: Vec<(usize, usize, Raw)> = Vec::new();
     let mut families: Vec<(usize, Map)> = Vec::new();
     let mut typed = false;
     for (key, v) in attrs.iter() {
@@ -954,7 +961,7 @@ pub fn view(
         for &rank in &info.exact {
             add(
                 &mut order,
-                &mut buckets,
+                &mut candidates,
                 table.sources[rank].field,
                 rank,
                 Raw::Value(v),
@@ -989,7 +996,7 @@ pub fn view(
         for (rank, list) in matched {
             add(
                 &mut order,
-                &mut buckets,
+                &mut candidates,
                 table.sources[rank].field,
                 rank,
                 Raw::Events(list),
@@ -999,7 +1006,7 @@ pub fn view(
     for (rank, flat) in families {
         add(
             &mut order,
-            &mut buckets,
+            &mut candidates,
             table.sources[rank].field,
             rank,
             Raw::Family(flat),
@@ -1010,7 +1017,7 @@ pub fn view(
         if source.span_names.contains(span.name) && scope_ok(&source.scopes, span.scope_name) {
             add(
                 &mut order,
-                &mut buckets,
+                &mut candidates,
                 source.field,
                 rank,
                 Raw::Value(&source.constant),
@@ -1036,8 +1043,18 @@ pub fn view(
     let mut reported: Vec<(String, i128)> = Vec::new();
     let mut special: Vec<(Special, Value)> = Vec::new();
     let mut level_from_names = false;
-    for field in order {
-        let mut bucket = std::mem::take(&mut buckets[field]);
+    // each field's candidates side by side, in the order met (the sort is stable)
+    candidates.sort_by_key(|c| c.0);
+    let mut flat: Vec<(usize, Raw)> = Vec::with_capacity(candidates.len());
+    let mut ends = vec![0; order.len()];
+    for (at, rank, raw) in candidates {
+        flat.push((rank, raw));
+        ends[at] = flat.len();
+    }
+    let mut start = 0;
+    for (at, field) in order.into_iter().enumerate() {
+        let bucket = &mut flat[start..ends[at]];
+        start = ends[at];
         let info = &table.fields[field];
         let (value, rank) = if bucket.len() > 1
             && !info.merged
@@ -1046,7 +1063,7 @@ pub fn view(
             // all plain: the first by rank that reads (genai.py's fast path: no dict merging)
             bucket.sort_by_key(|c| c.0);
             let mut got = (None, None);
-            for (rank, raw) in &bucket {
+            for (rank, raw) in bucket.iter() {
                 if let Some(v) = read_source(&table.sources[*rank], raw, &mut ctx)? {
                     got = (Some(v), Some(*rank));
                     break;
@@ -1054,7 +1071,7 @@ pub fn view(
             }
             got
         } else {
-            best(table, field, &mut bucket, &mut ctx, span.scope_name)?
+            best(table, field, bucket, &mut ctx, span.scope_name)?
         };
         let (Some(value), Some(rank)) = (value, rank) else {
             continue;
