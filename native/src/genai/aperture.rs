@@ -387,10 +387,10 @@ pub fn record_into(
     }
 
     // The span's own attributes, as read for its view (each key once, with its last value).
-    let mut found = Map::new();
+    let mut found: Vec<(&str, &Value)> = Vec::new(); // paths and status codes
     let mut request_headers = Map::new();
     let mut response_headers = Map::new();
-    let mut tool = Map::new();
+    let mut tool: [Option<&Value>; 3] = [None; 3]; // the span's own call: id, name, arguments
     for (key, value) in attrs.own() {
         let key = key.as_str();
         if !(key.starts_with("http.") || key.starts_with("url.") || key.starts_with("gen_ai.tool."))
@@ -398,25 +398,26 @@ pub fn record_into(
             continue;
         }
         if PATH_KEYS.contains(&key) || STATUS_KEYS.contains(&key) {
-            found.0.push((key.to_string(), value.clone()));
+            found.push((key, value));
         } else if privacy {
             continue;
         } else if let Some(name) = key.strip_prefix(REQUEST_HEADER) {
             add_header(&mut request_headers, name, value)?;
         } else if let Some(name) = key.strip_prefix(RESPONSE_HEADER) {
             add_header(&mut response_headers, name, value)?;
-        } else if let Some(short) = match key {
-            "gen_ai.tool.call.id" => Some("id"),
-            "gen_ai.tool.name" => Some("name"),
-            "gen_ai.tool.call.arguments" => Some("arguments"),
+        } else if let Some(slot) = match key {
+            "gen_ai.tool.call.id" => Some(0),
+            "gen_ai.tool.name" => Some(1),
+            "gen_ai.tool.call.arguments" => Some(2),
             _ => None,
         } {
-            tool.insert(short.to_string(), value.clone());
+            tool[slot] = Some(value);
         }
     }
 
+    let found = |k: &str| found.iter().find(|(x, _)| *x == k).map(|(_, v)| *v);
     let model = text_or_empty(&v.model)?;
-    let path_found = PATH_KEYS.iter().find_map(|k| request_path(found.get(k)));
+    let path_found = PATH_KEYS.iter().find_map(|k| request_path(found(k)));
     let api_type = api_type(&v, path_found.as_deref())?;
     let path = match path_found {
         Some(p) => p,
@@ -435,7 +436,7 @@ pub fn record_into(
     };
     let mut status_code = None;
     for k in STATUS_KEYS {
-        if let Some(code) = status(found.get(k))? {
+        if let Some(code) = status(found(k))? {
             status_code = Some(code);
             break;
         }
@@ -496,12 +497,12 @@ pub fn record_into(
         None
     } else {
         let mut uses = tool_uses(&v.output);
-        if tool.contains_key("id") || tool.contains_key("name") {
-            let get = |k: &str| tool.get(k).cloned().unwrap_or(Value::Null);
+        if tool[0].is_some() || tool[1].is_some() {
+            let get = |slot: usize| tool[slot].cloned().unwrap_or(Value::Null);
             uses.push(Value::Map(Map(vec![
-                ("id".into(), get("id")),
-                ("name".into(), get("name")),
-                ("arguments".into(), get("arguments")),
+                ("id".into(), get(0)),
+                ("name".into(), get(1)),
+                ("arguments".into(), get(2)),
             ])));
         }
         let Value::List(tags) = &v.tags else {
@@ -570,19 +571,13 @@ pub fn record_into(
         key(out, "stableNodeId");
         write_cbor(&stable_node_id, out);
         key(out, "tags");
-        head(out, 4, tags.len() as u64);
-        for tag in tags {
-            write_cbor(tag, out);
-        }
+        write_list(out, tags);
         key(out, "statusCode");
         int(out, status_code);
         key(out, "path");
         text(out, &path);
         key(out, "toolUseData");
-        head(out, 4, uses.len() as u64);
-        for call in &uses {
-            write_cbor(call, out);
-        }
+        write_list(out, &uses);
         key(out, "requestHeaders");
         write_map(out, &request_headers);
         key(out, "responseHeaders");
@@ -662,13 +657,15 @@ pub fn write_cbor(v: &Value, out: &mut Vec<u8>) {
             head(out, 2, b.len() as u64);
             out.extend_from_slice(b);
         }
-        Value::List(items) => {
-            head(out, 4, items.len() as u64);
-            for x in items {
-                write_cbor(x, out);
-            }
-        }
+        Value::List(items) => write_list(out, items),
         Value::Map(m) => write_map(out, m),
+    }
+}
+
+fn write_list(out: &mut Vec<u8>, items: &[Value]) {
+    head(out, 4, items.len() as u64);
+    for x in items {
+        write_cbor(x, out);
     }
 }
 
