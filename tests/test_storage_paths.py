@@ -5,6 +5,8 @@ ever written outside the destination's directory or prefix."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,22 @@ def test_a_symbolic_link_out_of_the_root_is_refused(tmp_path) -> None:
     (tmp_path / "root" / "evil").symlink_to(tmp_path / "outside")
     with pytest.raises(UnsafeKey, match="outside"):
         resolve_under(tmp_path / "root", "evil/x.json")
+
+
+def test_links_are_followed_as_path_resolve_follows_them(tmp_path) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (root / "to-a").symlink_to(root / "a")                                  # inside: followed
+    (root / "a" / "gone.json").symlink_to(tmp_path / "outside" / "x.json")  # to nothing, outside
+    (root / "loop").symlink_to(root / "loop")
+    assert resolve_under(root, "to-a/new/b.json") == root / "a" / "new" / "b.json"
+    assert resolve_under(root, "to-a/b.json") == (root / "to-a" / "b.json").resolve()
+    with pytest.raises(UnsafeKey, match="outside"):
+        resolve_under(root, "a/gone.json")   # a link to a file not made yet still points out
+    with pytest.raises(OSError) as loop:
+        resolve_under(root, "loop/b.json")
+    assert loop.value.errno == errno.ELOOP and loop.value.strerror == os.strerror(errno.ELOOP)
 
 
 def test_render_drops_an_empty_prefix_and_sanitises_each_value() -> None:

@@ -22,6 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub type ClientMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 pub mod compress;
+pub mod files;
 pub mod genai;
 pub mod json;
 pub mod privacy;
@@ -310,6 +311,7 @@ mod python {
         m.add_class::<crate::shaping::python::Actions>()?;
         m.add_function(wrap_pyfunction!(crate::compress::python::gzip, m)?)?;
         m.add_function(wrap_pyfunction!(crate::compress::python::crc32, m)?)?;
+        m.add_function(wrap_pyfunction!(crate::files::python::resolve_under, m)?)?;
         m.add_function(wrap_pyfunction!(json_to_proto, m)?)?;
         m.add_function(wrap_pyfunction!(proto_to_json, m)?)?;
         m.add_function(wrap_pyfunction!(crate::wire::python::inspect, m)?)?;

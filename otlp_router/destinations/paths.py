@@ -15,6 +15,8 @@ import string
 from pathlib import Path
 from typing import Mapping
 
+from otlp_router import _native
+
 SAFE_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-")
 MAX_VALUE_BYTES = 64       # one variable's segment: room for several in a name, far below NAME_MAX
 MAX_SEGMENT_BYTES = 255    # NAME_MAX of Linux filesystems
@@ -101,12 +103,12 @@ def check_key(key: str) -> str:
     return key
 
 
-def resolve_under(root: Path, key: str) -> Path:
+def resolve_under(root: Path | str, key: str) -> Path:
     """Where `key` lands under the directory `root`, once checked and with symbolic
-    links followed; raises UnsafeKey when that is outside `root`."""
+    links followed (as `Path.resolve`, by the C library's realpath in the core: 70 µs of
+    Python a put otherwise); raises UnsafeKey when that is outside `root`."""
     check_key(key)
-    base = Path(root).resolve()
-    path = (base / key).resolve()
-    if not path.is_relative_to(base):
-        raise UnsafeKey(f"{key!r} resolves to {str(path)!r}, outside {str(base)!r}")
-    return path
+    inside, path = _native.resolve_under(root, key)
+    if not inside:
+        raise UnsafeKey(f"{key!r} resolves to {path!r}, outside {str(Path(root).resolve())!r}")
+    return Path(path)

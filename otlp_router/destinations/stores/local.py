@@ -98,14 +98,14 @@ class LocalStore(Store):
             if not self._root_ready:
                 await self._make_root_once()
             try:
-                created = await self._in_thread(self._write, path, data, if_absent, not self._known(path.parent))
+                created = await self._in_thread(self._write, key, path, data, if_absent, not self._known(path.parent))
             except FileNotFoundError:
                 if not self._known(path.parent):
                     raise
                 # Removed under us: made again, and synced again.
                 self._forget(path.parent)
                 await self._make_root_once()
-                created = await self._in_thread(self._write, path, data, if_absent, True)
+                created = await self._in_thread(self._write, key, path, data, if_absent, True)
             # Only now: the commit joined is one that starts after the name was linked.
             # A put that found the name taken waits too, so the object it found is on disk.
             await self.group_commit.join(_Put(path.parent, path if created and if_absent else None))
@@ -135,15 +135,18 @@ class LocalStore(Store):
         for directory in missing:
             fsync_dir(directory.parent)
 
-    def _write(self, path: Path, data: bytes, if_absent: bool, make_parent: bool) -> bool:
+    def _write(self, key: str, path: Path, data: bytes, if_absent: bool, make_parent: bool) -> bool:
         """In the store's threads: the object written, synced and linked into place
-        (not yet its directory); False if `if_absent` and the name is taken."""
+        (not yet its directory); False if `if_absent` and the name is taken. (Names as
+        strings: pathlib's operations cost more than the system calls of a small object.)"""
         # A safe key can still leave the directory through a symbolic link in it: checked
         # here, next to the write (and without a thread hand-off of its own).
-        paths.resolve_under(self.dir, str(path.relative_to(self.dir)))
+        paths.resolve_under(self.dir, key)
+        target = os.fspath(path)
+        parent, _, name = target.rpartition("/")
         if make_parent:
-            path.parent.mkdir(parents=True, exist_ok=True)   # the commit syncs their parents
-        tmp = path.parent / f".{path.name}.{_TMP_PREFIX}{next(_tmp_numbers)}.tmp"
+            os.makedirs(parent, exist_ok=True)   # the commit syncs their parents
+        tmp: str | None = f"{parent}/.{name}.{_TMP_PREFIX}{next(_tmp_numbers)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
             try:
@@ -156,16 +159,19 @@ class LocalStore(Store):
                 os.close(fd)
             if if_absent:
                 try:
-                    os.link(tmp, path)   # never replaces an existing object
+                    os.link(tmp, target)   # never replaces an existing object
                 except FileExistsError:
                     return False
             else:
-                os.replace(tmp, path)
-                tmp = None  # type: ignore[assignment]
+                os.replace(tmp, target)
+                tmp = None
             return True
         finally:
             if tmp is not None:
-                tmp.unlink(missing_ok=True)
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
 
     # -- the commit -------------------------------------------------------
 
