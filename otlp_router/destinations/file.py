@@ -7,7 +7,6 @@ and shipped once closed."""
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import time
@@ -20,6 +19,7 @@ from otlp_router.destinations.stores.local import NEEDS_AN_OPERATOR, fsync_dir
 from otlp_router.model import otlp_json
 from otlp_router.model.batch import Batch
 from otlp_router.settings import Section
+from otlp_router.threads import offload
 
 FORMATS = ("otlp_json", "json", "cbor_zstd")  # the last two: storage.LocalStorageDestination
 
@@ -130,7 +130,7 @@ class FileDestination(Destination):
     async def export(self, group: Group) -> None:
         # Encoding and disk writes off the event loop keep receivers answering.
         try:
-            await asyncio.to_thread(self._write, group.batches())
+            await offload(self._write, group.batches())
         except OSError as e:
             # A full disk may recover: retry. A directory that cannot be written as
             # configured needs an operator: dead letter, replay once fixed.

@@ -4,7 +4,6 @@ keep-alive connection."""
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,6 +19,7 @@ from otlp_router.model import otlp_json
 from otlp_router.model.batch import Batch
 from otlp_router.model.signals import SIGNALS
 from otlp_router.settings import Section
+from otlp_router.threads import offload
 
 # OTLP/HTTP: these may succeed later; every other 4xx/5xx is final for this data.
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
@@ -111,7 +111,7 @@ class OtlpHttpDestination(Destination):
             raise ExportError(f"no endpoint for {signal.name} (set {signal.name}_endpoint)", permanent=True)
         # Encoding and gzip of a large export off the event loop: it would stall acknowledgements.
         large = sum(b.size for b in batches) > LARGE_EXPORT
-        body, headers = await asyncio.to_thread(self._body, batches) if large else self._body(batches)
+        body, headers = await offload(self._body, batches) if large else self._body(batches)
         response = await self._post(self._client, url, body, headers)
         status = response.status_code
         if 200 <= status < 300:

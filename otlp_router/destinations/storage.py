@@ -10,7 +10,6 @@ the bytes."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Callable
@@ -26,6 +25,7 @@ from otlp_router.destinations.formats.trace_json import encode_trace
 from otlp_router.destinations.stores.base import Store, StoreError
 from otlp_router.destinations.stores.local import LocalStore
 from otlp_router.settings import Section
+from otlp_router.threads import offload
 
 log = logging.getLogger("otlp_router.destinations.storage")
 
@@ -107,7 +107,7 @@ class StorageDestination(Destination):
 
     async def export(self, group: Group) -> None:
         try:
-            key_for, data = await asyncio.to_thread(self._encode, group)
+            key_for, data = await offload(self._encode, group)
         except Exception as e:  # noqa: BLE001 - formats are pure: what fails once fails every time
             raise ExportError(f"cannot encode the {self.format} object: {e!r}", permanent=True) from e
         await self._put_unique(group, key_for, data)

@@ -7,7 +7,6 @@ which keeps the per-request cost close to a bare parse."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from otlp_router.receivers import payload
 from otlp_router.receivers.intake import Intake, Refused
 from otlp_router.receivers.listen import AsgiServer, HttpLimits, ServerTls
 from otlp_router.settings import Section, parse_endpoint
+from otlp_router.threads import offload
 
 log = logging.getLogger("otlp_router.receivers.http")
 
@@ -175,7 +175,7 @@ class ExportEndpoint:
             except payload.TooLarge:
                 if self.max_body <= _INLINE_OUTPUT:
                     raise
-        return await asyncio.to_thread(payload.decompress, body, encoding, self.max_body)
+        return await offload(payload.decompress, body, encoding, self.max_body)
 
     @staticmethod
     async def _respond(send: Send, kind: str, status: int, body: bytes, retry_after: float | None = None,

@@ -4,7 +4,6 @@ into one `Refused` that each transport maps to its own status."""
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import time
@@ -20,6 +19,7 @@ from otlp_router.model.signals import Rejection, Signal
 from otlp_router.pipeline import Pipeline, SpoolFull
 from otlp_router.receivers import payload
 from otlp_router.settings import Section
+from otlp_router.threads import offload
 
 
 log = logging.getLogger("otlp_router.receivers")
@@ -213,7 +213,7 @@ class Intake:
                 # Decoding holds the GIL, but in a thread the interpreter still
                 # switches back to the event loop every few ms: one big request
                 # slows the others instead of stalling them until it is done.
-                batch, rejection = await asyncio.to_thread(payload.decode, signal, kind, data)
+                batch, rejection = await offload(payload.decode, signal, kind, data)
             else:
                 batch, rejection = payload.decode(signal, kind, data)
         except payload.PayloadError as e:

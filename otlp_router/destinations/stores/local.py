@@ -22,7 +22,6 @@ import errno
 import itertools
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -33,6 +32,7 @@ from otlp_router.destinations.stores.base import Store, StoreError
 from otlp_router.groupcommit import GroupCommit
 from otlp_router.spool.base import FaultHook
 from otlp_router.spool.disk import fsync_dir, write_all
+from otlp_router.threads import Workers
 
 T = TypeVar("T")
 
@@ -80,15 +80,14 @@ class LocalStore(Store):
     def location(self, key: str) -> str:
         return str(self.dir / key)
 
-    def _executors(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    def _executors(self) -> tuple[Workers, Workers]:
         # Its own threads, as S3's: the file syncs of every put in flight wait side by side,
         # never queued behind the encoders (or queueing them) in the loop's default pool;
         # and one for the directory syncs, which never wait behind the puts they serve.
-        return (ThreadPoolExecutor(self._thread_count, thread_name_prefix="local-store"),
-                ThreadPoolExecutor(1, thread_name_prefix="local-store-commit"))
+        return Workers(self._thread_count, "local-store"), Workers(1, "local-store-commit")
 
     async def _in_thread(self, call: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
+        return await self._threads.run(call, *args)
 
     # -- put --------------------------------------------------------------
 
@@ -186,7 +185,7 @@ class LocalStore(Store):
                 directory = directory.parent
         directories = {p.parent for p in puts} | {d.parent for d in new}
         created = [p.created for p in puts if p.created is not None]
-        await asyncio.get_running_loop().run_in_executor(self._committer, self._sync, directories, created)
+        await self._committer.run(self._sync, directories, created)
         if len(self._durable) > 10_000:
             self._durable.clear()   # dated directories accumulate; forgetting one costs a sync
         self._durable |= new
@@ -242,8 +241,8 @@ class LocalStore(Store):
 
     async def stop(self) -> None:
         # As S3's: nothing waits for its threads here; a restart gets fresh ones.
-        for executor in (self._threads, self._committer):
-            executor.shutdown(wait=False)
+        for workers in (self._threads, self._committer):
+            workers.shutdown()
         self._threads, self._committer = self._executors()
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -18,6 +17,7 @@ import botocore.exceptions
 from otlp_router.destinations.base import CheckResult
 from otlp_router.destinations.stores.base import Store, StoreError
 from otlp_router.settings import Section
+from otlp_router.threads import Workers
 
 T = TypeVar("T")
 
@@ -77,7 +77,7 @@ class S3Store(Store):
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         # Its own threads: a slow store must not hold up the spool's fsyncs or
         # the encoders, which use other pools.
-        self._threads = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="s3")
+        self._threads = Workers(settings.max_concurrency, "s3")
         self._conditional = settings.conditional_writes
 
     def location(self, key: str) -> str:
@@ -99,15 +99,15 @@ class S3Store(Store):
         return session.client("s3", endpoint_url=s.endpoint, config=config)
 
     async def _in_thread(self, call: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
+        return await self._threads.run(call, *args)
 
     async def start(self) -> None:
         if self._client is None:
             self._client = await self._in_thread(self._make_client)
 
     async def stop(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
-        self._threads = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="s3")
+        self._threads.shutdown(cancel_queued=True)
+        self._threads = Workers(self.settings.max_concurrency, "s3")
 
     def _explain(self, e: Exception) -> StoreError:
         if isinstance(e, botocore.exceptions.ClientError):
