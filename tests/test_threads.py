@@ -58,14 +58,21 @@ def test_at_most_size_jobs_run_at_once_on_threads_started_as_needed() -> None:
     assert workers.threads == 3   # idle threads take the next jobs
 
 
+async def _busy_and_queued(workers: Workers, gate: threading.Event, ran: list[str]
+                           ) -> tuple[asyncio.Future[bool], asyncio.Future[None]]:
+    """A job holding the pool's one thread until `gate` is set, and one queued behind it."""
+    blocker = asyncio.ensure_future(workers.run(gate.wait, 10))
+    queued = asyncio.ensure_future(workers.run(ran.append, "queued"))
+    await asyncio.sleep(0.01)
+    return blocker, queued
+
+
 def test_a_caller_cancelled_before_its_job_starts_cancels_the_job() -> None:
     workers = Workers(1, "t")
-    gate, ran = threading.Event(), []
+    gate, ran = threading.Event(), list[str]()
 
     async def main() -> None:
-        blocker = asyncio.ensure_future(workers.run(gate.wait, 10))
-        queued = asyncio.ensure_future(workers.run(ran.append, "queued"))
-        await asyncio.sleep(0.01)
+        blocker, queued = await _busy_and_queued(workers, gate, ran)
         queued.cancel()
         gate.set()
         assert await blocker is True
@@ -77,12 +84,10 @@ def test_a_caller_cancelled_before_its_job_starts_cancels_the_job() -> None:
 @pytest.mark.parametrize("cancel_queued", [False, True])
 def test_shutdown_refuses_new_jobs_and_runs_or_cancels_the_queued_ones(cancel_queued: bool) -> None:
     workers = Workers(1, "t")
-    gate, ran = threading.Event(), []
+    gate, ran = threading.Event(), list[str]()
 
     async def main() -> None:
-        blocker = asyncio.ensure_future(workers.run(gate.wait, 10))
-        queued = asyncio.ensure_future(workers.run(ran.append, "queued"))
-        await asyncio.sleep(0.01)
+        blocker, queued = await _busy_and_queued(workers, gate, ran)
         workers.shutdown(cancel_queued=cancel_queued)
         with pytest.raises(RuntimeError, match="shut down"):
             await workers.run(ran.append, "after")
