@@ -79,6 +79,7 @@ class StorageDestination(Destination):
         if self.format == "json":
             self.whole_traces = True
             self.path_template = _path_template(settings)
+            self._trace_dirs: dict[tuple[str | None, int], str] = {}
             self._trace_settings = (settings.duration("trace_idle", 5.0, minimum=0.001),
                                     settings.duration("trace_max_age", 300.0, minimum=0.001),
                                     settings.int("max_open_traces", 100_000, minimum=1),
@@ -158,10 +159,16 @@ class StorageDestination(Destination):
                 "month": f"{t.tm_mon:02d}", "day": f"{t.tm_mday:02d}", "apiKeyName": api_key_name or "default"}
 
     def _trace_key(self, trace_id: bytes, key_name: str | None, ts: int) -> str:
-        path = paths.render(self.path_template, self._variables(key_name, ts), {"prefix": self.prefix})
-        # A template without {prefix} still lands under the destination's prefix.
-        if self.prefix and "{prefix}" not in self.path_template:
-            path = f"{self.prefix}/{path}" if path else self.prefix
+        path = self._trace_dirs.get((key_name, ts))
+        if path is None:
+            # The traces of a second and an API key share their directory: rendered once.
+            if len(self._trace_dirs) >= 1024:
+                self._trace_dirs.clear()
+            path = paths.render(self.path_template, self._variables(key_name, ts), {"prefix": self.prefix})
+            # A template without {prefix} still lands under the destination's prefix.
+            if self.prefix and "{prefix}" not in self.path_template:
+                path = f"{self.prefix}/{path}" if path else self.prefix
+            self._trace_dirs[(key_name, ts)] = path
         return f"{path}/{trace_id.hex()}-{ts}.json" if path else f"{trace_id.hex()}-{ts}.json"
 
     def _lines_key(self, signal: str, ts: int, suffix: str) -> str:

@@ -58,8 +58,8 @@ _tmp_numbers = itertools.count()
 
 @dataclass(slots=True)
 class _Put:
-    parent: Path              # the directory the object went into
-    created: Path | None      # the name this put linked (removed again if the commit fails)
+    parent: str               # the directory the object went into
+    created: str | None       # the name this put linked (removed again if the commit fails)
 
 
 class LocalStore(Store):
@@ -67,13 +67,16 @@ class LocalStore(Store):
 
     def __init__(self, directory: str, threads: int = THREADS) -> None:
         self.dir = Path(directory)
+        # Names as strings on the way of a put: pathlib's operations cost more than the system
+        # calls of a small object.
+        self._dir_name = os.fspath(self.dir)
         self._thread_count = threads
         self._threads, self._committer = self._executors()
         # The directory syncs, shared by the puts in flight (`started` counts them, for tests).
         self.group_commit: GroupCommit[_Put, None] = GroupCommit(self._commit)
         # Directories under `dir` whose own name is known to be on disk (their parent
         # synced since they were seen); `dir` itself is made (if need be) once, up front.
-        self._durable: set[Path] = set()
+        self._durable: set[str] = set()
         self._root: asyncio.Future[None] | None = None
         self._root_ready = False
 
@@ -92,22 +95,23 @@ class LocalStore(Store):
     # -- put --------------------------------------------------------------
 
     async def put(self, key: str, data: bytes, if_absent: bool = False) -> bool:
-        path = self.dir / key
+        path = os.path.join(self._dir_name, key)
+        parent = os.path.dirname(path)
         try:
             if not self._root_ready:
                 await self._make_root_once()
             try:
-                created = await self._in_thread(self._write, key, path, data, if_absent, not self._known(path.parent))
+                created = await self._in_thread(self._write, key, path, data, if_absent, not self._known(parent))
             except FileNotFoundError:
-                if not self._known(path.parent):
+                if not self._known(parent):
                     raise
                 # Removed under us: made again, and synced again.
-                self._forget(path.parent)
+                self._forget(parent)
                 await self._make_root_once()
                 created = await self._in_thread(self._write, key, path, data, if_absent, True)
             # Only now: the commit joined is one that starts after the name was linked.
             # A put that found the name taken waits too, so the object it found is on disk.
-            await self.group_commit.join(_Put(path.parent, path if created and if_absent else None))
+            await self.group_commit.join(_Put(parent, path if created and if_absent else None))
         except OSError as e:
             raise StoreError(f"cannot write {self.location(key)}: {e.strerror or e}",
                              permanent=e.errno in NEEDS_AN_OPERATOR) from None
@@ -134,15 +138,13 @@ class LocalStore(Store):
         for directory in missing:
             fsync_dir(directory.parent)
 
-    def _write(self, key: str, path: Path, data: bytes, if_absent: bool, make_parent: bool) -> bool:
+    def _write(self, key: str, target: str, data: bytes, if_absent: bool, make_parent: bool) -> bool:
         """In the store's threads: the object written, synced and linked into place
-        (not yet its directory); False if `if_absent` and the name is taken. (Names as
-        strings: pathlib's operations cost more than the system calls of a small object.)"""
+        (not yet its directory); False if `if_absent` and the name is taken."""
         # A safe key can still leave the directory through a symbolic link in it: checked
         # here, next to the write (and without a thread hand-off of its own).
         paths.resolve_under(self.dir, key)
-        target = os.fspath(path)
-        parent, _, name = target.rpartition("/")
+        parent, name = os.path.split(target)
         if make_parent:
             os.makedirs(parent, exist_ok=True)   # the commit syncs their parents
         tmp: str | None = f"{parent}/.{name}.{_TMP_PREFIX}{next(_tmp_numbers)}.tmp"
@@ -177,13 +179,14 @@ class LocalStore(Store):
     async def _commit(self, puts: list[_Put]) -> list[None]:
         """Sync each directory these puts wrote into, and the parent of each directory
         not yet known to be on disk, once; on the loop, the syncs in a thread."""
-        new: set[Path] = set()
-        for parent in {p.parent for p in puts}:
+        new: set[str] = set()
+        parents = {p.parent for p in puts}
+        for parent in parents:
             directory = parent
-            while directory != self.dir and directory not in self._durable and directory not in new:
+            while directory != self._dir_name and directory not in self._durable and directory not in new:
                 new.add(directory)
-                directory = directory.parent
-        directories = {p.parent for p in puts} | {d.parent for d in new}
+                directory = os.path.dirname(directory)
+        directories = {Path(d) for d in parents | {os.path.dirname(d) for d in new}}
         created = [p.created for p in puts if p.created is not None]
         await self._committer.run(self._sync, directories, created)
         if len(self._durable) > 10_000:
@@ -191,7 +194,7 @@ class LocalStore(Store):
         self._durable |= new
         return [None] * len(puts)
 
-    def _sync(self, directories: set[Path], created: list[Path]) -> None:
+    def _sync(self, directories: set[Path], created: list[str]) -> None:
         """In the store's commit thread."""
         try:
             if self.fault is not None:
@@ -206,18 +209,18 @@ class LocalStore(Store):
             # is left: its bytes are synced, and the one it replaced is gone either way.)
             for path in created:
                 try:
-                    path.unlink(missing_ok=True)
+                    os.unlink(path)
                 except OSError:
                     pass
             raise
 
-    def _known(self, directory: Path) -> bool:
-        return directory == self.dir or directory in self._durable
+    def _known(self, directory: str) -> bool:
+        return directory == self._dir_name or directory in self._durable
 
-    def _forget(self, directory: Path) -> None:
-        while directory != self.dir:
+    def _forget(self, directory: str) -> None:
+        while directory != self._dir_name:
             self._durable.discard(directory)
-            directory = directory.parent
+            directory = os.path.dirname(directory)
 
     # -- the rest ---------------------------------------------------------
 
