@@ -17,26 +17,35 @@ pub fn resolve_under(root: &Path, key: &str) -> Result<PathBuf, Result<PathBuf, 
     let mut missing: Vec<std::ffi::OsString> = Vec::new(); // the innermost first
     let mut existing = base.join(key);
     let mut links = 0;
+    // The new object's name (usually not there yet) costs one lstat; only what exists is
+    // resolved, by one realpath (whose readlink of each component is most of a put's check).
     let resolved = loop {
+        let is_link = match std::fs::symlink_metadata(&existing) {
+            Ok(meta) => meta.file_type().is_symlink(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match (existing.file_name(), existing.parent()) {
+                    (Some(name), Some(parent)) => {
+                        missing.push(name.to_owned());
+                        existing = parent.to_path_buf();
+                        continue;
+                    }
+                    _ => return Err(Err(e)),
+                }
+            }
+            Err(e) => return Err(Err(e)),
+        };
         match std::fs::canonicalize(&existing) {
             Ok(p) => break p,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Err(e)),
-        }
-        match std::fs::read_link(&existing) {
             // a link to nothing yet: realpath follows it all the same (Linux allows 40)
-            Ok(target) if links < 40 => {
+            Err(e) if is_link && e.kind() == io::ErrorKind::NotFound => {
+                if links == 40 {
+                    return Err(Err(io::Error::from_raw_os_error(40))); // ELOOP
+                }
                 links += 1;
+                let target = std::fs::read_link(&existing).map_err(Err)?;
                 existing = existing.parent().unwrap_or(&base).join(target);
             }
-            Ok(_) => return Err(Err(io::Error::from_raw_os_error(40))), // ELOOP
-            Err(_) => match (existing.file_name(), existing.parent()) {
-                (Some(name), Some(parent)) => {
-                    missing.push(name.to_owned());
-                    existing = parent.to_path_buf();
-                }
-                _ => return Err(Err(io::ErrorKind::NotFound.into())),
-            },
+            Err(e) => return Err(Err(e)),
         }
     };
     let mut path = resolved;
