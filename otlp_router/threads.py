@@ -6,7 +6,9 @@ stores, the encoders and the decoders (`Workers`), and a shared pool (`offload`)
 object with a Condition) chained to an asyncio future by callbacks written in Python: under
 the per-trace JSON drain those hand-offs were about a third of the loop's Python time (py-spy).
 Here a job goes into a `queue.SimpleQueue` (C) with the caller's own asyncio future, and the
-worker sets that future from the loop with `call_soon_threadsafe`.
+worker sets that future from the loop with `call_soon_threadsafe`. (The spool keeps its
+concurrent.futures executor, `spool.disk.spool_executor`: its mark saves are also made and
+collected outside a running loop, and its tests swap in an inline executor.)
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class LocalStore(Store):
 
     def _executors(self) -> tuple[Workers, Workers]:
         # Its own threads, as S3's: the file syncs of every put in flight wait side by side,
-        # never queued behind the encoders (or queueing them) in the loop's default pool;
+        # never queued behind the encoders (or queueing them) in the shared pool (`offload`);
         # and one for the directory syncs, which never wait behind the puts they serve.
         return Workers(self._thread_count, "local-store"), Workers(1, "local-store-commit")
 
