@@ -312,7 +312,6 @@ mod python {
         m.add_function(wrap_pyfunction!(crate::compress::python::gzip, m)?)?;
         m.add_function(wrap_pyfunction!(crate::compress::python::crc32, m)?)?;
         m.add_function(wrap_pyfunction!(crate::files::python::resolve_under, m)?)?;
-        m.add_function(wrap_pyfunction!(crate::files::python::put_file, m)?)?;
         m.add_function(wrap_pyfunction!(json_to_proto, m)?)?;
         m.add_function(wrap_pyfunction!(proto_to_json, m)?)?;
         m.add_function(wrap_pyfunction!(crate::wire::python::inspect, m)?)?;
