@@ -278,6 +278,78 @@ def test_a_replay_after_a_crash_does_not_create_a_second_object(tmp_path, fmt) -
     assert str(int(received)) in first[0]
 
 
+def _aperture_object(tmp_path: Path) -> tuple[Any, list[str]]:
+    """A `file` destination writing Aperture objects, and the names its store reads back."""
+    from otlp_router.destinations import build
+    from otlp_router.settings import Section
+
+    destination = build("store", Section({"type": "file", "dir": str(tmp_path / "store"), "format": "cbor_zstd"},
+                                         "t.yaml", "destinations.store"))
+    reads: list[str] = []
+    get = destination.store.get
+
+    async def counted(key: str) -> bytes | None:
+        reads.append(key)
+        return await get(key)
+
+    destination.store.get = counted
+    return destination, reads
+
+
+def _records_received_at(record_id: int, received: float) -> Any:
+    from otlp_router.destinations.assembly import RecordGroup
+    from otlp_router.destinations.formats.aperture import encode_record
+
+    group = RecordGroup(0.0, 0.0, first_received=received)
+    group.records.append(encode_record({"id": record_id, "ver": 2}))
+    return group
+
+
+def _export(destination: Any, groups: list[Any]) -> None:
+    import asyncio
+
+    async def run() -> None:
+        await destination.start()
+        for group in groups:
+            await destination.export(group)
+        await destination.stop()
+
+    asyncio.run(run())
+
+
+SECOND = 1_700_000_000
+
+
+def test_objects_of_a_busy_second_take_the_seconds_after_it_without_reading_back_their_own(tmp_path,
+                                                                                          monkeypatch) -> None:
+    """More objects than MAX_NAME_READS with one first second all find a name: the names this
+    process wrote are passed without a read (each would otherwise read back every earlier one)."""
+    from otlp_router.destinations import storage
+
+    monkeypatch.setattr(storage, "MAX_NAME_READS", 5)
+    destination, reads = _aperture_object(tmp_path)
+    _export(destination, [_records_received_at(i, SECOND + 0.5) for i in range(12)])
+    names = sorted(p.name for p in (tmp_path / "store").iterdir())
+    assert names == [f"ts-aperture-export-{SECOND + i}.cbor.zstd" for i in range(12)]
+    assert reads == []
+    for i, name in enumerate(names):
+        assert _records((tmp_path / "store" / name).read_bytes()) == [{"id": i, "ver": 2}]
+
+
+def test_after_a_restart_each_name_taken_is_read_once_and_a_replay_finds_its_object(tmp_path) -> None:
+    """A new process knows no names: it reads each taken one once (a replay finds its earlier
+    write among them) and passes it unread from then on."""
+    first, _ = _aperture_object(tmp_path)
+    _export(first, [_records_received_at(i, SECOND + 0.5) for i in range(4)])
+    second, reads = _aperture_object(tmp_path)
+    replayed = _records_received_at(2, SECOND + 0.5)   # the third object again, acknowledgement lost
+    _export(second, [replayed, _records_received_at(7, SECOND + 0.5), _records_received_at(8, SECOND + 0.5)])
+    name = "ts-aperture-export-{}.cbor.zstd".format
+    assert reads == [name(SECOND), name(SECOND + 1), name(SECOND + 2), name(SECOND + 3)]
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [name(SECOND + i) for i in range(6)]
+    assert _records((tmp_path / "store" / name(SECOND + 4)).read_bytes()) == [{"id": 7, "ver": 2}]
+
+
 def test_a_missing_bucket_is_permanent_the_state_says_why_and_replay_delivers_once_it_exists(tmp_path, moto) -> None:
     """Access and bucket errors need an operator: dead letter (not retried forever),
     `failing` with the reason, and `otlp-router replay` once fixed."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Callable, Protocol
 
 from otlp_router import _native
@@ -498,14 +499,15 @@ class RecordBatcher:
         while done < len(made):
             group = self._group(key_name, now)
             part = made[done:done + self.limit - len(group.records)]
-            lengths = [length for _, _, length, _ in part]
+            # Columns by zip (a request makes ~100 records: no Python loop per record).
+            positions, span_ids, lengths, record_ids = zip(*part)
             size = sum(lengths)
             group.take(entry, len(part), len(part), now, hold)
             group.records.extend(data[at:at + size], lengths)
-            group.record_ids.extend(record_id for _, _, _, record_id in part)
-            group.spans.extend((entry, position, span_id) for position, span_id, _, _ in part)
-            group.members.setdefault(id(entry), set()).update(position for position, _, _, _ in part)
-            self._last_id = part[-1][3]
+            group.record_ids.extend(record_ids)
+            group.spans.extend(zip(repeat(entry), positions, span_ids))
+            group.members.setdefault(id(entry), set()).update(positions)
+            self._last_id = record_ids[-1]
             at += size
             done += len(part)
             if len(group.records) >= self.limit:

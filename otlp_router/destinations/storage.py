@@ -36,6 +36,9 @@ INLINE_TRACE_BYTES = 128 * 1024
 FORMATS = ("json", "cbor_zstd", "otlp_json")
 _TEMPLATE_VARIABLES = ("prefix", "date", "year", "month", "day", "apiKeyName")
 APERTURE_LIMIT_CAP = 10_000
+# Names a put reads at most before it gives up (those this process knows are passed unread).
+MAX_NAME_READS = 3600
+AHEAD_WARNING = 60   # seconds a name may run ahead of its data before the log says so
 
 
 def _path_template(section: Section) -> str:
@@ -71,6 +74,8 @@ class StorageDestination(Destination):
     def __init__(self, name: str, settings: Section, store: Store) -> None:
         super().__init__(name, settings)
         self.store = store
+        self._taken = TakenNames()
+        self._warned_ahead = -60.0
         self.format = settings.str("format", "json", choices=FORMATS)
         self.prefix = _prefix(settings)
         # Aperture records leave out the capture in privacy mode; the rest of
@@ -138,18 +143,40 @@ class StorageDestination(Destination):
         """Objects are named by the unix second their first item arrived, which a
         replay after a crash gives again: written only if absent, an existing
         object with the same bytes is that earlier write, and one with other
-        bytes (two objects in one second) moves this one to the next second."""
-        ts = int(group.first_received)
-        for _ in range(3600):
-            key = await self._checked(key_for(ts))
+        bytes (two objects in one second) moves this one to the next second.
+        Names this process knows to hold other bytes are passed without a read."""
+        first = ts = int(group.first_received)
+        digest = _digest(data)
+        reads = 0
+        while reads < MAX_NAME_READS:
+            key = key_for(ts)
+            ts += 1
+            if self._taken.holds_other(key, digest):
+                continue
+            reads += 1
+            key = await self._checked(key)
             if await self.store.put(key, data, if_absent=True):
+                self._taken.add(key, digest)
+                self._note_ahead(ts - 1 - first)
                 return
-            if await self.store.get(key) == data:
+            existing = await self.store.get(key)
+            if existing == data:
                 log.info("destination %s: %s was already written (replayed after a restart)", self.name,
                          self.store.location(key))
+                self._taken.add(key, digest)
                 return
-            ts += 1
-        raise StoreError(f"no free object name near {key_for(int(group.first_received))}")
+            if existing is not None:
+                self._taken.add(key, _digest(existing))
+        raise StoreError(f"no free object name near {key_for(first)} ({MAX_NAME_READS} names read, all taken)")
+
+    def _note_ahead(self, seconds: int) -> None:
+        """Names that run ahead of their data: more than one object a second, for a while."""
+        now = time.monotonic()
+        if seconds >= AHEAD_WARNING and now - self._warned_ahead >= 60.0:
+            self._warned_ahead = now
+            log.warning("destination %s: objects are named %d s past the second their first item arrived: "
+                        "more than one object a second is written (a larger `limit` or rotation size makes "
+                        "fewer)", self.name, seconds)
 
     async def _checked(self, key: str) -> str:
         """The key, if it is safe to write; a permanent error otherwise: retrying
@@ -222,6 +249,36 @@ class LocalStorageDestination(StorageDestination):
     def __init__(self, name: str, settings: Section) -> None:
         super().__init__(name, settings, LocalStore(settings.str("dir")))
         settings.done()
+
+
+def _digest(data: bytes) -> tuple[int, int]:
+    return len(data), _native.crc32(data, 0)
+
+
+class TakenNames:
+    """Object names this process has seen taken, with the length and CRC-32 of the bytes there.
+
+    Under sustained load an object a second is not enough: the objects of a busy second take
+    the seconds after it, and every later object would read each of those back to learn it
+    holds other bytes (a read per object already written, and `MAX_NAME_READS` reached in
+    minutes). A name known here with another digest surely holds other bytes and is passed
+    unread; one with the same digest is still compared byte for byte (a replay finds its
+    earlier write). The newest `LIMIT` names are kept (a few hours of one object a second)."""
+
+    LIMIT = 8192
+
+    def __init__(self) -> None:
+        self._digests: dict[str, tuple[int, int]] = {}
+
+    def holds_other(self, key: str, digest: tuple[int, int]) -> bool:
+        known = self._digests.get(key)
+        return known is not None and known != digest
+
+    def add(self, key: str, digest: tuple[int, int]) -> None:
+        self._digests.pop(key, None)
+        self._digests[key] = digest
+        if len(self._digests) > self.LIMIT:
+            del self._digests[next(iter(self._digests))]
 
 
 def _key_name(trace: OpenTrace) -> str | None:

@@ -2,7 +2,6 @@
 //! `encode_record`): one CBOR map per model call, byte for byte what cbor2 writes for the
 //! record Python builds from the same view.
 
-use std::borrow::Cow;
 use std::rc::Rc;
 
 use super::document::{hex, parse_span, resource_attributes, span_view, SpanPart};
@@ -279,29 +278,59 @@ fn tool_uses(output: &Value) -> Vec<Value> {
     uses
 }
 
-/// `_body`: a body as text, whose UTF-8 is its bytes too; None for none (`None, b""`).
-fn body(v: &Value) -> Result<Option<Cow<'_, str>>, Python> {
+/// `_body`: a body as text, whose UTF-8 is its bytes too; None for none (`None, b""`). What is
+/// not a string is dumped into `dumped` (one buffer for both bodies, kept between records).
+enum Body<'a> {
+    None,
+    Text(&'a str),
+    Dumped(std::ops::Range<usize>),
+}
+
+fn body<'a>(v: &'a Value, dumped: &mut Vec<u8>) -> Result<Body<'a>, Python> {
     Ok(match v {
-        Value::Null => None,
-        Value::Str(x) => Some(Cow::Borrowed(x)),
+        Value::Null => Body::None,
+        Value::Str(x) => Body::Text(x),
         other => {
-            let raw = value::dumps(other).ok_or(Python)?;
-            Some(Cow::Owned(String::from_utf8(raw).map_err(|_| Python)?))
+            if !value::dumpable(other, 0) {
+                return Err(Python);
+            }
+            let at = dumped.len();
+            value::write_json(other, dumped);
+            Body::Dumped(at..dumped.len())
         }
     })
 }
 
-fn write_body(out: &mut Vec<u8>, body: &Option<Cow<str>>) {
+impl Body<'_> {
+    /// The body's bytes (valid UTF-8: a string's, or JSON written from strings).
+    fn bytes<'s>(&'s self, dumped: &'s [u8]) -> Option<&'s [u8]> {
+        match self {
+            Body::None => None,
+            Body::Text(x) => Some(x.as_bytes()),
+            Body::Dumped(range) => Some(&dumped[range.clone()]),
+        }
+    }
+}
+
+fn write_body(out: &mut Vec<u8>, body: Option<&[u8]>) {
     match body {
-        Some(x) => text(out, x),
+        Some(x) => {
+            head(out, 3, x.len() as u64);
+            out.extend_from_slice(x);
+        }
         None => out.push(0xf6),
     }
 }
 
-fn write_raw_body(out: &mut Vec<u8>, body: &Option<Cow<str>>) {
-    let raw = body.as_deref().unwrap_or("").as_bytes();
+fn write_raw_body(out: &mut Vec<u8>, body: Option<&[u8]>) {
+    let raw = body.unwrap_or(b"");
     head(out, 2, raw.len() as u64);
     out.extend_from_slice(raw);
+}
+
+thread_local! {
+    /// The bodies of the record being made, dumped (a few KB; not allocated again per record).
+    static DUMPED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn api_type(v: &View, path: Option<&str>) -> Result<&'static str, Python> {
@@ -493,6 +522,8 @@ pub fn record_into(
         None => model.as_str(),
     });
     // What only the capture holds, read (and refused where Python's) before a byte is written.
+    let mut dumped = DUMPED.take();
+    dumped.clear();
     let capture = if privacy {
         None
     } else {
@@ -508,7 +539,8 @@ pub fn record_into(
         let Value::List(tags) = &v.tags else {
             return Err(Python);
         };
-        Some((uses, tags, body(&v.input)?, body(&v.output)?))
+        let bodies = (body(&v.input, &mut dumped)?, body(&v.output, &mut dumped)?);
+        Some((uses, tags, bodies))
     };
 
     // The record, written as cbor2 writes the dict Python builds, keys in its order.
@@ -557,7 +589,8 @@ pub fn record_into(
     text(out, &path);
     key(out, "status_code");
     int(out, status_code);
-    if let Some((uses, tags, request, response)) = capture {
+    if let Some((uses, tags, (request, response))) = capture {
+        let (request, response) = (request.bytes(&dumped), response.bytes(&dumped));
         key(out, "capture");
         head(out, 5, 16);
         key(out, "id");
@@ -583,16 +616,17 @@ pub fn record_into(
         key(out, "responseHeaders");
         write_map(out, &response_headers);
         key(out, "requestBody");
-        write_body(out, &request);
+        write_body(out, request);
         key(out, "responseBody");
-        write_body(out, &response);
+        write_body(out, response);
         key(out, "rawRequestBody");
-        write_raw_body(out, &request);
+        write_raw_body(out, request);
         key(out, "rawResponseBody");
-        write_raw_body(out, &response);
+        write_raw_body(out, response);
         key(out, "sessionId");
         write_cbor(session_id, out);
     }
+    DUMPED.set(dumped);
     Ok(true)
 }
 

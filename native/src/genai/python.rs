@@ -482,7 +482,8 @@ impl GenAI {
         // Each Resource read once, when a span of it is first met (None: Python's to read).
         let mut resources: Vec<Option<Option<Rc<Attrs>>>> = vec![None; split.resources.len()];
         let mut pricer = |q: &Priced| self.price(py, q);
-        let mut cbor = Vec::with_capacity(request.len());
+        // records are about twice their spans (a capture holds each body as text and bytes)
+        let mut cbor = Vec::with_capacity(request.len() * 2);
         let mut made = Vec::new();
         let mut stop = None;
         for (position, (_, span_id, span, r, name, version)) in

@@ -619,8 +619,12 @@ pub fn content(v: &Value) -> Option<Value> {
     }
     match parse_json(s) {
         None => Some(v.clone()),
+        // (the cheap tests first: a content string is often kilobytes, and rarely deep)
         Some(parsed)
-            if s.chars().count() > 2 * MAX_DEPTH && parsed.is_container() && too_deep(&parsed) =>
+            if parsed.is_container()
+                && s.len() > 2 * MAX_DEPTH
+                && too_deep(&parsed)
+                && s.chars().count() > 2 * MAX_DEPTH =>
         {
             Some(v.clone())
         }
