@@ -604,6 +604,41 @@ def test_past_the_resident_budget_payloads_wait_on_disk_and_come_back_whole(tmp_
     assert all(e.on_disk is None for e in entries)
 
 
+def test_a_payload_with_a_long_api_key_name_comes_back_whole(tmp_path) -> None:
+    """The header is read apart from the payload: one longer than the first read still checks out."""
+    long_name = "k" * 600
+    async def go():
+        spool = _spool(tmp_path, resident_bytes=1)
+        await spool.append(Batch(TRACES, make_request(spans=2, seed=9), 2, api_key_name=long_name))
+        entries = await spool.read(100, 1 << 30)
+        spool.release()
+        return entries
+    [entry] = run(go())
+    assert entry.batch.api_key_name == long_name and entry.batch.message == make_request(spans=2, seed=9)
+
+
+@pytest.mark.parametrize("damage", ["header lengths", "cut short"])
+def test_a_record_whose_header_or_end_is_damaged_is_reported_lost(tmp_path, caplog, damage) -> None:
+    async def go():
+        spool = _spool(tmp_path, resident_bytes=1)
+        for seed in (1, 2):
+            await spool.append(_batch(seed))
+        path, offset = spool._queue[1].on_disk
+        with open(path, "r+b") as f:
+            if damage == "header lengths":   # the signal name's length byte: a header past the record
+                f.seek(offset + 8 + 1 + 8 + 4)
+                f.write(b"\xff")
+            else:
+                f.truncate(offset + 40)
+        entries = await spool.read(100, 1 << 30)
+        spool.release()
+        return entries
+    with caplog.at_level(logging.ERROR):
+        entries = run(go())
+    assert _keys(entries) == ["key-1"]
+    assert "cannot read back record 2" in caplog.text
+
+
 def test_a_batch_two_destinations_share_keeps_its_payload_for_the_one_that_did_not_evict_it(tmp_path) -> None:
     # Routed to two destinations without shaping, one Batch goes into both spools: the one past its
     # budget must let go of its own copy only.
