@@ -350,6 +350,21 @@ def test_after_a_restart_each_name_taken_is_read_once_and_a_replay_finds_its_obj
     assert _records((tmp_path / "store" / name(SECOND + 4)).read_bytes()) == [{"id": 7, "ver": 2}]
 
 
+def test_taken_names_pass_other_bytes_only_and_keep_the_newest() -> None:
+    from otlp_router.destinations.storage import TakenNames
+
+    names = TakenNames()
+    names.LIMIT = 2
+    names.add("a", (3, 1))
+    assert names.holds_other("a", (3, 2)) and names.holds_other("a", (4, 1))
+    assert not names.holds_other("a", (3, 1))   # perhaps these very bytes: compared, not passed
+    assert not names.holds_other("b", (3, 2))   # unknown: read
+    names.add("b", (1, 1))
+    names.add("a", (3, 1))   # met again: the newest now
+    names.add("c", (1, 1))
+    assert not names.holds_other("b", (9, 9)) and names.holds_other("a", (9, 9))
+
+
 def test_a_missing_bucket_is_permanent_the_state_says_why_and_replay_delivers_once_it_exists(tmp_path, moto) -> None:
     """Access and bucket errors need an operator: dead letter (not retried forever),
     `failing` with the reason, and `otlp-router replay` once fixed."""
