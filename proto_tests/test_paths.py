@@ -96,7 +96,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_key_stays_under_the_root_and_is_a_valid_s3_key(root, value, layout, authenticated, ts) -> None:
     template, prefix = layout
     destination = _destination(root, template, prefix)
-    key_for, _ = destination._encode(_group(destination, value, authenticated))   # the document's key, per second
+    key_for, *_ = destination._encode(_group(destination, value, authenticated))   # the document's key, per second
     key = key_for(ts)
     _valid_s3_key(key, prefix)
     resolved = (root / key).resolve()

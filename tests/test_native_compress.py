@@ -47,3 +47,16 @@ def test_crc32_is_zlibs_and_chains_like_it(data: bytes, start: int) -> None:
     assert _native.crc32(data, start) == zlib.crc32(data, start)
     cut = len(data) // 3
     assert _native.crc32(data[cut:], _native.crc32(data[:cut])) == zlib.crc32(data)
+
+
+@pytest.mark.parametrize("size", [(1 << 20) - 1, 1 << 20, (3 << 20) + 5])
+def test_crc32_of_a_stored_object_is_zlibs_too(size: int) -> None:
+    """From 1 MiB the core lets go of the GIL while it sums (a stored object's digest)."""
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    assert _native.crc32(data, 7) == zlib.crc32(data, 7)
+
+
+@pytest.mark.parametrize("value", [bytearray(b"x" * (1 << 20)), memoryview(b"x" * (1 << 20))])
+def test_crc32_takes_only_bytes(value: object) -> None:
+    with pytest.raises(TypeError):
+        _native.crc32(value)  # type: ignore[arg-type]

@@ -41,11 +41,16 @@ pub mod python {
         PyBytes::new(py, &out)
     }
 
-    /// `zlib.crc32(data, start)`, faster; holds the GIL (a record's crc is microseconds).
+    /// `zlib.crc32(data, start)`, faster. A spool record's crc is microseconds and holds the
+    /// GIL; a stored object's (up to a rotation's 64 MB, milliseconds) lets the loop run.
     #[pyfunction]
     #[pyo3(signature = (data, start=0))]
-    pub fn crc32(data: &[u8], start: u32) -> u32 {
-        super::crc32(data, start)
+    pub fn crc32(py: Python<'_>, data: &[u8], start: u32) -> u32 {
+        if data.len() >= 1 << 20 {
+            py.allow_threads(|| super::crc32(data, start))
+        } else {
+            super::crc32(data, start)
+        }
     }
 }
 

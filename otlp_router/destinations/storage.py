@@ -121,32 +121,34 @@ class StorageDestination(Destination):
             # directory: 405 -> 350 us of CPU a trace, bench/trace_files.py): on the loop.
             small = isinstance(group, OpenTrace) and not group.logs and len(group.parts) <= INLINE_TRACE_SPANS \
                 and sum(len(part[0]) for part in group.parts) <= INLINE_TRACE_BYTES
-            key_for, data = self._encode(group) if small else await offload(self._encode, group)
+            key_for, data, digest = self._encode(group) if small else await offload(self._encode, group)
         except Exception as e:  # noqa: BLE001 - formats are pure: what fails once fails every time
             raise ExportError(f"cannot encode the {self.format} object: {e!r}", permanent=True) from e
-        await self._put_unique(group, key_for, data)
+        await self._put_unique(group, key_for, data, digest)
 
-    def _encode(self, group: Group) -> tuple[Callable[[int], str], bytes]:
-        """The object's bytes and its key for a given second (pure; off the event loop but for a small trace)."""
+    def _encode(self, group: Group) -> tuple[Callable[[int], str], bytes, tuple[int, int]]:
+        """The object's key for a given second, its bytes and their digest (pure; off the event
+        loop but for a small trace)."""
         if isinstance(group, OpenTrace):
             data = encode_trace(group.trace_id, group.parts, group.logs)
             key_name = _key_name(group)
-            return (lambda ts: self._trace_key(group.trace_id, key_name, ts)), data
+            return (lambda ts: self._trace_key(group.trace_id, key_name, ts)), data, _digest(data)
         if isinstance(group, RecordGroup):
             base = f"{self.prefix}/" if self.prefix else ""
-            return (lambda ts: f"{base}ts-aperture-export-{ts}.cbor.zstd"), group.records.finish()
+            data = group.records.finish()
+            return (lambda ts: f"{base}ts-aperture-export-{ts}.cbor.zstd"), data, _digest(data)
         assert isinstance(group, LineGroup)
         data, suffix = self._compress(b"".join(group.lines))
-        return (lambda ts: self._lines_key(group.signal, ts, suffix)), data
+        return (lambda ts: self._lines_key(group.signal, ts, suffix)), data, _digest(data)
 
-    async def _put_unique(self, group: Group, key_for: Callable[[int], str], data: bytes) -> None:
+    async def _put_unique(self, group: Group, key_for: Callable[[int], str], data: bytes,
+                          digest: tuple[int, int]) -> None:
         """Objects are named by the unix second their first item arrived, which a
         replay after a crash gives again: written only if absent, an existing
         object with the same bytes is that earlier write, and one with other
         bytes (two objects in one second) moves this one to the next second.
         Names this process knows to hold other bytes are passed without a read."""
         first = ts = int(group.first_received)
-        digest = _digest(data)
         reads = 0
         while reads < MAX_NAME_READS:
             key = key_for(ts)
