@@ -7,7 +7,7 @@ path comes to the format alone, i.e. what the spool (a backlog past its resident
 read back), the assembly and the store add. CPU time of every thread of the process; the
 best of `--runs`.
 
-    python bench/aperture_files.py [--requests 1000] [--runs 3]
+    python bench/aperture_files.py [--requests 1000] [--runs 3] [--every 1s] [--limit 10000]
     TMPDIR=/mnt/fresh python bench/aperture_files.py   # on another file system (see file_create.py)
 
 Not a test: nothing in tests/ imports it."""
@@ -40,15 +40,15 @@ from otlp_router.spool.disk import DiskSpool  # noqa: E402
 SPANS = 100
 
 
-async def _router(requests: list[bytes], directory: Path) -> tuple[float, int]:
+async def _router(requests: list[bytes], directory: Path, every: str, limit: int) -> tuple[float, int]:
     """CPU seconds to write the records of `requests` from the spool; records written."""
     spool = DiskSpool("files", directory / "spool", 1 << 40, fsync="batch")
     spool.open()
     for at in range(0, len(requests), 8):
         await asyncio.gather(*(spool.append(Batch(TRACES, None, SPANS, wire)) for wire in requests[at:at + 8]))
     out = directory / "out"
-    destination = build("files", Section({"type": "file", "dir": str(out), "format": "cbor_zstd", "every": "1s",
-                                          "limit": APERTURE_LIMIT_CAP}, "bench.yaml", "destinations.files"))
+    destination = build("files", Section({"type": "file", "dir": str(out), "format": "cbor_zstd", "every": every,
+                                          "limit": limit}, "bench.yaml", "destinations.files"))
     delivery = Delivery(destination, spool, RetrySettings(), BatchSettings())
     started = time.process_time()
     await delivery.start()
@@ -81,13 +81,16 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000,
                         help="GenAI requests of 100 spans per run (default 1000: past the spool's resident budget)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--every", default="1s", help="the destination's `every` (default 1s)")
+    parser.add_argument("--limit", type=int, default=APERTURE_LIMIT_CAP,
+                        help=f"the destination's `limit` (default {APERTURE_LIMIT_CAP}); smaller: more objects a second")
     args = parser.parse_args()
     requests = [peers.genai_request().SerializeToString()] * args.requests
     routers, formats = [], []
     for _ in range(args.runs):
         directory = Path(tempfile.mkdtemp(prefix="bench-aperture-files-"))
         try:
-            seconds, written = asyncio.run(_router(requests, directory))
+            seconds, written = asyncio.run(_router(requests, directory, args.every, args.limit))
             routers.append(seconds)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
