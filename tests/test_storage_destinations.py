@@ -278,7 +278,7 @@ def test_a_replay_after_a_crash_does_not_create_a_second_object(tmp_path, fmt) -
     assert str(int(received)) in first[0]
 
 
-def _aperture_object(tmp_path: Path) -> tuple[Any, list[str]]:
+def _aperture_destination(tmp_path: Path) -> tuple[Any, list[str]]:
     """A `file` destination writing Aperture objects, and the names its store reads back."""
     from otlp_router.destinations import build
     from otlp_router.settings import Section
@@ -327,7 +327,7 @@ def test_objects_of_a_busy_second_take_the_seconds_after_it_without_reading_back
     from otlp_router.destinations import storage
 
     monkeypatch.setattr(storage, "MAX_NAME_READS", 5)
-    destination, reads = _aperture_object(tmp_path)
+    destination, reads = _aperture_destination(tmp_path)
     _export(destination, [_records_received_at(i, SECOND + 0.5) for i in range(12)])
     names = sorted(p.name for p in (tmp_path / "store").iterdir())
     assert names == [f"ts-aperture-export-{SECOND + i}.cbor.zstd" for i in range(12)]
@@ -339,9 +339,9 @@ def test_objects_of_a_busy_second_take_the_seconds_after_it_without_reading_back
 def test_after_a_restart_each_name_taken_is_read_once_and_a_replay_finds_its_object(tmp_path) -> None:
     """A new process knows no names: it reads each taken one once (a replay finds its earlier
     write among them) and passes it unread from then on."""
-    first, _ = _aperture_object(tmp_path)
+    first, _ = _aperture_destination(tmp_path)
     _export(first, [_records_received_at(i, SECOND + 0.5) for i in range(4)])
-    second, reads = _aperture_object(tmp_path)
+    second, reads = _aperture_destination(tmp_path)
     replayed = _records_received_at(2, SECOND + 0.5)   # the third object again, acknowledgement lost
     _export(second, [replayed, _records_received_at(7, SECOND + 0.5), _records_received_at(8, SECOND + 0.5)])
     name = "ts-aperture-export-{}.cbor.zstd".format
