@@ -278,13 +278,12 @@ def test_a_replay_after_a_crash_does_not_create_a_second_object(tmp_path, fmt) -
     assert str(int(received)) in first[0]
 
 
-def _aperture_destination(tmp_path: Path) -> tuple[Any, list[str]]:
-    """A `file` destination writing Aperture objects, and the names its store reads back."""
+def _aperture_destination(target: Target) -> tuple[Any, list[str]]:
+    """A destination writing Aperture objects to `target`, and the names its store reads back."""
     from otlp_router.destinations import build
     from otlp_router.settings import Section
 
-    destination = build("store", Section({"type": "file", "dir": str(tmp_path / "store"), "format": "cbor_zstd"},
-                                         "t.yaml", "destinations.store"))
+    destination = build("store", Section(target.destination(format="cbor_zstd"), "t.yaml", "destinations.store"))
     reads: list[str] = []
     get = destination.store.get
 
@@ -320,34 +319,35 @@ def _export(destination: Any, groups: list[Any]) -> None:
 SECOND = 1_700_000_000
 
 
-def test_objects_of_a_busy_second_take_the_seconds_after_it_without_reading_back_their_own(tmp_path,
+def test_objects_of_a_busy_second_take_the_seconds_after_it_without_reading_back_their_own(target,
                                                                                           monkeypatch) -> None:
     """More objects than MAX_NAME_READS with one first second all find a name: the names this
     process wrote are passed without a read (each would otherwise read back every earlier one)."""
     from otlp_router.destinations import storage
 
     monkeypatch.setattr(storage, "MAX_NAME_READS", 5)
-    destination, reads = _aperture_destination(tmp_path)
+    destination, reads = _aperture_destination(target)
     _export(destination, [_records_received_at(i, SECOND + 0.5) for i in range(12)])
-    names = sorted(p.name for p in (tmp_path / "store").iterdir())
-    assert names == [f"ts-aperture-export-{SECOND + i}.cbor.zstd" for i in range(12)]
+    objects = target.objects()
+    assert sorted(objects) == [f"ts-aperture-export-{SECOND + i}.cbor.zstd" for i in range(12)]
     assert reads == []
-    for i, name in enumerate(names):
-        assert _records((tmp_path / "store" / name).read_bytes()) == [{"id": i, "ver": 2}]
+    for i in range(12):
+        assert _records(objects[f"ts-aperture-export-{SECOND + i}.cbor.zstd"]) == [{"id": i, "ver": 2}]
 
 
-def test_after_a_restart_each_name_taken_is_read_once_and_a_replay_finds_its_object(tmp_path) -> None:
+def test_after_a_restart_each_name_taken_is_read_once_and_a_replay_finds_its_object(target) -> None:
     """A new process knows no names: it reads each taken one once (a replay finds its earlier
     write among them) and passes it unread from then on."""
-    first, _ = _aperture_destination(tmp_path)
+    first, _ = _aperture_destination(target)
     _export(first, [_records_received_at(i, SECOND + 0.5) for i in range(4)])
-    second, reads = _aperture_destination(tmp_path)
+    second, reads = _aperture_destination(target)
     replayed = _records_received_at(2, SECOND + 0.5)   # the third object again, acknowledgement lost
     _export(second, [replayed, _records_received_at(7, SECOND + 0.5), _records_received_at(8, SECOND + 0.5)])
     name = "ts-aperture-export-{}.cbor.zstd".format
     assert reads == [name(SECOND), name(SECOND + 1), name(SECOND + 2), name(SECOND + 3)]
-    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [name(SECOND + i) for i in range(6)]
-    assert _records((tmp_path / "store" / name(SECOND + 4)).read_bytes()) == [{"id": 7, "ver": 2}]
+    objects = target.objects()
+    assert sorted(objects) == [name(SECOND + i) for i in range(6)]
+    assert _records(objects[name(SECOND + 4)]) == [{"id": 7, "ver": 2}]
 
 
 def test_taken_names_pass_other_bytes_only_and_keep_the_newest() -> None:
