@@ -25,37 +25,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import inprocess  # noqa: E402
 import peers  # noqa: E402
 
-from otlp_router.destinations import build  # noqa: E402
-from otlp_router.destinations.delivery import BatchSettings, Delivery, RetrySettings  # noqa: E402
 from otlp_router.destinations.formats.aperture import RecordStream, decode_records  # noqa: E402
 from otlp_router.destinations.storage import APERTURE_LIMIT_CAP  # noqa: E402
 from otlp_router.model import genai  # noqa: E402
-from otlp_router.model.batch import Batch  # noqa: E402
-from otlp_router.model.signals import TRACES  # noqa: E402
-from otlp_router.settings import Section  # noqa: E402
-from otlp_router.spool.disk import DiskSpool  # noqa: E402
 
 SPANS = 100
 
 
 async def _router(requests: list[bytes], directory: Path, every: str, limit: int) -> tuple[float, int]:
     """CPU seconds to write the records of `requests` from the spool; records written."""
-    spool = DiskSpool("files", directory / "spool", 1 << 40, fsync="batch")
-    spool.open()
-    for at in range(0, len(requests), 8):
-        await asyncio.gather(*(spool.append(Batch(TRACES, None, SPANS, wire)) for wire in requests[at:at + 8]))
     out = directory / "out"
-    destination = build("files", Section({"type": "file", "dir": str(out), "format": "cbor_zstd", "every": every,
-                                          "limit": limit}, "bench.yaml", "destinations.files"))
-    delivery = Delivery(destination, spool, RetrySettings(), BatchSettings())
-    started = time.process_time()
-    await delivery.start()
-    while spool.pending_items:
-        await asyncio.sleep(0.001)
-    seconds = time.process_time() - started
-    await delivery.stop(5.0)
+    seconds = await inprocess.drain(requests, SPANS, directory, {"type": "file", "dir": str(out),
+                                                                 "format": "cbor_zstd", "every": every, "limit": limit})
     return seconds, sum(1 for path in out.iterdir() for _ in decode_records(path.read_bytes()))
 
 
@@ -101,11 +85,8 @@ def main() -> int:
     spans = len(requests) * SPANS
     print(f"{len(requests)} GenAI requests of {SPANS} spans ({len(requests[0]):,} B each), {made:,} records, "
           f"best of {args.runs} runs, in {tempfile.gettempdir()}")
-    print(f"{'':<48}{'spans/CPU-s':>12}{'us/span':>9}{'vs format':>11}")
-    alone = min(formats)
-    for name, seconds in (("records + zstd alone (baseline)", alone),
-                          ("router: spool -> Aperture objects", min(routers))):
-        print(f"{name:<48}{spans / seconds:>12,.0f}{seconds / spans * 1e6:>9.2f}{alone / seconds:>11.2f}")
+    inprocess.report(spans, "span", spans, [("records + zstd alone (baseline)", min(formats)),
+                                            ("router: spool -> Aperture objects", min(routers))])
     return 0
 
 

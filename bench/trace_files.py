@@ -26,14 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import inprocess  # noqa: E402
 import pipeline_payloads  # noqa: E402
 
-from otlp_router.destinations import build  # noqa: E402
-from otlp_router.destinations.delivery import BatchSettings, Delivery, RetrySettings  # noqa: E402
-from otlp_router.model.batch import Batch  # noqa: E402
-from otlp_router.model.signals import TRACES  # noqa: E402
-from otlp_router.settings import Section  # noqa: E402
-from otlp_router.spool.disk import DiskSpool, fsync_dir  # noqa: E402
+from otlp_router.spool.disk import fsync_dir  # noqa: E402
 
 SPANS = pipeline_payloads.ITEMS
 
@@ -56,20 +52,9 @@ def _requests(count: int) -> tuple[list[bytes], int]:
 
 async def _router(requests: list[bytes], directory: Path) -> tuple[float, int]:
     """CPU seconds to write every trace of `requests` from the spool; files written."""
-    spool = DiskSpool("files", directory / "spool", 1 << 40, fsync="batch")
-    spool.open()
-    for at in range(0, len(requests), 8):
-        await asyncio.gather(*(spool.append(Batch(TRACES, None, SPANS, wire)) for wire in requests[at:at + 8]))
     out = directory / "out"
-    destination = build("files", Section({"type": "file", "dir": str(out), "format": "json",
-                                          "trace_idle": "1ms"}, "bench.yaml", "destinations.files"))
-    delivery = Delivery(destination, spool, RetrySettings(), BatchSettings())
-    started = time.process_time()
-    await delivery.start()
-    while spool.pending_items:
-        await asyncio.sleep(0.001)
-    seconds = time.process_time() - started
-    await delivery.stop(5.0)
+    seconds = await inprocess.drain(requests, SPANS, directory,
+                                    {"type": "file", "dir": str(out), "format": "json", "trace_idle": "1ms"})
     return seconds, sum(1 for _ in out.rglob("*.json"))
 
 
@@ -127,11 +112,8 @@ def main() -> int:
     spans = len(requests) * SPANS
     print(f"{len(requests)} GenAI requests, {files:,} traces of {SPANS // traces} spans "
           f"(~{sum(sizes) // len(sizes):,} B a file), best of {args.runs} runs, in {tempfile.gettempdir()}")
-    print(f"{'':<44}{'spans/CPU-s':>12}{'us/trace':>10}{'vs bare':>9}")
-    bare = min(bares)
-    for name, seconds in (("bare durable files (baseline)", bare),
-                          ("router: spool -> per-trace JSON files", min(routers))):
-        print(f"{name:<44}{spans / seconds:>12,.0f}{seconds / files * 1e6:>10.0f}{bare / seconds:>9.2f}")
+    inprocess.report(spans, "trace", files, [("bare durable files (baseline)", min(bares)),
+                                              ("router: spool -> per-trace JSON files", min(routers))])
     return 0
 
 
