@@ -464,7 +464,7 @@ def _an_object_with_a_log_event(directory: Path, while_open: Callable[[Delivery]
         await d.start()
         await d.spool.append(_on_the_wire("logs", _details_log_json(trace_id, span_id)))
         await d.spool.append(_on_the_wire("traces", _genai_span_json(trace_id, span_id)))
-        await until(lambda: sum(len(g.logs) + len(g.spans) for g in d._assembler.current.values()) == 3)
+        await until(lambda: sum(len(g.logs) + len(g.record_ids) for g in d._assembler.current.values()) == 3)
         while_open(d)
         await until(lambda: d.spool.pending_items == 0)
         await d.stop(1.0)
@@ -474,7 +474,7 @@ def _an_object_with_a_log_event(directory: Path, while_open: Callable[[Delivery]
 
 def _open_entries(d: Delivery) -> list[Any]:
     [group] = d._assembler.current.values()
-    return [entry for entry, _, _ in group.spans] + [entry for _, entry, _ in group.logs]
+    return [entry for entry, _, _ in group.spans()] + [entry for _, entry, _ in group.logs]
 
 
 def test_while_an_object_fills_its_entries_wait_on_disk_and_a_log_event_still_joins_its_record(
@@ -543,7 +543,7 @@ def test_a_refused_object_is_dead_lettered_whole_from_the_payloads_read_back(tmp
         await d.start()
         for span_id in span_ids_sent:
             await d.spool.append(_on_the_wire("traces", _genai_span_json("5b8efff798038103d269b633813fc60c", span_id)))
-        await until(lambda: sum(len(g.spans) for g in d._assembler.current.values()) == 2)
+        await until(lambda: sum(len(g.record_ids) for g in d._assembler.current.values()) == 2)
         assert all(e.on_disk is not None for e in _open_entries(d))
         await until(lambda: d.spool.pending_items == 0)
         await d.stop(1.0)
