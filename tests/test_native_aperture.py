@@ -385,6 +385,27 @@ def test_an_object_full_in_the_middle_of_a_request_takes_the_rest_into_the_next(
     assert all(sum(len(p) for p in g.members.values()) == len(g.records) for g in groups)
 
 
+def test_an_objects_spans_are_those_of_its_records_in_record_order() -> None:
+    """What a log event joins a record by: the span of each record an object holds, in record
+    order, across requests and when a request's records fill one object and go on in the next."""
+    request = _all_fixtures()
+    records, _, _ = _gathered(request, False)
+    batcher = assembly.RecordBatcher(every=60.0, limit=len(records) - 1, privacy=False)
+    first, second = _entry(request), _entry(request)
+    for entry in (first, second):
+        batcher.add(entry, 0.0, lambda e: None)
+    groups = batcher.due(0.0, everything=True)
+    assert [len(g.records) for g in groups] == [len(records) - 1, len(records) - 1, 2]
+    for group in groups:
+        spans = list(group.spans())
+        assert [span_id.hex() for _, _, span_id in spans] == \
+            [cbor2.loads(r)["capture_id"] for r in group.records.records()]
+        assert all(assembly._span_at(entry, position).span.span_id == span_id
+                   for entry, position, span_id in spans)
+    entries = [entry for g in groups for entry, _, _ in g.spans()]
+    assert entries == [first] * len(records) + [second] * len(records)
+
+
 def test_a_span_python_cannot_record_poisons_that_span_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """A span the core leaves to Python, whose record raises there, goes to the dead letter alone."""
     request = _all_fixtures()
