@@ -100,6 +100,16 @@ pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
     if let Err(e) = std::str::from_utf8(input) {
         return err("invalid UTF-8", e.valid_up_to());
     }
+    parse_valid(input)
+}
+
+/// [`parse`] of text already known to be UTF-8 (its strings are checked again as they are
+/// scanned, but nothing else needs to be).
+pub fn parse_str(text: &str) -> Result<Doc<'_>, SyntaxError> {
+    parse_valid(text.as_bytes())
+}
+
+fn parse_valid(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
     if input.len() > u32::MAX as usize {
         return err("document too large", 0);
     }
