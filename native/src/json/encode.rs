@@ -365,14 +365,11 @@ pub(crate) fn push_json_string(out: &mut Vec<u8>, s: &str) {
     let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
-        // Eight bytes at a time while none needs escaping (most of a prompt or a completion).
-        if let Some(word) = bytes.get(i..i + 8) {
-            if !needs_escape(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
-                i += 8;
-                continue;
-            }
-        }
-        let c = bytes[i];
+        // Whole words while none needs escaping (most of a prompt or a completion).
+        i += clean_words(&bytes[i..]);
+        let Some(&c) = bytes.get(i) else {
+            break;
+        };
         let esc: &[u8] = match c {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -402,21 +399,42 @@ pub(crate) fn push_json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Whether any of the eight bytes of `w` is a control character, `"` or `\` (the classic
-/// has-zero-byte tests: a byte's high bit is set in the result only where the test holds, or
-/// after a byte where it holds, so "none" is exact).
+/// Bytes at the start of `b` in whole eight-byte words none of which needs escaping: two
+/// words a test while they last (one branch for sixteen bytes), then one.
 #[inline]
-fn needs_escape(w: u64) -> bool {
+fn clean_words(b: &[u8]) -> usize {
+    let word = |w: &[u8]| u64::from_le_bytes(w.try_into().expect("eight bytes"));
+    let mut n = 0;
+    let mut pairs = b.chunks_exact(16);
+    for pair in &mut pairs {
+        let (x, y) = pair.split_at(8);
+        let (x, y) = (escape_flags(word(x)), escape_flags(word(y)));
+        if x | y != 0 {
+            return n + if x == 0 { 8 } else { 0 };
+        }
+        n += 16;
+    }
+    match pairs.remainder().get(..8) {
+        Some(w) if escape_flags(word(w)) == 0 => n + 8,
+        _ => n,
+    }
+}
+
+/// Nonzero where any of the eight bytes of `w` is a control character, `"` or `\` (the
+/// classic has-zero-byte tests: a byte's high bit is set in the result only where the test
+/// holds, or after a byte where it holds, so "none" is exact).
+#[inline]
+fn escape_flags(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (below_space | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64))) != 0
+    below_space | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{needs_escape, push_json_string};
+    use super::{escape_flags, push_json_string};
 
     /// The escaping rule one byte at a time, as push_json_string wrote it before it took words.
     fn reference(s: &str) -> Vec<u8> {
@@ -447,7 +465,7 @@ mod tests {
                     let mut w = [fill; 8];
                     w[at] = c;
                     assert_eq!(
-                        needs_escape(u64::from_le_bytes(w)),
+                        escape_flags(u64::from_le_bytes(w)) != 0,
                         escaped,
                         "{c:#x} at {at}"
                     );
