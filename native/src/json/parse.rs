@@ -385,19 +385,31 @@ fn utf8_sequence(input: &[u8], at: usize) -> usize {
 /// byte the bit tricks flag is exact (false flags only sit above a true one).
 #[inline]
 pub(crate) fn plain_run(input: &[u8], mut pos: usize) -> (usize, bool) {
+    let flags = |w: &[u8; 8]| {
+        let w = u64::from_le_bytes(*w);
+        let quote = w ^ (ONES * b'"' as u64);
+        let backslash = w ^ (ONES * b'\\' as u64);
+        ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w)
+            | w)
+            & HIGH
+    };
     loop {
         let mut rest = input.get(pos..).unwrap_or_default();
+        // Two words a test while they last (one branch for sixteen bytes), then one.
+        while let Some((pair, tail)) = rest.split_first_chunk::<16>() {
+            let (x, y) = pair.split_at(8);
+            let (x, y) = (flags(x.try_into().expect("8")), flags(y.try_into().expect("8")));
+            if x | y != 0 {
+                break;
+            }
+            rest = tail;
+        }
         while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
-            let w = u64::from_le_bytes(*chunk);
-            let quote = w ^ (ONES * b'"' as u64);
-            let backslash = w ^ (ONES * b'\\' as u64);
-            let flags = ((quote.wrapping_sub(ONES) & !quote)
-                | (backslash.wrapping_sub(ONES) & !backslash)
-                | (w.wrapping_sub(ONES * 0x20) & !w)
-                | w)
-                & HIGH;
-            if flags != 0 {
-                rest = &rest[(flags.trailing_zeros() / 8) as usize..];
+            let found = flags(chunk);
+            if found != 0 {
+                rest = &rest[(found.trailing_zeros() / 8) as usize..];
                 break;
             }
             rest = tail;
