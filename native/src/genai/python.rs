@@ -518,7 +518,7 @@ impl GenAI {
                 &mut pricer,
             ) {
                 Ok(true) => {
-                    made.push((position, PyBytes::new(py, span_id), cbor.len() - at, id));
+                    made.push((position, PyBytes::new(py, span_id), cbor.len() - at, py_int(py, id)?));
                     last = id;
                 }
                 Ok(false) => {}
@@ -534,11 +534,20 @@ impl GenAI {
 
 type SplitOut<'py> = (Vec<Bound<'py, PyBytes>>, Vec<Bound<'py, PyTuple>>);
 
+/// `n` as a Python int: through an i64 where it fits (pyo3 builds a 128-bit int from two halves
+/// with a shift and an or, in Python).
+fn py_int(py: Python<'_>, n: i128) -> PyResult<Bound<'_, PyAny>> {
+    Ok(match i64::try_from(n) {
+        Ok(small) => small.into_pyobject(py)?.into_any(),
+        Err(_) => n.into_pyobject(py)?.into_any(),
+    })
+}
+
 /// `aperture_records`' answer: the records' CBOR one after another, per record `(position,
 /// span id, length, record id)`, and the position of the span Python is to make.
 type RecordsOut<'py> = (
     Bound<'py, PyBytes>,
-    Vec<(usize, Bound<'py, PyBytes>, usize, i128)>,
+    Vec<(usize, Bound<'py, PyBytes>, usize, Bound<'py, PyAny>)>,
     Option<usize>,
 );
 

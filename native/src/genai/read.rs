@@ -522,29 +522,29 @@ pub fn format_utc_fraction(seconds: i64, fraction: i64, digits: usize) -> String
             s % 60
         );
     }
-    // Digit by digit: format! is a tenth of an Aperture record's time otherwise.
-    let mut out = String::with_capacity(21 + digits);
+    // Digit by digit into bytes: format! is a tenth of an Aperture record's time otherwise,
+    // and pushing chars to a String checks each one's UTF-8 length.
+    let mut out = Vec::with_capacity(21 + digits);
     for (n, width, then) in [
-        (y, 4, '-'),
-        (m, 2, '-'),
-        (d, 2, 'T'),
-        (s / 3600, 2, ':'),
-        (s / 60 % 60, 2, ':'),
-        (s % 60, 2, '.'),
-        (fraction, digits, 'Z'),
+        (y, 4, b'-'),
+        (m, 2, b'-'),
+        (d, 2, b'T'),
+        (s / 3600, 2, b':'),
+        (s / 60 % 60, 2, b':'),
+        (s % 60, 2, b'.'),
+        (fraction, digits, b'Z'),
     ] {
         push_padded(&mut out, n as u64, width);
         out.push(then);
     }
-    out
+    String::from_utf8(out).unwrap_or_default() // ASCII
 }
 
-fn push_padded(out: &mut String, n: u64, width: usize) {
+fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
     let (digits, at) = crate::json::encode::decimal(n);
-    for _ in digits.len() - at..width {
-        out.push('0');
-    }
-    out.extend(digits[at..].iter().map(|&b| b as char));
+    let digits = &digits[at..];
+    out.resize(out.len() + width.saturating_sub(digits.len()), b'0');
+    out.extend_from_slice(digits);
 }
 
 /// genai.py's `rfc3339` with 6 digits: a span time (unix nanoseconds).
@@ -639,4 +639,34 @@ pub fn usage_details(v: &Value) -> Result<Option<Value>, Python> {
         }
     }
     Ok((!out.is_empty()).then_some(Value::Map(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{civil_from_days, format_utc_fraction};
+
+    #[test]
+    fn times_are_written_digit_by_digit_as_format_writes_them() {
+        let mut seed = 11u64;
+        for _ in 0..20_000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let seconds = (seed >> 30) as i64 % 253_402_300_800; // years 1970 to 9999
+            let (digits, fraction) = match seed % 3 {
+                0 => (6, (seed % 1_000_000) as i64),
+                1 => (9, (seed % 1_000_000_000) as i64),
+                _ => (3, (seed % 100_000) as i64), // more digits than asked for
+            };
+            let (y, m, d) = civil_from_days(seconds.div_euclid(86_400));
+            let s = seconds.rem_euclid(86_400);
+            let expected = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{fraction:0digits$}Z",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            );
+            assert_eq!(format_utc_fraction(seconds, fraction, digits), expected);
+        }
+    }
 }
