@@ -518,7 +518,12 @@ impl GenAI {
                 &mut pricer,
             ) {
                 Ok(true) => {
-                    made.push((position, PyBytes::new(py, span_id), cbor.len() - at, py_int(py, id)?));
+                    made.push((
+                        position,
+                        PyBytes::new(py, span_id),
+                        cbor.len() - at,
+                        py_int(py, id)?,
+                    ));
                     last = id;
                 }
                 Ok(false) => {}

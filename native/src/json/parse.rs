@@ -400,7 +400,10 @@ pub(crate) fn plain_run(input: &[u8], mut pos: usize) -> (usize, bool) {
         // Two words a test while they last (one branch for sixteen bytes), then one.
         while let Some((pair, tail)) = rest.split_first_chunk::<16>() {
             let (x, y) = pair.split_at(8);
-            let (x, y) = (flags(x.try_into().expect("8")), flags(y.try_into().expect("8")));
+            let (x, y) = (
+                flags(x.try_into().expect("eight bytes")),
+                flags(y.try_into().expect("eight bytes")),
+            );
             if x | y != 0 {
                 break;
             }
