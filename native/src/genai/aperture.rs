@@ -421,7 +421,6 @@ pub fn record_into(
     let mut response_headers = Map::new();
     let mut tool: [Option<&Value>; 3] = [None; 3]; // the span's own call: id, name, arguments
     for (key, value) in attrs.own() {
-        let key = key.as_str();
         if !(key.starts_with("http.") || key.starts_with("url.") || key.starts_with("gen_ai.tool."))
         {
             continue;

@@ -137,11 +137,11 @@ fn event_of(b: &[u8]) -> Result<Event, Python> {
 
 /// `attributes_of`: KeyValues as a dict (the last of repeated keys wins, at the first place),
 /// added to `out` as the span's own.
-pub fn attributes_of(kvs: &[&[u8]], mut out: Attrs) -> Result<Attrs, Python> {
+pub fn attributes_of<'a>(kvs: &[&'a [u8]], mut out: Attrs<'a>) -> Result<Attrs<'a>, Python> {
     out.reserve(kvs.len());
     for body in kvs {
         let kv = parse_kv(body).map_err(|_| Python)?;
-        let key = utf8(kv.key)?.to_string();
+        let key = utf8(kv.key)?;
         let v = value::from_any_value(&kv.value_wire()).map_err(|_| Python)?;
         out.insert_own(key, v);
     }
@@ -149,13 +149,13 @@ pub fn attributes_of(kvs: &[&[u8]], mut out: Attrs) -> Result<Attrs, Python> {
 }
 
 /// A span's attributes (its resource's first, its own over them) and its view.
-pub fn span_view(
+pub fn span_view<'a>(
     table: &Table,
-    span: &Span,
+    span: &Span<'a>,
     part: &SpanPart,
-    resource: &Rc<Attrs>,
+    resource: &Rc<Attrs<'a>>,
     pricer: &mut Pricer,
-) -> Result<(Attrs, View), Python> {
+) -> Result<(Attrs<'a>, View), Python> {
     let attrs = attributes_of(&span.attributes, Attrs::over(resource))?;
     let info = SpanInfo {
         name: span.name,
@@ -171,7 +171,7 @@ pub fn span_view(
 }
 
 /// A Resource message's attributes, for its spans to share.
-pub fn resource_attributes(b: &[u8]) -> Result<Rc<Attrs>, Python> {
+pub fn resource_attributes(b: &[u8]) -> Result<Rc<Attrs<'_>>, Python> {
     let mut kvs = Vec::new();
     for f in Fields::new(b) {
         let f = f.map_err(|_| Python)?;
@@ -222,7 +222,9 @@ fn observation_metadata(
         let mut shown = Map::new();
         for (k, x) in attrs.own() {
             if table.key_info(k).shown {
-                shown.0.push((k.clone(), Value::Str(value::stringified(x))));
+                shown
+                    .0
+                    .push((k.to_string(), Value::Str(value::stringified(x))));
             }
         }
         metadata.insert("attributes".into(), Value::Map(shown));
@@ -374,7 +376,7 @@ pub fn trace_document(
                 let attrs = resource_attributes(part.resource)?;
                 let shown = Value::Map(Map(attrs
                     .iter()
-                    .map(|(k, x)| (k.clone(), Value::Str(value::stringified(x))))
+                    .map(|(k, x)| (k.to_string(), Value::Str(value::stringified(x))))
                     .collect()));
                 &e.insert((attrs, shown)).0
             }

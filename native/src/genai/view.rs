@@ -16,22 +16,23 @@ const SCANNED: usize = 16;
 
 /// A span's attributes: its resource's first, its own over them, as `{**resource, **own}`. The
 /// resource's are shared by its spans (`over`), not copied into each: a typical SDK resource has
-/// a dozen, which cost a fifth of a record's time copied per span.
+/// a dozen, which cost a fifth of a record's time copied per span. The keys are borrowed from
+/// the request: a span's dozen keys are not allocated, copied and freed again per span.
 #[derive(Default)]
-pub struct Attrs {
-    base: Option<Rc<Attrs>>,
+pub struct Attrs<'a> {
+    base: Option<Rc<Attrs<'a>>>,
     /// the span's own attributes (a resource's when `owned` is false), in their first order,
     /// with the last value of each
-    map: Map,
+    map: Vec<(&'a str, Value)>,
     /// where each key of `map` is, once it holds more than `SCANNED` (a short list is searched
-    /// faster than its keys are hashed and copied into an index)
-    index: ClientMap<String, usize>,
+    /// faster than its keys are hashed into an index)
+    index: ClientMap<&'a str, usize>,
     owned: bool,
 }
 
-impl Attrs {
+impl<'a> Attrs<'a> {
     /// A span's attributes over its resource's (none of its own yet).
-    pub fn over(resource: &Rc<Attrs>) -> Attrs {
+    pub fn over(resource: &Rc<Attrs<'a>>) -> Attrs<'a> {
         debug_assert!(resource.base.is_none(), "a resource has no base of its own");
         Attrs {
             base: Some(resource.clone()),
@@ -45,59 +46,57 @@ impl Attrs {
     }
     /// Room for `n` more attributes.
     pub fn reserve(&mut self, n: usize) {
-        self.map.0.reserve(n);
+        self.map.reserve(n);
     }
     /// Inserts one of the span's own attributes (a repeated key keeps its place, takes the value).
-    pub fn insert_own(&mut self, key: String, v: Value) {
-        if let Some(i) = self.position(&key) {
-            self.map.0[i].1 = v;
+    pub fn insert_own(&mut self, key: &'a str, v: Value) {
+        if let Some(i) = self.position(key) {
+            self.map[i].1 = v;
             return;
         }
-        let at = self.map.0.len();
+        let at = self.map.len();
         if at == SCANNED {
             self.index = self
                 .map
-                .0
                 .iter()
                 .enumerate()
-                .map(|(i, (k, _))| (k.clone(), i))
+                .map(|(i, (k, _))| (*k, i))
                 .collect();
         }
         if at >= SCANNED {
-            self.index.insert(key.clone(), at);
+            self.index.insert(key, at);
         }
-        self.map.0.push((key, v));
+        self.map.push((key, v));
     }
     fn position(&self, key: &str) -> Option<usize> {
-        if self.map.0.len() > SCANNED {
+        if self.map.len() > SCANNED {
             self.index.get(key).copied()
         } else {
-            self.map.0.iter().position(|(k, _)| k == key)
+            self.map.iter().position(|(k, _)| *k == key)
         }
     }
     /// The span's own attributes, as a dict of them would list them.
-    pub fn own(&self) -> impl Iterator<Item = &(String, Value)> {
-        let own: &[(String, Value)] = if self.owned { &self.map.0 } else { &[] };
-        own.iter()
+    pub fn own(&self) -> impl Iterator<Item = (&'a str, &Value)> {
+        let own: &[(&'a str, Value)] = if self.owned { &self.map } else { &[] };
+        own.iter().map(|(k, v)| (*k, v))
     }
     /// All of them in the merged dict's order: the resource's keys where they are (with the
     /// span's value over one), then the span's other keys.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &Value)> {
         let base = self.base.as_deref();
         let under = base
             .into_iter()
-            .flat_map(|b| b.map.0.iter())
-            .map(|(k, v)| (k, self.own_value(k).unwrap_or(v)));
+            .flat_map(|b| b.map.iter())
+            .map(|(k, v)| (*k, self.own_value(k).unwrap_or(v)));
         let rest = self
             .map
-            .0
             .iter()
             .filter(move |(k, _)| !base.is_some_and(|b| b.contains(k)))
-            .map(|(k, v)| (k, v));
+            .map(|(k, v)| (*k, v));
         under.chain(rest)
     }
     fn own_value(&self, key: &str) -> Option<&Value> {
-        self.position(key).map(|i| &self.map.0[i].1)
+        self.position(key).map(|i| &self.map[i].1)
     }
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.own_value(key)
@@ -222,7 +221,7 @@ impl Raw<'_> {
 }
 
 struct Ctx<'a> {
-    attributes: &'a Attrs,
+    attributes: &'a Attrs<'a>,
     parsed: ClientMap<String, Option<Value>>,
 }
 
@@ -1553,16 +1552,16 @@ mod attrs_tests {
         // merged order; own() lists the span's keys in their first order, with their last value.
         let mut resource = Attrs::default();
         for (k, v) in [("service.name", "a"), ("host", "h")] {
-            resource.insert_own(k.into(), s(v));
+            resource.insert_own(k, s(v));
         }
         resource.disown();
         assert_eq!(resource.own().count(), 0);
         let resource = Rc::new(resource);
         let mut span = Attrs::over(&resource);
         for (k, v) in [("x", "1"), ("host", "own"), ("x", "2"), ("y", "3")] {
-            span.insert_own(k.into(), s(v));
+            span.insert_own(k, s(v));
         }
-        let merged: Vec<_> = span.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let merged: Vec<_> = span.iter().map(|(k, v)| (k, v.clone())).collect();
         assert_eq!(
             merged,
             [
@@ -1572,7 +1571,7 @@ mod attrs_tests {
                 ("y", s("3"))
             ]
         );
-        let own: Vec<_> = span.own().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let own: Vec<_> = span.own().map(|(k, v)| (k, v.clone())).collect();
         assert_eq!(own, [("x", s("2")), ("host", s("own")), ("y", s("3"))]);
         assert_eq!(span.get("host"), Some(&s("own")));
         assert_eq!(span.get("service.name"), Some(&s("a")));
@@ -1584,14 +1583,14 @@ mod attrs_tests {
     fn a_long_list_is_found_by_its_index_as_a_short_one_by_searching() {
         // Past SCANNED keys the index takes over: every key stays where it was first put, a
         // repeated one (before and after the index is built) takes its last value.
+        let want: Vec<String> = (0..2 * super::SCANNED).map(|i| format!("k{i}")).collect();
         let mut span = Attrs::over(&Rc::new(Attrs::default()));
         for round in 0..2 {
-            for i in 0..(2 * super::SCANNED) {
-                span.insert_own(format!("k{i}"), Value::Int((round * 100 + i) as i128));
+            for (i, key) in want.iter().enumerate() {
+                span.insert_own(key, Value::Int((round * 100 + i) as i128));
             }
         }
-        let keys: Vec<String> = span.own().map(|(k, _)| k.clone()).collect();
-        let want: Vec<String> = (0..2 * super::SCANNED).map(|i| format!("k{i}")).collect();
+        let keys: Vec<&str> = span.own().map(|(k, _)| k).collect();
         assert_eq!(keys, want);
         for i in 0..(2 * super::SCANNED) {
             assert_eq!(
