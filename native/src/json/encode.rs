@@ -6,6 +6,7 @@
 //! "-Infinity", finite ones in orjson's float notation; unknown fields are skipped.
 
 use super::error::format_float;
+use super::parse::first_marked;
 use super::table::{Field, Kind, Message};
 use super::tables::MESSAGES;
 
@@ -366,7 +367,7 @@ pub(crate) fn push_json_string(out: &mut Vec<u8>, s: &str) {
     let mut i = 0;
     while i < bytes.len() {
         // Whole words while none needs escaping (most of a prompt or a completion).
-        i += clean_words(&bytes[i..]);
+        i += first_marked(&bytes[i..], escape_flags);
         let Some(&c) = bytes.get(i) else {
             break;
         };
@@ -397,27 +398,6 @@ pub(crate) fn push_json_string(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
-}
-
-/// Bytes at the start of `b` in whole eight-byte words none of which needs escaping: two
-/// words a test while they last (one branch for sixteen bytes), then one.
-#[inline]
-fn clean_words(b: &[u8]) -> usize {
-    let word = |w: &[u8]| u64::from_le_bytes(w.try_into().expect("eight bytes"));
-    let mut n = 0;
-    let mut pairs = b.chunks_exact(16);
-    for pair in &mut pairs {
-        let (x, y) = pair.split_at(8);
-        let (x, y) = (escape_flags(word(x)), escape_flags(word(y)));
-        if x | y != 0 {
-            return n + if x == 0 { 8 } else { 0 };
-        }
-        n += 16;
-    }
-    match pairs.remainder().get(..8) {
-        Some(w) if escape_flags(word(w)) == 0 => n + 8,
-        _ => n,
-    }
 }
 
 /// Nonzero where any of the eight bytes of `w` is a control character, `"` or `\` (the

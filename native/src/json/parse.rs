@@ -379,14 +379,38 @@ fn utf8_sequence(input: &[u8], at: usize) -> usize {
     }
 }
 
+/// Where the first byte `flags` marks in `b` is, judged eight bytes at a time (two words a
+/// test while they last: one branch for sixteen bytes): its index, or, where no whole word
+/// holds one, the length of the whole words (the tail of fewer than eight is the caller's).
+/// `flags` sets a byte's high bit where the byte is marked, and at most above a marked one
+/// besides (the classic has-zero-byte tests), so the lowest mark of a word is exact.
+#[inline]
+pub(crate) fn first_marked(b: &[u8], flags: impl Fn(u64) -> u64) -> usize {
+    let word = |w: &[u8]| u64::from_le_bytes(w.try_into().expect("eight bytes"));
+    let at = |found: u64| (found.trailing_zeros() / 8) as usize;
+    let mut n = 0;
+    let mut pairs = b.chunks_exact(16);
+    for pair in &mut pairs {
+        let (x, y) = pair.split_at(8);
+        let (x, y) = (flags(word(x)), flags(word(y)));
+        if x | y != 0 {
+            return n + if x != 0 { at(x) } else { 8 + at(y) };
+        }
+        n += 16;
+    }
+    match pairs.remainder().get(..8).map(|w| flags(word(w))) {
+        Some(0) => n + 8,
+        Some(x) => n + at(x),
+        None => n,
+    }
+}
+
 /// Index of the first '"', '\\', control character or byte that does not start valid UTF-8
 /// at or after `pos` (the input's length if none), and whether it is valid UTF-8 up to there
-/// (so no caller needs a separate UTF-8 pass).  Eight bytes at a time: in a word, the lowest
-/// byte the bit tricks flag is exact (false flags only sit above a true one).
+/// (so no caller needs a separate UTF-8 pass). A word at a time while it is plain ASCII.
 #[inline]
 pub(crate) fn plain_run(input: &[u8], mut pos: usize) -> (usize, bool) {
-    let flags = |w: &[u8; 8]| {
-        let w = u64::from_le_bytes(*w);
+    let flags = |w: u64| {
         let quote = w ^ (ONES * b'"' as u64);
         let backslash = w ^ (ONES * b'\\' as u64);
         ((quote.wrapping_sub(ONES) & !quote)
@@ -396,29 +420,8 @@ pub(crate) fn plain_run(input: &[u8], mut pos: usize) -> (usize, bool) {
             & HIGH
     };
     loop {
-        let mut rest = input.get(pos..).unwrap_or_default();
-        // Two words a test while they last (one branch for sixteen bytes), then one.
-        while let Some((pair, tail)) = rest.split_first_chunk::<16>() {
-            let (x, y) = pair.split_at(8);
-            let (x, y) = (
-                flags(x.try_into().expect("eight bytes")),
-                flags(y.try_into().expect("eight bytes")),
-            );
-            if x | y != 0 {
-                break;
-            }
-            rest = tail;
-        }
-        while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
-            let found = flags(chunk);
-            if found != 0 {
-                rest = &rest[(found.trailing_zeros() / 8) as usize..];
-                break;
-            }
-            rest = tail;
-        }
-        pos = input.len() - rest.len();
-        match rest.first() {
+        pos += first_marked(input.get(pos..).unwrap_or_default(), flags);
+        match input.get(pos) {
             None | Some(b'"' | b'\\' | 0..=0x1F) => return (pos, true),
             Some(0x20..=0x7F) => pos += 1,
             Some(_) => match utf8_sequence(input, pos) {
