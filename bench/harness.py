@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Self
@@ -106,11 +106,13 @@ def open_bench(options: ingest.Options) -> Iterator[ingest.Bench]:
 
 
 def make_bench(
-    base: ingest.Bench, name: str, built: payloads.Payloads, unique_ids: Message | None = None
+    base: ingest.Bench, name: str, built: payloads.Payloads, unique_ids: Message | None = None,
+    variants: Sequence[Message] = (),
 ) -> ingest.Bench:
     """A Bench sending another payload (same children, cores, failure list).
     With `unique_ids` (the request of `built`), every HTTP protobuf request
-    gets new trace ids (wrk_unique.lua)."""
+    gets new trace ids (wrk_unique.lua); with `variants` too (requests of the
+    same shape, other content), the HTTP protobuf requests are those in turn."""
     directory = base.workdir / f"payload-{name}"
     directory.mkdir(exist_ok=True)
     bodies = payloads.write_payloads(built, directory)
@@ -118,6 +120,15 @@ def make_bench(
     if unique_ids is not None:
         write_trace_id_offsets(unique_ids, bodies["protobuf"])
         script = WRK_UNIQUE
+        files = []
+        for n, variant in enumerate(variants):
+            files.append(directory / f"variant-{n}.pb")
+            files[-1].write_bytes(variant.SerializeToString())
+            write_trace_id_offsets(variant, files[-1])
+        if files:
+            Path(f"{bodies['protobuf']}.bodies").write_text("".join(f"{f}\n" for f in files))
+    elif variants:
+        raise ValueError("variants are sent by wrk_unique.lua: give unique_ids too")
     return ingest.Bench(
         base.options, base.children, base.cpus, base.workdir, bodies, built, base.failures, wrk_script=script
     )

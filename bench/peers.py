@@ -28,6 +28,9 @@ Cases (--only, comma separated):
                         the same test and deleting the content keys
   genai-json            router -> per-trace JSON files (trace_idle 1s); written/s
   genai-cbor            router -> Aperture CBOR+zstd files (every 1s); written/s
+  genai-cbor-distinct   the same, each request with prompts of its own (64 in turn),
+                        as real traffic: zstd no longer finds the previous request's
+                        content (the other GenAI rows repeat one request's)
 
 Rotel is installed from PyPI on first use into bench/.peers-venv (a venv of
 the Python running this script; gitignored), pinned to the versions below;
@@ -88,6 +91,7 @@ CONNECTIONS = 8
 WARMUP = 2
 RSS_AIM_MB = 200.0  # per worker; every router here runs one
 CONTENT_BYTES = 3000  # prompt + completion on each model-call span of the GenAI payload
+DISTINCT_BODIES = 64  # genai-distinct: requests of other prompts, sent in turn
 PROVIDERS = payloads.PROVIDERS  # the route's match: every span of the payload has one of them
 
 
@@ -101,7 +105,7 @@ class Target:
 
     key: str
     kind: str  # router | rotel | floor
-    payload: str  # plain | genai | genai-unique (new trace ids in every request, wrk_unique.lua)
+    payload: str  # plain | genai | genai-unique (new trace ids in every request, wrk_unique.lua) | genai-distinct
     encoding: str = "protobuf"
     figure: str = "in"  # in: spans/s acknowledged; sink: spans/s at the sink; written: spans/s written
     setup: str = ""  # router: which config; rotel: blackhole | forward | processor
@@ -146,6 +150,10 @@ CASES = (
              None, FLOOR_GENAI, (("floor", 0.3),)),
     CaseSpec("genai-cbor", "GenAI Aperture CBOR+zstd written",
              Target("router -> file cbor_zstd", "router", "genai-unique", figure="written", setup="cbor_zstd"),
+             None, FLOOR_GENAI, (("floor", 0.3),)),
+    CaseSpec("genai-cbor-distinct", "GenAI Aperture CBOR+zstd written, distinct content",
+             Target("router -> file cbor_zstd, distinct content", "router", "genai-distinct", figure="written",
+                    setup="cbor_zstd"),
              None, FLOOR_GENAI, (("floor", 0.3),)),
 )
 CASE_NAMES = tuple(c.name for c in CASES)
@@ -354,7 +362,7 @@ class Run:
     options: ingest.Options
     children: Children
     workdir: Path
-    benches: dict[str, ingest.Bench]  # plain | genai | genai-unique
+    benches: dict[str, ingest.Bench]  # by Target.payload
     agent: Path
     agent_version: str
     drain_timeout: float
@@ -831,9 +839,15 @@ def main(argv: list[str] | None = None) -> int:
         genai = harness.make_bench(plain, "genai", genai_built)
         unique = harness.make_bench(plain, "genai-unique", genai_built, unique_ids=request)
         benches = {"plain": plain, "genai": genai, "genai-unique": unique}
+        if "genai-cbor-distinct" in args.cases:
+            # Prompts of their own in every request, as from real traffic: zstd cannot find the
+            # previous request's content again (DISTINCT_BODIES x 351 KB of records is past its window).
+            variants = [genai_request(seed=1000 + n) for n in range(DISTINCT_BODIES)]
+            benches["genai-distinct"] = harness.make_bench(plain, "genai-distinct", genai_built, unique_ids=request,
+                                                           variants=variants)
         run = Run(options, children, workdir, benches, agent, version, args.drain_timeout,
                   genai_bytes=len(genai_built.protobuf))  # fmt: skip
-        if "genai-cbor" in args.cases:
+        if {"genai-cbor", "genai-cbor-distinct"} & set(args.cases):
             try:
                 run.genai_share = pipeline.genai_share()
             except Exception as error:  # the router's tree is being edited

@@ -6,29 +6,45 @@
 --   WRK_BODY_FILE .. ".ids"  one line per trace id in the body:
 --                          "<0-based byte offset> <trace number>"
 --                          (written by bench/harness.py, write_unique_ids)
+--   WRK_BODY_FILE .. ".bodies"  if present: the body files to send in turn,
+--                          one path a line, each with its own ".ids" (requests
+--                          of distinct content: bench/harness.py make_bench)
 --   WRK_CONTENT_TYPE       content-type header value
 -- A new id is 8 random bytes (per wrk run, from /dev/urandom, so warm-up and
 -- measured runs against the same router never collide) + a 6-byte request
 -- counter + 2 bytes of trace number: unique, and never all zero.
 
-local path = os.getenv("WRK_BODY_FILE")
-local f = assert(io.open(path, "rb"))
-local body = f:read("*a")
-f:close()
-
--- pieces: body segments with a slot for each trace id between them.
-local pieces, slot_at, slot_trace = {}, {}, {}
-local pos = 1
-for line in io.lines(path .. ".ids") do
-   local offset, trace = line:match("^(%d+) (%d+)$")
-   offset = tonumber(offset)
-   pieces[#pieces + 1] = body:sub(pos, offset)
-   pieces[#pieces + 1] = ""
-   slot_at[#slot_at + 1] = #pieces
-   slot_trace[#slot_trace + 1] = tonumber(trace)
-   pos = offset + 17
+-- A body's pieces: its segments with a slot for each trace id between them.
+local function load(path)
+   local f = assert(io.open(path, "rb"))
+   local body = f:read("*a")
+   f:close()
+   local b = {pieces = {}, slot_at = {}, slot_trace = {}}
+   local pos = 1
+   for line in io.lines(path .. ".ids") do
+      local offset, trace = line:match("^(%d+) (%d+)$")
+      offset = tonumber(offset)
+      b.pieces[#b.pieces + 1] = body:sub(pos, offset)
+      b.pieces[#b.pieces + 1] = ""
+      b.slot_at[#b.slot_at + 1] = #b.pieces
+      b.slot_trace[#b.slot_trace + 1] = tonumber(trace)
+      pos = offset + 17
+   end
+   b.pieces[#b.pieces + 1] = body:sub(pos)
+   return b
 end
-pieces[#pieces + 1] = body:sub(pos)
+
+local path = os.getenv("WRK_BODY_FILE")
+local bodies = {}
+local list = io.open(path .. ".bodies", "r")
+if list then
+   list:close()
+   for line in io.lines(path .. ".bodies") do
+      bodies[#bodies + 1] = load(line)
+   end
+else
+   bodies[1] = load(path)
+end
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE")
@@ -53,18 +69,19 @@ end
 
 function request()
    counter = counter + 1
+   local b = bodies[(counter - 1) % #bodies + 1]
    local stem = prefix .. counter_bytes(counter)
    local ids = {}
-   for i = 1, #slot_at do
-      local trace = slot_trace[i]
+   for i = 1, #b.slot_at do
+      local trace = b.slot_trace[i]
       local id = ids[trace]
       if id == nil then
          id = stem .. string.char(math.floor(trace / 256), trace % 256)
          ids[trace] = id
       end
-      pieces[slot_at[i]] = id
+      b.pieces[b.slot_at[i]] = id
    end
-   return wrk.format(nil, nil, nil, table.concat(pieces))
+   return wrk.format(nil, nil, nil, table.concat(b.pieces))
 end
 
 function done(summary, latency, requests)
