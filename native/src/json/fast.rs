@@ -28,9 +28,11 @@ pub fn transcode(root: usize, input: &[u8]) -> Option<Vec<u8>> {
         out: Vec::with_capacity(input.len() + 16),
         scratch: Doc {
             input,
+            text: None,
             nodes: Vec::new(),
-            strings: Vec::new(),
+            strings: String::new(),
         },
+        unescaped: Vec::new(),
         widths: vec![1; MESSAGES.len()],
     };
     t.message(&MESSAGES[root], 0)?;
@@ -43,8 +45,10 @@ struct Fast<'a> {
     /// open JSON arrays and objects
     depth: usize,
     out: Vec<u8>,
-    /// unescaped strings, and the tape of skipped unknown values
+    /// the tape of skipped unknown values
     scratch: Doc<'a>,
+    /// the string being read, unescaped (bytes: they go to the wire as they are)
+    unescaped: Vec<u8>,
     /// per message type, the width its last length prefix took: reserved for the next one,
     /// messages of a type being mostly alike, so that its body is rarely moved
     widths: Vec<u8>,
@@ -191,12 +195,16 @@ impl Fast<'_> {
         let (field, after) = match search(m, hint, quoted) {
             Some(i) => (Some(i), begin + m.fields[i].json_name.len() + 1),
             None => {
-                self.scratch.strings.clear();
-                let (node, after) = string(input, self.pos, &mut self.scratch.strings).ok()?;
+                self.unescaped.clear();
+                let (node, after) = string(input, self.pos, &mut self.unescaped).ok()?;
                 let Node::Str { off, len, esc } = node else {
                     return None;
                 };
-                let key = self.scratch.bytes(off, len, esc);
+                let key = if esc {
+                    &self.unescaped[..]
+                } else {
+                    &input[off as usize..(off + len) as usize]
+                };
                 let named = |f: &Field| f.json_name.as_bytes() == key || f.name.as_bytes() == key;
                 (search(m, hint, named), after)
             }
@@ -271,7 +279,7 @@ impl Fast<'_> {
         if self.open(b'[', b']')? {
             loop {
                 if packed.is_some() {
-                    let v = scalar_val(self.input, &mut self.pos, &mut self.scratch.strings)?;
+                    let v = scalar_val(self.input, &mut self.pos, &mut self.unescaped)?;
                     scalar(&mut self.out, f, v).ok()?;
                 } else {
                     self.value(f, nesting)?;
@@ -290,7 +298,7 @@ impl Fast<'_> {
     /// Tag and value of one (element of a) non-packed field that is not a message.
     #[inline]
     fn leaf(&mut self, f: &'static Field) -> Option<()> {
-        let v = scalar_val(self.input, &mut self.pos, &mut self.scratch.strings)?;
+        let v = scalar_val(self.input, &mut self.pos, &mut self.unescaped)?;
         leaf(&mut self.out, f, v).ok()
     }
 

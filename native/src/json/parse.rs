@@ -43,9 +43,13 @@ pub enum Node {
 
 pub struct Doc<'a> {
     pub input: &'a [u8],
+    /// the input as text, once it is known to be UTF-8 (the runs of escaped strings are then
+    /// sliced from it, not checked again)
+    pub text: Option<&'a str>,
     pub nodes: Vec<Node>,
-    /// unescaped strings
-    pub strings: Vec<u8>,
+    /// unescaped strings (text: what an escape makes is a char, so only the runs between
+    /// escapes are checked, once, and a string is never checked again when it is read)
+    pub strings: String,
 }
 
 /// Why the input is not JSON (the Python layer reports orjson's own message).
@@ -59,7 +63,7 @@ impl<'a> Doc<'a> {
     pub fn bytes(&self, off: u32, len: u32, esc: bool) -> &[u8] {
         let (off, len) = (off as usize, len as usize);
         if esc {
-            &self.strings[off..off + len]
+            &self.strings.as_bytes()[off..off + len]
         } else {
             &self.input[off..off + len]
         }
@@ -68,6 +72,14 @@ impl<'a> Doc<'a> {
     /// The string of a Str node (valid UTF-8: the input was validated).
     pub fn str_of(&self, node: Node) -> &str {
         match node {
+            Node::Str {
+                off,
+                len,
+                esc: true,
+            } => self
+                .strings
+                .get(off as usize..(off + len) as usize)
+                .unwrap_or(""),
             Node::Str { off, len, esc } => {
                 std::str::from_utf8(self.bytes(off, len, esc)).unwrap_or("")
             }
@@ -97,26 +109,24 @@ fn err<T>(what: &'static str, at: usize) -> Result<T, SyntaxError> {
 }
 
 pub fn parse(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
-    if let Err(e) = std::str::from_utf8(input) {
-        return err("invalid UTF-8", e.valid_up_to());
+    match std::str::from_utf8(input) {
+        Ok(text) => parse_str(text),
+        Err(e) => err("invalid UTF-8", e.valid_up_to()),
     }
-    parse_valid(input)
 }
 
 /// [`parse`] of text already known to be UTF-8 (its strings are checked again as they are
 /// scanned, but nothing else needs to be).
 pub fn parse_str(text: &str) -> Result<Doc<'_>, SyntaxError> {
-    parse_valid(text.as_bytes())
-}
-
-fn parse_valid(input: &[u8]) -> Result<Doc<'_>, SyntaxError> {
+    let input = text.as_bytes();
     if input.len() > u32::MAX as usize {
         return err("document too large", 0);
     }
     let mut doc = Doc {
         input,
+        text: Some(text),
         nodes: Vec::with_capacity(input.len() / 8 + 4),
-        strings: Vec::new(),
+        strings: String::new(),
     };
     let end = value(&mut doc, skip_ws(input, 0), 0)?;
     let end = skip_ws(input, end);
@@ -168,7 +178,7 @@ pub(crate) fn value(doc: &mut Doc, mut pos: usize, depth: usize) -> Result<usize
                 }
             }
             b'"' => {
-                let (node, after) = string(input, pos, &mut doc.strings)?;
+                let (node, after) = string(input, pos, &mut doc.tape())?;
                 doc.nodes.push(node);
                 pos = after;
             }
@@ -226,7 +236,7 @@ fn key(doc: &mut Doc, pos: usize) -> Result<usize, SyntaxError> {
     if doc.input.get(pos) != Some(&b'"') {
         return err("expected a string key", pos);
     }
-    let (node, after) = string(doc.input, pos, &mut doc.strings)?;
+    let (node, after) = string(doc.input, pos, &mut doc.tape())?;
     doc.nodes.push(node);
     let pos = skip_ws(doc.input, after);
     if doc.input.get(pos) != Some(&b':') {
@@ -344,13 +354,106 @@ pub(crate) fn number(input: &[u8], start: usize) -> Result<(Node, usize), Syntax
     }
 }
 
-fn hex4(input: &[u8], pos: usize) -> Option<u32> {
-    let mut v = 0u32;
-    for i in 0..4 {
-        let d = (*input.get(pos + i)? as char).to_digit(16)?;
-        v = v << 4 | d;
+/// The value of each byte as a hex digit, 0xFF where it is none.
+const HEX_DIGITS: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-    Some(v)
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The four hex digits at `pos` (of a `\u` escape), None unless all four are.
+#[inline]
+fn hex4(input: &[u8], pos: usize) -> Option<u32> {
+    let d = input.get(pos..pos + 4)?;
+    let [a, b, c, e] = [d[0], d[1], d[2], d[3]].map(|x| HEX_DIGITS[x as usize] as u32);
+    // a digit is below 16, so any 0xFF leaves bits above the four a digit has
+    ((a | b | c | e) < 16).then_some(a << 12 | b << 8 | c << 4 | e)
+}
+
+/// Where [`string`] puts what it unescapes: bytes for the transcoder, which writes them to the
+/// wire as they are, or the tape's text ([`Tape`]), whose strings are read as `str`.
+pub(crate) trait Unescaped {
+    fn len(&self) -> usize;
+    /// `input[range]`, which [`plain_run`] found valid UTF-8
+    fn run(&mut self, input: &[u8], range: std::ops::Range<usize>);
+    fn byte(&mut self, ascii: u8);
+    fn char(&mut self, c: char);
+}
+
+impl Unescaped for Vec<u8> {
+    #[inline]
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    #[inline]
+    fn run(&mut self, input: &[u8], range: std::ops::Range<usize>) {
+        self.extend_from_slice(&input[range]);
+    }
+    #[inline]
+    fn byte(&mut self, ascii: u8) {
+        self.push(ascii);
+    }
+    #[inline]
+    fn char(&mut self, c: char) {
+        let mut buf = [0u8; 4];
+        // byte by byte: a call of memcpy for one to four bytes costs more than the bytes
+        for &b in c.encode_utf8(&mut buf).as_bytes() {
+            self.push(b);
+        }
+    }
+}
+
+/// A tape's unescaped strings: what an escape makes is a char and the runs between escapes are
+/// sliced from the document's text, so no string is checked for UTF-8 again when it is read.
+struct Tape<'t, 's> {
+    text: Option<&'t str>,
+    out: &'s mut String,
+}
+
+impl Unescaped for Tape<'_, '_> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.out.len()
+    }
+    #[inline]
+    fn run(&mut self, input: &[u8], range: std::ops::Range<usize>) {
+        // A document not yet known to be UTF-8 (a value the transcoder skips) has its run
+        // checked: the only way to a str without `unsafe`.
+        let run = match self.text {
+            Some(text) => text.get(range),
+            None => std::str::from_utf8(&input[range]).ok(),
+        };
+        // plain_run checked the run and ends it on an ASCII byte, so both always hold
+        self.out
+            .push_str(run.expect("a run plain_run found UTF-8, cut at ASCII bytes"));
+    }
+    #[inline]
+    fn byte(&mut self, ascii: u8) {
+        self.out.push(ascii as char);
+    }
+    #[inline]
+    fn char(&mut self, c: char) {
+        self.out.push(c);
+    }
+}
+
+impl Doc<'_> {
+    fn tape(&mut self) -> Tape<'_, '_> {
+        Tape {
+            text: self.text,
+            out: &mut self.strings,
+        }
+    }
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -439,7 +542,7 @@ pub(crate) fn plain_run(input: &[u8], mut pos: usize) -> (usize, bool) {
 pub(crate) fn string(
     input: &[u8],
     start: usize,
-    strings: &mut Vec<u8>,
+    strings: &mut impl Unescaped,
 ) -> Result<(Node, usize), SyntaxError> {
     let begin = start + 1;
     let (mut pos, valid) = plain_run(input, begin);
@@ -460,7 +563,7 @@ pub(crate) fn string(
         Some(_) => return err("unexpected control character in string", pos),
     }
     let off = strings.len();
-    strings.extend_from_slice(&input[begin..pos]);
+    strings.run(input, begin..pos);
     loop {
         match input.get(pos) {
             None => return err("unexpected end of data", pos),
@@ -516,13 +619,12 @@ pub(crate) fn string(
                             what: "invalid escape",
                             at: pos,
                         })?;
-                        let mut buf = [0u8; 4];
-                        strings.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        strings.char(ch);
                         continue;
                     }
                     _ => return err("invalid escaped sequence in string", pos),
                 };
-                strings.push(c);
+                strings.byte(c);
             }
             Some(&c) if c < 0x20 => return err("unexpected control character in string", pos),
             Some(_) => {
@@ -532,8 +634,75 @@ pub(crate) fn string(
                     return err("invalid UTF-8", end);
                 }
                 pos = end;
-                strings.extend_from_slice(&input[run..pos]);
+                strings.run(input, run..pos);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The string at the start of `json` as each sink unescapes it (a string without escapes
+    /// is its bytes in the input, given to none): the transcoder's bytes, the tape's text when
+    /// the document is known to be UTF-8, and when it is not yet.
+    fn both(json: &str) -> Result<(Vec<u8>, String, String), &'static str> {
+        let mut bytes = Vec::new();
+        let (node, _) = string(json.as_bytes(), 0, &mut bytes).map_err(|e| e.what)?;
+        let mut texts = [String::new(), String::new()];
+        for (text, out) in [Some(json), None].into_iter().zip(&mut texts) {
+            string(json.as_bytes(), 0, &mut Tape { text, out }).map_err(|e| e.what)?;
+        }
+        let [known, checked] = texts;
+        Ok(match node {
+            Node::Str { esc: true, .. } => (bytes, known, checked),
+            _ => {
+                let inside = &json[1..json.len() - 1];
+                (inside.into(), inside.into(), inside.into())
+            }
+        })
+    }
+
+    #[test]
+    fn every_sink_unescapes_to_the_same_text() {
+        for (json, want) in [
+            (r#""plain""#, "plain"),
+            (r#""a\nb\tc\\d\"e\/f\b\f\r""#, "a\nb\tc\\d\"e/f\u{8}\u{c}\r"),
+            (r#""\u4e2d\u6587，\u00E9t\u00e9""#, "中文，été"),
+            (r#""\ud83d\ude00 smile""#, "😀 smile"),
+            (r#""ünï \u00fc cödé""#, "ünï ü cödé"),
+            (r#""\u0000\u001F""#, "\u{0}\u{1f}"),
+        ] {
+            let (bytes, known, checked) = both(json).unwrap();
+            assert_eq!(std::str::from_utf8(&bytes).unwrap(), want, "{json}");
+            assert_eq!(known, want, "{json}");
+            assert_eq!(checked, want, "{json}");
+        }
+    }
+
+    #[test]
+    fn a_bad_escape_is_refused_with_its_reason() {
+        for (json, what) in [
+            (r#""\u12G4""#, "invalid escape"),
+            (r#""\u00""#, "invalid escape"),
+            (r#""\ud800""#, "no low surrogate in string"),
+            (r#""\ud800\u0041""#, "invalid low surrogate in string"),
+            (r#""\udc00""#, "invalid high surrogate in string"),
+            (r#""\x""#, "invalid escaped sequence in string"),
+            ("\"a\\", "unexpected end of data"),
+        ] {
+            assert_eq!(both(json).unwrap_err(), what, "{json}");
+        }
+    }
+
+    #[test]
+    fn hex4_reads_four_digits_of_either_case_and_nothing_else() {
+        assert_eq!(hex4(b"00e9", 0), Some(0xe9));
+        assert_eq!(hex4(b"FFff", 0), Some(0xffff));
+        assert_eq!(hex4(b"x1a2B", 1), Some(0x1a2b));
+        for bad in [&b"12g4"[..], b"12 4", b"123", b"\xff123", b"-123"] {
+            assert_eq!(hex4(bad, 0), None, "{bad:?}");
         }
     }
 }
