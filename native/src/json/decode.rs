@@ -6,7 +6,7 @@
 //! strings, oneof exclusivity, MAX_NESTING.  Fields are written in the order their keys come.
 
 use super::error::{DecodeError, Part, Problem, Shown, Step};
-use super::parse::{parse, Doc, Node};
+use super::parse::{parse, Doc, Node, HEX_DIGITS as HEX};
 use super::table::{Field, Kind, Message};
 use super::tables::{ENUMS, MESSAGES};
 
@@ -131,23 +131,6 @@ fn put_len(out: &mut Vec<u8>, body_start: usize, width: usize) -> usize {
     out[i] = n as u8;
     need
 }
-
-/// Hex digit values, 0xFF for bytes that are not one (either case).
-static HEX: [u8; 256] = {
-    let mut t = [0xFFu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
 
 fn b64_value(c: u8, url: bool) -> Option<u8> {
     match c {

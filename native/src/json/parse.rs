@@ -354,8 +354,8 @@ pub(crate) fn number(input: &[u8], start: usize) -> Result<(Node, usize), Syntax
     }
 }
 
-/// The value of each byte as a hex digit, 0xFF where it is none.
-const HEX_DIGITS: [u8; 256] = {
+/// The value of each byte as a hex digit (either case), 0xFF where it is none.
+pub(crate) static HEX_DIGITS: [u8; 256] = {
     let mut t = [0xFF; 256];
     let mut i = 0;
     while i < 10 {
