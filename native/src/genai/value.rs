@@ -435,37 +435,23 @@ fn key_value(body: &[u8], budget: u32) -> Result<(String, Value), WireError> {
 /// `orjson.loads(text)`: the value, or None where orjson raises.
 pub fn parse_json(text: &str) -> Option<Value> {
     let doc = parse::parse_str(text).ok()?;
-    Some(node(&doc, text, 0).0)
+    Some(node(&doc, 0).0)
 }
 
-/// The value at tape index `i` of `doc`, parsed from `text`, and the index after it (nesting is
-/// at most LOADS_MAX_DEPTH). A string without escapes is sliced from `text`, not checked again.
-fn node(doc: &Doc, text: &str, i: usize) -> (Value, usize) {
-    let string = |n: Node| -> String {
-        match n {
-            Node::Str {
-                off,
-                len,
-                esc: false,
-            } => text
-                .get(off as usize..(off + len) as usize)
-                .unwrap_or_default()
-                .to_owned(),
-            n => doc.str_of(n).to_owned(),
-        }
-    };
+/// The value at tape index `i` and the index after it (nesting is at most LOADS_MAX_DEPTH).
+fn node(doc: &Doc, i: usize) -> (Value, usize) {
     match doc.nodes[i] {
         Node::Null => (Value::Null, i + 1),
         Node::Bool(b) => (Value::Bool(b), i + 1),
         Node::Int(n) => (Value::Int(n as i128), i + 1),
         Node::UInt(n) => (Value::Int(n as i128), i + 1),
         Node::Float(x) => (Value::Float(x), i + 1),
-        s @ Node::Str { .. } => (Value::Str(string(s)), i + 1),
+        s @ Node::Str { .. } => (Value::Str(doc.str_of(s).to_owned()), i + 1),
         Node::Array { len, end } => {
             let mut items = Vec::with_capacity(len as usize);
             let mut j = i + 1;
             for _ in 0..len {
-                let (v, next) = node(doc, text, j);
+                let (v, next) = node(doc, j);
                 items.push(v);
                 j = next;
             }
@@ -475,8 +461,8 @@ fn node(doc: &Doc, text: &str, i: usize) -> (Value, usize) {
             let mut pairs = Vec::with_capacity(len as usize);
             let mut j = i + 1;
             for _ in 0..len {
-                let key = string(doc.nodes[j]);
-                let (v, next) = node(doc, text, j + 1);
+                let key = doc.str_of(doc.nodes[j]).to_owned();
+                let (v, next) = node(doc, j + 1);
                 pairs.push((key, v));
                 j = next;
             }

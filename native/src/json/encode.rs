@@ -6,7 +6,7 @@
 //! "-Infinity", finite ones in orjson's float notation; unknown fields are skipped.
 
 use super::error::format_float;
-use super::parse::first_marked;
+use super::parse::{first_marked, HIGH, ONES};
 use super::table::{Field, Kind, Message};
 use super::tables::MESSAGES;
 
@@ -405,8 +405,6 @@ pub(crate) fn push_json_string(out: &mut Vec<u8>, s: &str) {
 /// holds, or after a byte where it holds, so "none" is exact).
 #[inline]
 fn escape_flags(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
     below_space | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64))

@@ -69,22 +69,20 @@ impl<'a> Doc<'a> {
         }
     }
 
-    /// The string of a Str node (valid UTF-8: the input was validated).
+    /// The string of a Str node (valid UTF-8: the input was validated), sliced from the text
+    /// it lies in without a second check where that is known to be UTF-8.
+    #[inline]
     pub fn str_of(&self, node: Node) -> &str {
-        match node {
-            Node::Str {
-                off,
-                len,
-                esc: true,
-            } => self
-                .strings
-                .get(off as usize..(off + len) as usize)
-                .unwrap_or(""),
-            Node::Str { off, len, esc } => {
-                std::str::from_utf8(self.bytes(off, len, esc)).unwrap_or("")
-            }
-            _ => "",
+        let Node::Str { off, len, esc } = node else {
+            return "";
+        };
+        let range = off as usize..(off + len) as usize;
+        match (esc, self.text) {
+            (true, _) => self.strings.get(range),
+            (false, Some(text)) => text.get(range),
+            (false, None) => std::str::from_utf8(&self.input[range]).ok(),
         }
+        .unwrap_or("")
     }
 
     /// Index of the node after the value at `i` (and all it contains).
@@ -428,7 +426,7 @@ impl Unescaped for Tape<'_, '_> {
     #[inline]
     fn run(&mut self, input: &[u8], range: std::ops::Range<usize>) {
         // A document not yet known to be UTF-8 (a value the transcoder skips) has its run
-        // checked: the only way to a str without `unsafe`.
+        // checked again: the crate forbids unchecked conversion to a str.
         let run = match self.text {
             Some(text) => text.get(range),
             None => std::str::from_utf8(&input[range]).ok(),
@@ -456,8 +454,8 @@ impl Doc<'_> {
     }
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
+pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
+pub(crate) const HIGH: u64 = 0x8080_8080_8080_8080;
 
 /// Length of the well-formed UTF-8 sequence at `at` whose lead byte is >= 0x80 (Unicode's
 /// table 3-7: no overlong forms, surrogates or code points past U+10FFFF), 0 if it is not one.
