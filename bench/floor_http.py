@@ -7,17 +7,38 @@ with orjson.loads (the cheapest full parse of OTLP JSON; no conversion).
 GET /stats returns the count of parsed requests so the benchmark can check
 the load generator's numbers against the server's.
 
-Run: python bench/floor_http.py --port PORT   (prints "floor ready" on stderr)
+With --store DIR it is a format floor: the least work of a file destination on top
+of the parse, done before the answer, for peers.py's file rows.
+  --format files    the spans of each trace, as upb serializes them, in one
+                    durable file (temporary file, fdatasync, link) per trace and
+                    request, written by 64 threads: the per-trace JSON layout's
+                    file per trace, without JSON
+  --format objects  the body as received into one zstd stream (level 3), and an
+                    object written durably every 1000 spans: Aperture's
+                    compressed objects, without records (the request completing
+                    an object waits for it)
+Neither keeps a spool, so both do less than a router must.
+
+Run: python bench/floor_http.py --port PORT [--store DIR --format files|objects]
+(prints "floor ready" on stderr)
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import collections
+import concurrent.futures
+import itertools
+import os
 import socket
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 import uvicorn
+import zstandard
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -28,7 +49,58 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 EMPTY_RESPONSE = ExportTraceServiceResponse().SerializeToString()
+OBJECT_SPANS = 1000
 parsed = 0
+
+
+class Store:
+    """Durable files in a directory, written by threads as the router's local store does."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = str(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        self.pool = concurrent.futures.ThreadPoolExecutor(64)
+        self.names = itertools.count()
+        self.compressor = zstandard.ZstdCompressor(level=3).compressobj()
+        self.compressed: list[bytes] = []
+        self.spans = 0
+
+    def _write(self, name: str, data: bytes) -> None:
+        tmp = f"{self.directory}/.{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            os.write(fd, data)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, f"{self.directory}/{name}")
+        os.unlink(tmp)
+
+    async def write(self, names_and_data: list[tuple[str, bytes]]) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self.pool, self._write, n, d) for n, d in names_and_data))
+
+    async def files(self, request: ExportTraceServiceRequest) -> None:
+        traces: dict[bytes, list[bytes]] = collections.defaultdict(list)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    traces[span.trace_id].append(span.SerializeToString())
+        n = next(self.names)
+        await self.write([(f"{trace_id.hex()}-{n}.pb", b"".join(spans)) for trace_id, spans in traces.items()])
+
+    async def objects(self, body: bytes, request: ExportTraceServiceRequest) -> None:
+        self.compressed.append(self.compressor.compress(body))
+        self.spans += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        if self.spans >= OBJECT_SPANS:
+            self.compressed.append(self.compressor.flush())
+            data = b"".join(self.compressed)
+            self.compressor, self.compressed, self.spans = zstandard.ZstdCompressor(level=3).compressobj(), [], 0
+            await self.write([(f"{next(self.names):08d}.zst", data)])
+
+
+store: Store | None = None
+store_format = "files"
 
 
 async def export(request: Request) -> Response:
@@ -38,7 +110,9 @@ async def export(request: Request) -> Response:
         orjson.loads(body)
         parsed += 1
         return Response(b"{}", media_type="application/json")
-    ExportTraceServiceRequest.FromString(body)
+    message = ExportTraceServiceRequest.FromString(body)
+    if store is not None:
+        await (store.files(message) if store_format == "files" else store.objects(body, message))
     parsed += 1
     return Response(EMPTY_RESPONSE, media_type="application/x-protobuf")
 
@@ -60,12 +134,16 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(asgi_app: Starlette, name: str) -> None:
-    """Parse --host/--port, bind, say "<name> ready" on stderr, serve until killed."""
-    parser = argparse.ArgumentParser()
+def serve(asgi_app: Starlette, name: str, parser: argparse.ArgumentParser | None = None,
+          configure: Callable[[argparse.Namespace], None] | None = None) -> None:
+    """Parse --host/--port (and `parser`'s own options, given to `configure`), bind, say
+    "<name> ready" on stderr, serve until killed."""
+    parser = parser or argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    if configure is not None:
+        configure(args)
     config = uvicorn.Config(
         asgi_app, loop="uvloop", http="httptools", access_log=False, log_level="warning", lifespan="off"
     )
@@ -74,8 +152,17 @@ def serve(asgi_app: Starlette, name: str) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
+def _configure(args: argparse.Namespace) -> None:
+    global store, store_format
+    if args.store is not None:
+        store, store_format = Store(args.store), args.format
+
+
 def main() -> None:
-    serve(app, "floor")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--store", type=Path, help="a format floor: write what is parsed to this directory")
+    parser.add_argument("--format", choices=("files", "objects"), default="files")
+    serve(app, "floor", parser, _configure)
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ class Target:
     payload: str  # plain | genai | genai-unique (new trace ids in every request, wrk_unique.lua) | genai-distinct
     encoding: str = "protobuf"
     figure: str = "in"  # in: spans/s acknowledged; sink: spans/s at the sink; written: spans/s written
-    setup: str = ""  # router: which config; rotel: blackhole | forward | processor
+    setup: str = ""  # router: which config; rotel: blackhole | forward | processor; floor: files | objects
 
 
 @dataclass(frozen=True)
@@ -119,11 +119,15 @@ class CaseSpec:
     rotel: Target | None
     floor: Target | None
     aims: tuple[tuple[str, float], ...] = ()  # (rotel | floor, least router/peer ratio)
+    # The floor with the format's least work done too (floor_http.py --store): shown, not judged.
+    format_floor: Target | None = None
 
 
 FLOOR_PROTO = Target("floor http/protobuf", "floor", "plain")
 FLOOR_JSON = Target("floor http/json (orjson only)", "floor", "plain", "json")
 FLOOR_GENAI = Target("floor genai http/protobuf", "floor", "genai")
+FLOOR_FILES = Target("floor genai + a durable file per trace", "floor", "genai-unique", setup="files")
+FLOOR_OBJECTS = Target("floor genai + zstd objects", "floor", "genai-unique", setup="objects")
 ROTEL_PROTO = Target("rotel http/protobuf -> blackhole", "rotel", "plain", setup="blackhole")
 
 CASES = (
@@ -147,14 +151,15 @@ CASES = (
              FLOOR_GENAI, (("rotel", 1.5), ("floor", 0.6))),
     CaseSpec("genai-json", "GenAI per-trace JSON written",
              Target("router -> file json", "router", "genai-unique", figure="written", setup="json"),
-             None, FLOOR_GENAI, (("floor", 0.3),)),
+             None, FLOOR_GENAI, (("floor", 0.3),), FLOOR_FILES),
     CaseSpec("genai-cbor", "GenAI Aperture CBOR+zstd written",
              Target("router -> file cbor_zstd", "router", "genai-unique", figure="written", setup="cbor_zstd"),
-             None, FLOOR_GENAI, (("floor", 0.3),)),
+             None, FLOOR_GENAI, (("floor", 0.3),), FLOOR_OBJECTS),
     CaseSpec("genai-cbor-distinct", "GenAI Aperture CBOR+zstd written, distinct content",
              Target("router -> file cbor_zstd, distinct content", "router", "genai-distinct", figure="written",
                     setup="cbor_zstd"),
-             None, FLOOR_GENAI, (("floor", 0.3),)),
+             None, FLOOR_GENAI, (("floor", 0.3),),
+             Target("floor genai + zstd objects, distinct content", "floor", "genai-distinct", setup="objects")),
 )
 CASE_NAMES = tuple(c.name for c in CASES)
 
@@ -184,8 +189,11 @@ class Outcome:
     router: Measurement | None
     rotel: Measurement | None
     floor: Measurement | None
+    format_floor: Measurement | None = None
     vs_rotel: float | None = None
     vs_floor: float | None = None
+    vs_format_floor: float | None = None
+    format_floor_vs_floor: float | None = None  # what the format's least work leaves of the floor
     # The same ratios per CPU second (peer CPU-s per M spans / router's): what a core does when
     # other processes take part of it; shown, not judged.
     cpu_vs_rotel: float | None = None
@@ -448,7 +456,8 @@ def start_target(run: Run, target: Target, directory: Path) -> tuple[Server, str
         server = start_server(run.children, "rotel", argv, ports, directory / "rotel.log", bench.cpus.server,
                               ROTEL_READY, bench.options.ready_timeout, cwd=directory, env=env)  # fmt: skip
         return server, " ".join(argv)
-    return ingest.start_floor(bench, "http"), "bench/floor_http.py"
+    store = ["--store", str(directory / "out"), "--format", target.setup] if target.setup else []
+    return ingest.start_floor(bench, "http", store), " ".join(["bench/floor_http.py", *store])
 
 
 # --- measuring one target ---------------------------------------------------
@@ -467,7 +476,7 @@ def measure_target(run: Run, target: Target, round_: int = 0) -> Measurement:
     directory = run.workdir / (f"{name}-round{round_ + 1}" if round_ else name)
     directory.mkdir(parents=True, exist_ok=True)
     log(f"{target.key}:")
-    files = target.kind == "router" and target.setup in ("json", "cbor_zstd")
+    files = target.setup in ("json", "cbor_zstd", "files", "objects")
     # What creating a file costs here: ext4 after many recent deletions (a test suite, an earlier
     # run) scans past the deleted inodes on every create (bench/file_create.py). The probe's files
     # stay until the run ends: deleting them would do just that to the row.
@@ -616,7 +625,8 @@ def run_cases(run: Run, names: tuple[str, ...], rounds: int = 1) -> list[Outcome
             if rounds > 1:
                 log(f"  round {round_ + 1} of {rounds}")
             floor, rotel = get(spec.floor, round_), get(spec.rotel, round_)  # peers first, then the router
-            each.append(Outcome(spec.name, spec.label, get(spec.router, round_), rotel, floor))
+            format_floor = get(spec.format_floor, round_)
+            each.append(Outcome(spec.name, spec.label, get(spec.router, round_), rotel, floor, format_floor))
             set_ratios(each[-1])
         outcome = median_outcome(each)
         judge(spec, outcome)
@@ -625,7 +635,8 @@ def run_cases(run: Run, names: tuple[str, ...], rounds: int = 1) -> list[Outcome
 
 
 RATIOS = {"vs_rotel": "r/Rotel", "vs_floor": "r/floor", "cpu_vs_rotel": "per CPU-s r/Rotel",
-          "cpu_vs_floor": "per CPU-s r/floor"}
+          "cpu_vs_floor": "per CPU-s r/floor", "vs_format_floor": "r/format floor",
+          "format_floor_vs_floor": "format floor/floor"}
 
 
 def median_outcome(each: list[Outcome]) -> Outcome:
@@ -662,6 +673,8 @@ def cpu_ratio(a: Measurement | None, b: Measurement | None) -> float | None:
 def set_ratios(outcome: Outcome) -> None:
     outcome.vs_rotel = ratio(outcome.router, outcome.rotel)
     outcome.vs_floor = ratio(outcome.router, outcome.floor)
+    outcome.vs_format_floor = ratio(outcome.router, outcome.format_floor)
+    outcome.format_floor_vs_floor = ratio(outcome.format_floor, outcome.floor)
     outcome.cpu_vs_rotel = cpu_ratio(outcome.router, outcome.rotel)
     outcome.cpu_vs_floor = cpu_ratio(outcome.router, outcome.floor)
 
@@ -741,7 +754,13 @@ def format_report(run: Run, outcomes: list[Outcome], header: dict[str, object]) 
             f"{fmt(o.vs_rotel, '.2f'):>8} {fmt(o.vs_floor, '.2f'):>8}"
             f" {fmt(o.cpu_vs_rotel, '.2f'):>19} {fmt(o.cpu_vs_floor, '.2f'):>8}"
         )
-    if any(m is not None and m.noisy for o in outcomes for m in (o.router, o.rotel, o.floor)):
+    formats = [o for o in outcomes if o.format_floor is not None]
+    if formats:
+        lines += ["", "format floors (bench/floor_http.py --store: the floor's parse and, before the answer, the "
+                  "least work of the format: a durable file per trace, or the body into zstd objects; no spool):"]
+        lines += [f"  {o.case:<22} {peer_cell(o.format_floor)}: {fmt(o.format_floor_vs_floor, '.2f')} of the floor, "
+                  f"router {fmt(o.vs_format_floor, '.2f')} of it" for o in formats]
+    if any(m is not None and m.noisy for o in outcomes for m in (o.router, o.rotel, o.floor, o.format_floor)):
         lines.append(f"* NOISY: other processes took > {ingest.OTHER_CPU_WARNING:.0%} of the server's or the load "
                      "generator's core while it was measured (shares below); rerun on a quiet machine")
     if any(o.rounds for o in outcomes):
@@ -759,7 +778,7 @@ def format_report(run: Run, outcomes: list[Outcome], header: dict[str, object]) 
               "and what was acknowledged):"]
     seen: set[str] = set()
     for o in outcomes:
-        for m in (o.router, o.rotel, o.floor):
+        for m in (o.router, o.rotel, o.floor, o.format_floor):
             if m is None or m.target in seen:
                 continue
             seen.add(m.target)
