@@ -10,8 +10,9 @@ the load generator's numbers against the server's.
 With --store DIR it is a format floor: the least work of a file destination on top
 of the parse, done before the answer, for peers.py's file rows.
   --format files    the spans of each trace, as upb serializes them, in one
-                    durable file (temporary file, fdatasync, link) per trace and
-                    request, written by 64 threads: the per-trace JSON layout's
+                    durable file (temporary file, fdatasync, link; the directory
+                    synced every 64 files) per trace and request, written by 64
+                    threads: the per-trace JSON layout's
                     file per trace, without JSON
   --format objects  the body as received into one zstd stream (level 3), and an
                     object written durably every 1000 spans: Aperture's
@@ -48,8 +49,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from otlp_router.spool.disk import fsync_dir
+
 EMPTY_RESPONSE = ExportTraceServiceResponse().SerializeToString()
 OBJECT_SPANS = 1000
+DIRECTORY_SYNC = 64  # files linked between two syncs of the directory
 parsed = 0
 
 
@@ -61,6 +65,7 @@ class Store:
         os.makedirs(self.directory, exist_ok=True)
         self.pool = concurrent.futures.ThreadPoolExecutor(64)
         self.names = itertools.count()
+        self.linked = itertools.count(1)  # next() on it is atomic under the GIL
         self.compressor = zstandard.ZstdCompressor(level=3).compressobj()
         self.compressed: list[bytes] = []
         self.spans = 0
@@ -75,6 +80,8 @@ class Store:
             os.close(fd)
         os.link(tmp, f"{self.directory}/{name}")
         os.unlink(tmp)
+        if next(self.linked) % DIRECTORY_SYNC == 0:  # the links durable too, as the router's store makes them
+            fsync_dir(Path(self.directory))
 
     async def write(self, names_and_data: list[tuple[str, bytes]]) -> None:
         loop = asyncio.get_running_loop()
