@@ -32,6 +32,11 @@ Cases (--only, comma separated):
                         as real traffic: zstd no longer finds the previous request's
                         content (the other GenAI rows repeat one request's)
 
+The three file cases also measure a format floor (bench/floor_http.py --store):
+the GenAI floor's parse plus only the format's least work before the answer (a
+durable file per trace, or the body into zstd objects), shown as its share of
+the floor and the router's share of it, not judged.
+
 Rotel is installed from PyPI on first use into bench/.peers-venv (a venv of
 the Python running this script; gitignored), pinned to the versions below;
 its wheel carries the `rotel-agent` binary, which embeds CPython (the
