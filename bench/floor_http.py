@@ -60,7 +60,7 @@ parsed = 0
 class Store:
     """Durable files in a directory, written by threads as the router's local store does."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, format: str) -> None:
         self.directory = str(directory)
         os.makedirs(self.directory, exist_ok=True)
         self.pool = concurrent.futures.ThreadPoolExecutor(64)
@@ -69,6 +69,7 @@ class Store:
         self.compressor = zstandard.ZstdCompressor(level=3).compressobj()
         self.compressed: list[bytes] = []
         self.spans = 0
+        self.take = self.files if format == "files" else self.objects
 
     def _write(self, name: str, data: bytes) -> None:
         tmp = f"{self.directory}/.{name}.tmp"
@@ -87,7 +88,7 @@ class Store:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self.pool, self._write, n, d) for n, d in names_and_data))
 
-    async def files(self, request: ExportTraceServiceRequest) -> None:
+    async def files(self, _: bytes, request: ExportTraceServiceRequest) -> None:
         traces: dict[bytes, list[bytes]] = collections.defaultdict(list)
         for resource_spans in request.resource_spans:
             for scope_spans in resource_spans.scope_spans:
@@ -107,7 +108,6 @@ class Store:
 
 
 store: Store | None = None
-store_format = "files"
 
 
 async def export(request: Request) -> Response:
@@ -119,7 +119,7 @@ async def export(request: Request) -> Response:
         return Response(b"{}", media_type="application/json")
     message = ExportTraceServiceRequest.FromString(body)
     if store is not None:
-        await (store.files(message) if store_format == "files" else store.objects(body, message))
+        await store.take(body, message)
     parsed += 1
     return Response(EMPTY_RESPONSE, media_type="application/x-protobuf")
 
@@ -160,9 +160,9 @@ def serve(asgi_app: Starlette, name: str, parser: argparse.ArgumentParser | None
 
 
 def _configure(args: argparse.Namespace) -> None:
-    global store, store_format
+    global store
     if args.store is not None:
-        store, store_format = Store(args.store), args.format
+        store = Store(args.store, args.format)
 
 
 def main() -> None:
