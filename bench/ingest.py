@@ -269,7 +269,8 @@ def measure(
     connections = warm_up(bench, server, case, response_frame)
     if window:
         window(True)
-    counted_before = counter() if counter else 0
+    # The warm-up's last answers may still be on their way: counted once they are in.
+    counted_before = settled(counter) if counter else 0
     server_before = group_cpu_seconds(server.proc.pid)
     cores_before = core_busy_seconds(bench.cpus.server), core_busy_seconds(bench.cpus.loadgen)
     load = run_load(bench, server, case, bench.options.duration, response_frame, connections)
@@ -278,7 +279,7 @@ def measure(
     loadgen_core = core_busy_seconds(bench.cpus.loadgen) - cores_before[1]
     if window:
         window(False)
-    counted = counter() - counted_before if counter else None
+    counted = settled(counter) - counted_before if counter else None
     return CaseResult(
         case=case.name,
         target=case.target,
@@ -298,6 +299,21 @@ def measure(
         server_count=counted,
         note=count_check(load.ok, counted, connections),
     )
+
+
+def settled(counter: Callable[[], int], quiet: float = 0.1, limit: float = 3.0) -> int:
+    """A floor's count once it holds still for `quiet` seconds (at most `limit`): the answers
+    to requests a load generator left in flight when it stopped are counted on one side of a
+    window, not on both."""
+    deadline = time.monotonic() + limit
+    last = counter()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = counter()
+        if now == last:
+            break
+        last = now
+    return last
 
 
 def count_check(ok: int, counted: int | None, in_flight: int) -> str:
