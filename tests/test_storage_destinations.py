@@ -19,7 +19,12 @@ from tests.support import ROOT, base_config, make_request, wait_for
 FIXTURES = ROOT / "tests" / "fixtures" / "genai"
 JS = {"Content-Type": "application/json"}
 PB = {"Content-Type": "application/x-protobuf"}
-TODAY = time.strftime("%Y-%m-%d", time.gmtime())
+
+
+def _dates(since: float) -> set[str]:
+    """The UTC dates from `since` until now: an object written around midnight is dated on
+    either side of it."""
+    return {time.strftime("%Y-%m-%d", time.gmtime(t)) for t in (since, time.time())}
 
 
 class Target:
@@ -66,12 +71,15 @@ def _trace_ids(doc: dict[str, Any]) -> set[str]:
 
 
 def test_per_trace_json_with_the_default_layout(start_router, tmp_path, target) -> None:
+    started = time.time()
     router = _router(start_router, tmp_path, target.destination(format="json", trace_idle="200ms"))
     sent = _post_fixture(router, "openrouter")
     trace_id = next(iter(_trace_ids(sent)))
     objects = wait_for(lambda: target.objects(), timeout=10)
     (key,) = objects
-    assert key.startswith(f"openrouter-traces/{TODAY}/{trace_id}-") and key.endswith(".json")
+    folder, date, name = key.split("/")
+    assert folder == "openrouter-traces" and date in _dates(started)
+    assert name.startswith(f"{trace_id}-") and name.endswith(".json")
     assert abs(int(key.rsplit("-", 1)[1].removesuffix(".json")) - time.time()) < 30
     doc = orjson.loads(objects[key])
     assert doc["id"] == trace_id
@@ -83,6 +91,7 @@ def test_per_trace_json_with_the_default_layout(start_router, tmp_path, target) 
 
 
 def test_path_template_variables_and_prefix(start_router, tmp_path, target) -> None:
+    started = time.time()
     router = _router(start_router, tmp_path, target.destination(
         format="json", trace_idle="200ms", prefix="team-a",
         path_template="{prefix}/{year}/{month}/{day}/{apiKeyName}"))
@@ -90,12 +99,13 @@ def test_path_template_variables_and_prefix(start_router, tmp_path, target) -> N
     request = make_request(spans=2, seed=9)
     assert router.post("/v1/traces", request.SerializeToString(), PB)[0] == 200
     keys = wait_for(lambda: len(target.objects()) == 2 and sorted(target.objects()), timeout=10)
-    y, m, d = TODAY.split("-")
-    plain = [k for k in keys if k.startswith(f"team-a/{y}/{m}/{d}/default/")]
-    named = [k for k in keys if not k.startswith(f"team-a/{y}/{m}/{d}/default/")]
+    days = _dates(started)
+    assert all(k.startswith("team-a/") and "-".join(k.split("/")[1:4]) in days for k in keys)
+    plain = [k for k in keys if k.split("/")[4] == "default"]
+    named = [k for k in keys if k.split("/")[4] != "default"]
     assert plain and plain[0].endswith(f"/{request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex()}-"
                                        + plain[0].rsplit("-", 1)[1])
-    assert named and named[0].startswith(f"team-a/{y}/{m}/{d}/") and "/default/" not in named[0]
+    assert named and "/default/" not in named[0]
 
 
 def test_a_trace_split_over_requests_lands_in_one_object_and_a_late_span_in_another(start_router, tmp_path,
@@ -179,6 +189,7 @@ def test_privacy_drops_the_aperture_capture(start_router, tmp_path, target) -> N
 
 
 def test_otlp_json_objects_on_s3(start_router, tmp_path, moto) -> None:
+    started = time.time()
     bucket = moto.bucket("raw-otlp")
     router = _router(start_router, tmp_path, moto.destination(bucket, format="otlp_json", prefix="lake",
                                                               rotate={"max_age": "300ms"}))
@@ -186,7 +197,9 @@ def test_otlp_json_objects_on_s3(start_router, tmp_path, moto) -> None:
     assert router.post("/v1/traces", request.SerializeToString(), PB)[0] == 200
     objects = wait_for(lambda: moto.objects(bucket), timeout=10)
     (key,) = objects
-    assert key.startswith(f"lake/traces/{TODAY}/traces-") and key.endswith(".jsonl.gz")
+    prefix, signal, date, name = key.split("/")
+    assert (prefix, signal) == ("lake", "traces") and date in _dates(started)
+    assert name.startswith("traces-") and name.endswith(".jsonl.gz")
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from otlp_router.model import otlp_json
     lines = gzip.decompress(objects[key]).splitlines()
