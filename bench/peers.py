@@ -26,6 +26,9 @@ Cases (--only, comma separated):
                         sink; router: a route matching a span attribute +
                         privacy; Rotel: its Python processor (rotel-sdk API) doing
                         the same test and deleting the content keys
+  genai-ingest          the file cases' load (new trace ids in every request) into the
+                        durable spool -> discard: what the file rows pay before their
+                        destination (not judged)
   genai-json            router -> per-trace JSON files (trace_idle 1s); written/s
   genai-cbor            router -> Aperture CBOR+zstd files (every 1s); written/s
   genai-cbor-distinct   the same, each request with prompts of its own (64 in turn),
@@ -154,6 +157,9 @@ CASES = (
              Target("router route+privacy -> sink", "router", "genai", figure="sink", setup="route-privacy"),
              Target("rotel python processor -> sink", "rotel", "genai", figure="sink", setup="processor"),
              FLOOR_GENAI, (("rotel", 1.5), ("floor", 0.6))),
+    CaseSpec("genai-ingest", "GenAI ingest, durable spool -> discard",
+             Target("router disk -> discard genai", "router", "genai-unique", setup="disk"),
+             None, FLOOR_GENAI),
     CaseSpec("genai-json", "GenAI per-trace JSON written",
              Target("router -> file json", "router", "genai-unique", figure="written", setup="json"),
              None, FLOOR_GENAI, (("floor", 0.3),), FLOOR_FILES),
@@ -505,8 +511,8 @@ def measure_target(run: Run, target: Target, round_: int = 0) -> Measurement:
     # The written files stay until the run ends (the workdir goes then): deleting tens of
     # thousands here would slow every file the next rows create.
     shutil.rmtree(directory / "spool", ignore_errors=True)
-    log(f"  -> {measurement.spans_per_s:,.0f} spans/s ({target.figure}), "
-        f"{fmt(measurement.cpu_s_per_m, '.1f')} CPU-s/M, {fmt(measurement.rss_mb, '.0f')} MB; {measurement.note}")
+    log(join(f"  -> {measurement.spans_per_s:,.0f} spans/s ({target.figure}), "
+             f"{fmt(measurement.cpu_s_per_m, '.1f')} CPU-s/M, {fmt(measurement.rss_mb, '.0f')} MB", measurement.note))
     return measurement
 
 
