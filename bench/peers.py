@@ -592,15 +592,7 @@ def after_load(run: Run, target: Target, server: Server, directory: Path, extra:
 
 def rotel_after_load(sink: Server, at_end: int, extra: dict[str, object], settle: float = 1.0) -> str:
     """Rotel batches (200 ms): wait until the sink's count stops moving."""
-    last, still_since = at_end, time.monotonic()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        time.sleep(0.25)
-        now = pipeline.sink_spans(sink)
-        if now != last:
-            last, still_since = now, time.monotonic()
-        elif time.monotonic() - still_since >= settle:
-            break
+    last = ingest.settled(lambda: pipeline.sink_spans(sink), quiet=settle, limit=30)
     extra["sink_after_load"] = last - at_end
     return f"{last - at_end:,.0f} more at the sink after the load"
 
