@@ -356,11 +356,14 @@ class Window:
     refused: dict[str, float]  # error answers by status
 
     @classmethod
-    def between(cls, before: Counters, after: Counters) -> Window:
+    def between(cls, before: Counters, after: Counters, written_share: float = 1.0) -> Window:
+        """`written_share`: items a destination sends per span it takes. An Aperture destination
+        writes a record for model calls only (0.8 of the GenAI payload's spans): its records/s
+        divided by that are the spans/s it finished, the unit the load and the floors count in."""
         seconds = after.at - before.at
         accepted, routed = after.accepted - before.accepted, after.routed - before.routed
         fanout = routed / accepted if accepted else 1.0
-        out = (after.sent - before.sent) / fanout if fanout else 0.0
+        out = (after.sent - before.sent) / fanout / written_share if fanout else 0.0
         refused = {k: v - before.refused.get(k, 0.0) for k, v in after.refused.items()}
         return cls(seconds, out / seconds, after.spooled - before.spooled, {k: v for k, v in refused.items() if v})
 
@@ -373,11 +376,12 @@ def measure_row(
     payload: str,
     item: str = "spans",
     sidecar: Server | None = None,
+    written_share: float = 1.0,
 ) -> Row:
     """ingest.measure with the router's peak RSS and its own counters over
     the measured window (needs its admin port), as a Row. `sidecar`: a
     process sharing the load generator's core (the forwarding sink); its CPU
-    is not counted as interference from other processes."""
+    is not counted as interference from other processes. `written_share`: see Window.between."""
     log(f"{label}:")
     sidecar_before, started = (group_cpu_seconds(sidecar.proc.pid), time.monotonic()) if sidecar else (0.0, 0.0)
     snapshots: list[Counters] = []
@@ -387,7 +391,7 @@ def measure_row(
     if sidecar is not None:
         share = (group_cpu_seconds(sidecar.proc.pid) - sidecar_before) / (time.monotonic() - started)
         result = replace(result, other_cpu_loadgen=max(0.0, result.other_cpu_loadgen - share))
-    window = Window.between(*snapshots)
+    window = Window.between(*snapshots, written_share=written_share)
     log(f"  -> {result.spans_per_s:,.0f} {item}/s in, {window.out_per_s:,.0f} out, errors {result.errors}")
     noisy = max(result.other_cpu_server, result.other_cpu_loadgen) > ingest.OTHER_CPU_WARNING
     notes = ingest.row_notes(result)

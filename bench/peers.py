@@ -545,10 +545,13 @@ def measure_started(run: Run, target: Target, bench: ingest.Bench, server: Serve
     if sink is not None and before.sink is not None and after.sink is not None:
         figure = (after.sink - before.sink) / seconds
     if is_router and before.counters and after.counters:
-        win = harness.Window.between(before.counters, after.counters)
+        share = written_share(run, target)
+        win = harness.Window.between(before.counters, after.counters, written_share=share)
         extra["window"] = asdict(win)
         if target.figure == "written":
             figure = win.out_per_s
+            if share != 1.0:
+                notes.append(f"{figure * share / 1000:,.0f}k records/s ({share:.0%} of the spans are model calls)")
         if win.refused:
             notes.append("refused " + ", ".join(f"{n:,.0f}x {s}" for s, n in sorted(win.refused.items()))
                          + (" (spool full)" if set(win.refused) == {"429"} else ""))  # fmt: skip
@@ -568,6 +571,12 @@ def measure_started(run: Run, target: Target, bench: ingest.Bench, server: Serve
     )  # fmt: skip
 
 
+def written_share(run: Run, target: Target) -> float:
+    """Items the target's destination writes per span: Aperture writes records of model calls
+    only, so its figure is the spans whose records it wrote (records/s over this share)."""
+    return (run.genai_share or 1.0) if target.setup == "cbor_zstd" else 1.0
+
+
 def after_load(run: Run, target: Target, server: Server, directory: Path, extra: dict[str, object]) -> str:
     """Let the router's spools drain, then check what it delivered or wrote
     against what its destinations confirmed / what it acknowledged."""
@@ -582,10 +591,7 @@ def after_load(run: Run, target: Target, server: Server, directory: Path, extra:
         return join(note, f"{total - sink_before:,.0f} more at the sink after the load")
     counter = pipeline.COUNTERS["json" if target.setup == "json" else "cbor_zstd"]
     written = counter(directory / "out")
-    share = 1.0
-    if target.setup == "cbor_zstd":
-        share = run.genai_share if run.genai_share is not None else 1.0
-    expected = round(drain.accepted * share)
+    expected = round(drain.accepted * written_share(run, target))
     extra["written_total"] = written
     return join(note, pipeline.delivered_note(written, expected, "written"))
 

@@ -291,12 +291,13 @@ def formats_group(ctx: Context) -> list[Row]:
 
 def stored(ctx: Context, label: str, fmt: str, out: Path) -> Callable[[Server], list[Row]]:
     def body(server: Server) -> list[Row]:
-        row = measure_row(ctx.genai, server, HTTP_PROTOBUF, label, "genai")
+        # Aperture records are for model calls only (not execute_tool spans).
+        share = genai_share() if fmt == "cbor_zstd" else 1.0
+        row = measure_row(ctx.genai, server, HTTP_PROTOBUF, label, "genai", written_share=share)
         drain = harness.wait_drained(server, ctx.drain_timeout)
         written = COUNTERS[fmt](out)
         shutil.rmtree(out, ignore_errors=True)  # gigabytes at full speed: free them at once
-        # Aperture records are for model calls only (not execute_tool spans).
-        expected = round(drain.accepted * (genai_share() if fmt == "cbor_zstd" else 1.0))
+        expected = round(drain.accepted * share)
         row.note = join(row.note, drain_note(drain), delivered_note(written, expected, "written"))
         row.extra.update(asdict(drain), written=written)
         return [row]
