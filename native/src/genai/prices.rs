@@ -30,6 +30,16 @@ pub struct Key {
     pub day: Option<u64>,
 }
 
+impl Key {
+    /// Whether `q` is looked up under this key (as `key(q)` would make it, without allocating).
+    pub fn matches(&self, q: &Priced) -> bool {
+        q.model == Some(self.model.as_str())
+            && q.provider.filter(|p| !p.is_empty()) == self.provider.as_deref()
+            && (q.at_unix_nano > 0).then_some(q.at_unix_nano / NS_PER_DAY) == self.day
+            && (q.input.is_some() || q.output.is_some())
+    }
+}
+
 /// Whether `estimate` would look anything up for `q` (it answers None at once otherwise), and
 /// under which key.
 pub fn key(q: &Priced) -> Option<Key> {

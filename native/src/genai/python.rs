@@ -233,11 +233,38 @@ pub struct GenAI {
 impl GenAI {
     /// The estimate for `q`: from the rates in the core where it has them, else `estimate`'s.
     fn price(&self, py: Python<'_>, q: &Priced) -> Result<Option<Estimate>, InPython> {
+        self.price_after(py, q, &mut None)
+    }
+
+    /// A pricer for one call's spans: the last model's rates are kept (the spans of a request
+    /// mostly call one model), so most are priced without the lock, a hash and a key's strings.
+    fn pricer<'s>(
+        &'s self,
+        py: Python<'s>,
+    ) -> impl FnMut(&Priced) -> Result<Option<Estimate>, InPython> + 's {
+        let mut last = None;
+        move |q| self.price_after(py, q, &mut last)
+    }
+
+    fn price_after(
+        &self,
+        py: Python<'_>,
+        q: &Priced,
+        last: &mut Option<(Key, Option<Arc<Rates>>)>,
+    ) -> Result<Option<Estimate>, InPython> {
         if let Some(rates_of) = &self.rates {
-            let Some(key) = prices::key(q) else {
-                return Ok(None);
+            let known = match last {
+                Some((key, rates)) if key.matches(q) => rates.clone(),
+                _ => {
+                    let Some(key) = prices::key(q) else {
+                        return Ok(None);
+                    };
+                    let rates = self.rates(rates_of.bind(py), key.clone())?;
+                    *last = Some((key, rates.clone()));
+                    rates
+                }
             };
-            match self.rates(rates_of.bind(py), key)? {
+            match known {
                 None => return Ok(None),
                 Some(rates) => {
                     if let Some(bands) = &rates.bands {
@@ -365,7 +392,7 @@ impl GenAI {
                 scope_version: version,
             })
             .collect();
-        let mut pricer = |q: &Priced| self.price(py, q);
+        let mut pricer = self.pricer(py);
         match trace_document(
             &self.table,
             trace_id,
@@ -438,7 +465,7 @@ impl GenAI {
             scope_name,
             scope_version,
         };
-        let mut pricer = |q: &Priced| self.price(py, q);
+        let mut pricer = self.pricer(py);
         Ok(
             match aperture::record(
                 &self.table,
@@ -481,7 +508,7 @@ impl GenAI {
         };
         // Each Resource read once, when a span of it is first met (None: Python's to read).
         let mut resources: Vec<Option<Option<Rc<Attrs>>>> = vec![None; split.resources.len()];
-        let mut pricer = |q: &Priced| self.price(py, q);
+        let mut pricer = self.pricer(py);
         // records are about twice their spans (a capture holds each body as text and bytes)
         let mut cbor = Vec::with_capacity(request.len() * 2);
         let mut made = Vec::new();
