@@ -18,6 +18,7 @@ from typing import Any
 import cbor2
 import orjson
 import pytest
+import yaml
 from hypothesis import event, given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -217,6 +218,47 @@ def test_an_id_past_128_bits_is_left_to_python() -> None:
     span, _ = _span({})
     part: Part = (span.SerializeToString(), b"", "", "", SpanRef(span, {}, "", ""))
     assert native(part, 2**200, False, None) is None
+
+
+def _convention_keys() -> list[str]:
+    """Every attribute key the conventions table reads."""
+    table = yaml.safe_load((Path(genai.__file__).parent / "conventions.yaml").read_text())
+    keys: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for name in ("key", "attribute"):
+                if isinstance(node.get(name), str):
+                    keys.add(node[name])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    walk(table)
+    return sorted(keys)
+
+
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+_ODD_VALUES = st.one_of(st.text(max_size=8), _INT64, st.floats(), st.booleans(),
+                        st.lists(st.one_of(st.text(max_size=4), _INT64, st.floats()), max_size=3),
+                        st.sampled_from(['{"a": [1, {"b": 2.5}]}', "[1, 2", "ERROR", "2024-01-01T00:00:00Z"]))
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(_convention_keys()), _ODD_VALUES, max_size=12))
+def test_a_span_that_is_no_model_call_is_no_record_whatever_its_fields_hold(attrs: dict[str, Any]) -> None:
+    """The core reads a tool call's type and nothing else (its view's fields are not wanted):
+    it answers False for it at once, never leaving it to Python for a field it cannot read."""
+    attrs = {**attrs, "gen_ai.operation.name": "execute_tool"}
+    span, resource = _span(attrs)
+    span.name = "execute_tool f"
+    ref = SpanRef(span, resource, "scope", "1")
+    if genai.view(span, resource, "scope", "1").is_genai:
+        return   # another key made it a model call after all
+    part: Part = (span.SerializeToString(), b"", "scope", "1", ref)
+    assert native(part, 1, False, None) is False
+    assert python(ref, 1, False, None) is None
 
 
 # --- any spans -----------------------------------------------------------------------------------

@@ -410,7 +410,7 @@ pub fn record_into(
     pricer: &mut Pricer,
 ) -> Result<bool, Python> {
     let span = parse_span(part.span)?;
-    let (attrs, v) = span_view(table, &span, part, resource, pricer)?;
+    let (attrs, v) = span_view(table, &span, part, resource, pricer, true)?;
     if !v.is_genai {
         return Ok(false);
     }

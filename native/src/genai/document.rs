@@ -148,13 +148,15 @@ pub fn attributes_of<'a>(kvs: &[&'a [u8]], mut out: Attrs<'a>) -> Result<Attrs<'
     Ok(out)
 }
 
-/// A span's attributes (its resource's first, its own over them) and its view.
+/// A span's attributes (its resource's first, its own over them) and its view (`view::view`'s
+/// `model_calls_only`).
 pub fn span_view<'a>(
     table: &Table,
     span: &Span<'a>,
     part: &SpanPart,
     resource: &Rc<Attrs<'a>>,
     pricer: &mut Pricer,
+    model_calls_only: bool,
 ) -> Result<(Attrs<'a>, View), Python> {
     let attrs = attributes_of(&span.attributes, Attrs::over(resource))?;
     let info = SpanInfo {
@@ -166,7 +168,14 @@ pub fn span_view<'a>(
         start_unix_nano: span.start,
         events: &span.events,
     };
-    let v = view::view(table, &attrs, &info, Some(&**resource), pricer)?;
+    let v = view::view(
+        table,
+        &attrs,
+        &info,
+        Some(&**resource),
+        pricer,
+        model_calls_only,
+    )?;
     Ok((attrs, v))
 }
 
@@ -381,7 +390,7 @@ pub fn trace_document(
                 &e.insert((attrs, shown)).0
             }
         };
-        let (attrs, v) = span_view(table, span, part, resource, pricer)?;
+        let (attrs, v) = span_view(table, span, part, resource, pricer, false)?;
         views.push(v);
         span_attrs.push(attrs);
     }

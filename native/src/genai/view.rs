@@ -942,13 +942,15 @@ fn version(text: &str) -> Vec<i64> {
 
 // --- the view ----------------------------------------------------------------------------------
 
-/// The view of a span whose merged attributes are `attrs`.
+/// The view of a span whose merged attributes are `attrs`; with `model_calls_only`, only its
+/// type for a span that is no model call (`is_genai` false, nothing else read).
 pub fn view(
     table: &Table,
     attrs: &Attrs,
     span: &SpanInfo,
     resource: Option<&Attrs>,
     pricer: &mut Pricer,
+    model_calls_only: bool,
 ) -> Result<View, Python> {
     // candidates by field, in the order fields are first met (usage buckets keep that order)
     let mut order: Vec<usize> = Vec::new();
@@ -1030,7 +1032,9 @@ pub fn view(
         "SPAN".to_string()
     };
     let mut out = plain_span(&ty, span);
-    if order.is_empty() {
+    // `model_calls_only`: the caller keeps only model calls (Aperture records), so another
+    // span's fields are not read: a fifth of a GenAI trace's spans are tool calls.
+    if order.is_empty() || (model_calls_only && !out.is_genai) {
         return Ok(out);
     }
 
