@@ -23,10 +23,16 @@ pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
     encoder.finish().expect("gzip into memory")
 }
 
-/// The CRC-32 of zlib (`zlib.crc32`), going on from `start`: zlib-rs folds it with PCLMULQDQ,
-/// about 10x the speed of the table-driven one CPython's zlib has on this machine.
+/// The CRC-32 of zlib (`zlib.crc32`), going on from `start` (the checksum so far, its final xor
+/// undone to go on): crc-fast folds it with the widest carry-less multiply the CPU has, 65 GB/s
+/// with AVX-512 on this machine against 7 for CPython's zlib and 17 for zlib-rs.
 pub fn crc32(data: &[u8], start: u32) -> u32 {
-    zlib_rs::crc32::crc32(start, data)
+    let mut digest = crc_fast::Digest::new_with_init_state(
+        crc_fast::CrcAlgorithm::Crc32IsoHdlc,
+        u64::from(start ^ 0xffff_ffff),
+    );
+    digest.update(data);
+    digest.finalize() as u32
 }
 
 #[cfg(feature = "python")]
