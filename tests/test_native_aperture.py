@@ -318,6 +318,21 @@ def test_long_containers_and_strings_take_longer_heads() -> None:
     assert _native._genai_cbor_of(nested) == cbor2.dumps(nested)
 
 
+@pytest.mark.parametrize("n", [0, 200, 240, 65480, 65530, 70000])
+def test_bodies_dumped_at_every_head_size_are_pythons(n: int) -> None:
+    """The core writes a dumped body straight into the record after a head of three bytes and
+    moves it where its length takes another head (the JSON of a message list of `n` characters
+    of content is a little longer than `n`: both sides of 255 and 65535)."""
+    messages = orjson.dumps([{"role": "user", "content": "x" * n}]).decode()
+    span, resource = _span({"gen_ai.input.messages": messages, "gen_ai.output.messages": messages})
+    ref = SpanRef(span, resource, "scope", "1")
+    part: Part = (span.SerializeToString(), b"", "scope", "1", ref)
+    record = native(part, 1, False, None)
+    assert_same(record, python(ref, 1, False, None))
+    capture = cbor2.loads(record)["capture"]
+    assert capture["rawRequestBody"] == capture["requestBody"].encode()
+
+
 # --- the batcher -----------------------------------------------------------------------------------
 
 class _PythonOnly:

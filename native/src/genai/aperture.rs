@@ -279,58 +279,57 @@ fn tool_uses(output: &Value) -> Vec<Value> {
 }
 
 /// `_body`: a body as text, whose UTF-8 is its bytes too; None for none (`None, b""`). What is
-/// not a string is dumped into `dumped` (one buffer for both bodies, kept between records).
+/// not a string is JSON to write (orjson's dumps), checked here before a byte of the record is.
 enum Body<'a> {
     None,
     Text(&'a str),
-    Dumped(std::ops::Range<usize>),
+    Json(&'a Value),
 }
 
-fn body<'a>(v: &'a Value, dumped: &mut Vec<u8>) -> Result<Body<'a>, Python> {
+fn body(v: &Value) -> Result<Body<'_>, Python> {
     Ok(match v {
         Value::Null => Body::None,
         Value::Str(x) => Body::Text(x),
-        other => {
-            if !value::dumpable(other, 0) {
-                return Err(Python);
-            }
-            let at = dumped.len();
-            value::write_json(other, dumped);
-            Body::Dumped(at..dumped.len())
-        }
+        other if value::dumpable(other, 0) => Body::Json(other),
+        _ => return Err(Python),
     })
 }
 
-impl Body<'_> {
-    /// The body's bytes (valid UTF-8: a string's, or JSON written from strings).
-    fn bytes<'s>(&'s self, dumped: &'s [u8]) -> Option<&'s [u8]> {
-        match self {
-            Body::None => None,
-            Body::Text(x) => Some(x.as_bytes()),
-            Body::Dumped(range) => Some(&dumped[range.clone()]),
-        }
-    }
-}
-
-fn write_body(out: &mut Vec<u8>, body: Option<&[u8]>) {
+/// A body as a CBOR text (null for none), written straight into the record: a dumped one after a
+/// head sized for 256 to 65535 bytes, moved where it is of another length. Where its bytes are,
+/// for the raw body after it.
+fn write_body(out: &mut Vec<u8>, body: &Body) -> Option<std::ops::Range<usize>> {
     match body {
-        Some(x) => {
-            head(out, 3, x.len() as u64);
-            out.extend_from_slice(x);
+        Body::None => {
+            out.push(0xf6);
+            None
         }
-        None => out.push(0xf6),
+        Body::Text(x) => {
+            text(out, x);
+            Some(out.len() - x.len()..out.len())
+        }
+        Body::Json(v) => {
+            let at = out.len();
+            out.extend_from_slice(&[0x79, 0, 0]);
+            value::write_json(v, out);
+            let n = out.len() - at - 3;
+            if (0x100..=0xffff).contains(&n) {
+                out[at + 1..at + 3].copy_from_slice(&(n as u16).to_be_bytes());
+            } else {
+                let mut h = Vec::with_capacity(9);
+                head(&mut h, 3, n as u64);
+                out.splice(at..at + 3, h);
+            }
+            Some(out.len() - n..out.len())
+        }
     }
 }
 
-fn write_raw_body(out: &mut Vec<u8>, body: Option<&[u8]>) {
-    let raw = body.unwrap_or(b"");
-    head(out, 2, raw.len() as u64);
-    out.extend_from_slice(raw);
-}
-
-thread_local! {
-    /// The bodies of the record being made, dumped (a few KB; not allocated again per record).
-    static DUMPED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+/// The raw body: the text's bytes again, as a CBOR byte string (empty for none).
+fn write_raw_body(out: &mut Vec<u8>, written: Option<std::ops::Range<usize>>) {
+    let range = written.unwrap_or(0..0);
+    head(out, 2, range.len() as u64);
+    out.extend_from_within(range);
 }
 
 fn api_type(v: &View, path: Option<&str>) -> Result<&'static str, Python> {
@@ -521,8 +520,6 @@ pub fn record_into(
         None => model.as_str(),
     });
     // What only the capture holds, read (and refused where Python's) before a byte is written.
-    let mut dumped = DUMPED.take();
-    dumped.clear();
     let capture = if privacy {
         None
     } else {
@@ -538,7 +535,7 @@ pub fn record_into(
         let Value::List(tags) = &v.tags else {
             return Err(Python);
         };
-        let bodies = (body(&v.input, &mut dumped)?, body(&v.output, &mut dumped)?);
+        let bodies = (body(&v.input)?, body(&v.output)?);
         Some((uses, tags, bodies))
     };
 
@@ -589,7 +586,6 @@ pub fn record_into(
     key(out, "status_code");
     int(out, status_code);
     if let Some((uses, tags, (request, response))) = capture {
-        let (request, response) = (request.bytes(&dumped), response.bytes(&dumped));
         key(out, "capture");
         head(out, 5, 16);
         key(out, "id");
@@ -615,9 +611,9 @@ pub fn record_into(
         key(out, "responseHeaders");
         write_map(out, &response_headers);
         key(out, "requestBody");
-        write_body(out, request);
+        let request = write_body(out, &request);
         key(out, "responseBody");
-        write_body(out, response);
+        let response = write_body(out, &response);
         key(out, "rawRequestBody");
         write_raw_body(out, request);
         key(out, "rawResponseBody");
@@ -625,7 +621,6 @@ pub fn record_into(
         key(out, "sessionId");
         write_cbor(session_id, out);
     }
-    DUMPED.set(dumped);
     Ok(true)
 }
 
